@@ -1,0 +1,21 @@
+#pragma once
+// Every tunable default of sluice, in one place (as CAF's defaults.hpp).
+#include <cstddef>
+
+namespace sluice::defaults {
+
+// GenStage's subscription defaults: max_demand 1000, min_demand = max_demand / 2.
+inline constexpr std::size_t max_demand = 1000;
+
+// GenStage's producer buffer: 10,000 events, keeping the last ones.
+inline constexpr std::size_t buffer_size = 10'000;
+
+// Messages one stage handles before it yields its worker to other stages. A message is a
+// whole batch, so this bounds the work per slice without costing a reschedule per event.
+inline constexpr std::size_t max_throughput = 32;
+
+// Spare batch vectors a producer keeps for reuse; more than the usual number of batches in
+// flight on one edge (max_demand / (max_demand - min_demand) chunks plus one being filled).
+inline constexpr std::size_t batch_pool_size = 8;
+
+}  // namespace sluice::defaults

@@ -1,0 +1,411 @@
+#pragma once
+// A user stage wrapped in an actor: the GenStage protocol (subscriptions, demand, buffering,
+// completion, cancellation) around the user's callbacks.
+#include <sluice/detail/actor.hpp>
+#include <sluice/detail/batch_pool.hpp>
+#include <sluice/detail/dispatcher.hpp>
+#include <sluice/detail/event_buffer.hpp>
+#include <sluice/detail/messages.hpp>
+#include <sluice/stage.hpp>
+
+#include <algorithm>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <span>
+#include <variant>
+#include <vector>
+
+namespace sluice::detail {
+
+// The input type of a producer and the output type of a consumer.
+struct NoEvents {};
+
+template <class S>
+struct input_of {
+  using type = NoEvents;
+};
+template <ReceivingStage S>
+struct input_of<S> {
+  using type = typename S::in_type;
+};
+template <class S>
+struct output_of {
+  using type = NoEvents;
+};
+template <EmittingStage S>
+struct output_of<S> {
+  using type = typename S::out_type;
+};
+
+template <class S>
+class StageActor final : public ActorCore, public Inlet<typename input_of<S>::type>, private StageContext {
+ public:
+  using In = typename input_of<S>::type;
+  using Out = typename output_of<S>::type;
+
+  template <class... Args>
+  StageActor(Scheduler& scheduler, StageHost& host, StageOptions options, Args&&... args)
+      : ActorCore(scheduler, host, std::move(options.name)),
+        options_(std::move(options)),
+        buffer_(options_.buffer_size, options_.buffer_keep),
+        stage_(std::forward<Args>(args)...) {
+    static_cast<StageBase&>(stage_).context_ = this;
+  }
+
+  S& stage() noexcept { return stage_; }
+
+  void post(Control&& message) override { deliver(Message{std::move(message)}); }
+
+  void post_events(SubscriptionId id, std::vector<In>&& events, BatchPool<In>* pool) override {
+    deliver(Message{Events<In>{id, std::move(events), pool}});
+  }
+
+  bool run_slice() override {
+    const std::size_t throughput = scheduler_.throughput();
+    for (std::size_t handled = 0; handled < throughput; ++handled) {
+      Message* message = mailbox_.next();
+      if (message == nullptr) break;
+      if (stopped_) {
+        handle_after_stop(*message);
+        continue;
+      }
+      try {
+        std::visit([this](auto& m) { handle(m); }, *message);
+        if (!stopped_) settle();
+      } catch (const std::exception& e) {
+        stop(ExitReason::error(name_, e.what()));
+      } catch (...) {
+        stop(ExitReason::error(name_, "unknown exception"));
+      }
+    }
+    return mailbox_.finish_slice();
+  }
+
+ private:
+  using Message = std::variant<Control, Events<In>>;
+  static constexpr bool emits = EmittingStage<S>;
+  static constexpr bool receives = ReceivingStage<S>;
+
+  // One subscription to a producer, seen from this consumer.
+  struct Upstream {
+    SubscriptionId id;
+    ActorCore* producer;
+    SubscribeOptions options;
+    std::size_t pending = 0;  // asked for and not yet received
+    bool manual = false;
+  };
+
+  void deliver(Message&& message) {
+    if (mailbox_.push(std::move(message))) scheduler_.schedule(*this);
+  }
+
+  void handle(Control& control) {
+    std::visit([this](auto& m) { handle(m); }, control);
+  }
+
+  // --- consumer side -------------------------------------------------------------------------
+
+  void handle(SubscribeTo& m) {
+    if constexpr (receives) {
+      Upstream upstream{m.id, m.producer, m.options};
+      const SubscriptionInfo info{m.id, PeerRole::producer, m.producer->name(), m.options};
+      upstream.manual = stage_.handle_subscribe(info) == DemandMode::manual;
+      // GenStage's refill rule, step 1: ask for max_demand on subscribing.
+      if (!upstream.manual) upstream.pending = m.options.max_demand;
+      upstream_.push_back(upstream);
+      m.producer->post(Subscribe{this, m.id, m.options});
+      if (!upstream.manual) m.producer->post(Ask{m.id, m.options.max_demand});
+    }
+  }
+
+  void handle(Events<In>& m) {
+    if constexpr (receives) {
+      stats_.add_in(m.events.size());
+      if constexpr (ProducerConsumerStage<S>) {
+        // A producer-consumer works only while its consumers have demand (GenStage's
+        // producer_consumer queue): otherwise the batch waits, and so does the upstream refill.
+        if (downstream_demand_ == 0 || !waiting_batches_.empty()) {
+          waiting_batches_.push_back(std::move(m));
+          return;
+        }
+      }
+      consume(m);
+    }
+  }
+
+  // Handles a batch in chunks of at most max_demand - min_demand events, refilling demand after
+  // each chunk once it falls to min_demand (GenStage's refill rule, steps 2-4).
+  void consume(Events<In>& m) {
+    std::span<In> events(m.events);
+    std::size_t offset = 0;
+    while (offset < events.size()) {
+      Upstream* upstream = find_upstream(m.id);
+      const std::size_t chunk =
+          upstream ? upstream->options.max_demand - upstream->options.effective_min_demand() : events.size();
+      const std::size_t count = std::min(chunk, events.size() - offset);
+      const std::size_t refill = upstream ? account_received(*upstream, count) : 0;
+      deliver_chunk(events.subspan(offset, count));
+      offset += count;
+      if (refill > 0) {
+        if (Upstream* still = find_upstream(m.id)) still->producer->post(Ask{m.id, refill});
+      }
+    }
+    if (m.pool != nullptr) m.pool->release(std::move(m.events));
+  }
+
+  // Returns how many events to ask for once the chunk has been handled.
+  static std::size_t account_received(Upstream& upstream, std::size_t count) {
+    upstream.pending -= std::min(upstream.pending, count);
+    if (upstream.manual || upstream.pending > upstream.options.effective_min_demand()) return 0;
+    const std::size_t refill = upstream.options.max_demand - upstream.pending;
+    upstream.pending = upstream.options.max_demand;
+    return refill;
+  }
+
+  void deliver_chunk(std::span<In> chunk) {
+    if constexpr (ProducerConsumerStage<S>) {
+      Emitter<Out> out = begin_emit();
+      stage_.handle_events(chunk, out);
+      end_emit();
+    } else if constexpr (ConsumerStage<S>) {
+      stage_.handle_events(chunk);
+    }
+  }
+
+  void take_waiting_batches() {
+    while (downstream_demand_ > 0 && !waiting_batches_.empty() && !stopped_) {
+      Events<In> batch = std::move(waiting_batches_.front());
+      waiting_batches_.pop_front();
+      consume(batch);
+    }
+  }
+
+  void handle(Down& m) {
+    if constexpr (receives) {
+      auto upstream = std::find_if(upstream_.begin(), upstream_.end(), [&](auto& u) { return u.id == m.id; });
+      if (upstream == upstream_.end()) return;
+      const Upstream gone = *upstream;
+      upstream_.erase(upstream);
+      stage_.handle_cancel(SubscriptionInfo{gone.id, PeerRole::producer, gone.producer->name(), gone.options},
+                           m.reason);
+      switch (gone.options.cancel) {
+        case CancelMode::permanent:
+          if (m.reason.kind == ExitReason::Kind::normal) {
+            ++completed_upstream_;
+          } else {
+            stop(m.reason);
+          }
+          break;
+        case CancelMode::transient:
+          if (m.reason.is_abnormal()) stop(m.reason);
+          break;
+        case CancelMode::temporary:
+          break;
+      }
+    }
+  }
+
+  // --- producer side -------------------------------------------------------------------------
+
+  void handle(Subscribe& m) {
+    if constexpr (emits) {
+      auto* inlet = dynamic_cast<Inlet<Out>*>(m.consumer);
+      if (inlet == nullptr) {
+        m.consumer->post(Down{m.id, ExitReason::error(name_, "event types of the subscription do not match")});
+        return;
+      }
+      dispatcher_->subscribe(ConsumerSlot<Out>{m.id, m.consumer, inlet});
+      stage_.handle_subscribe(SubscriptionInfo{m.id, PeerRole::consumer, m.consumer->name(), m.options});
+    }
+  }
+
+  void handle(Ask& m) {
+    if constexpr (emits) {
+      std::size_t demand = serve_from_buffer(dispatcher_->ask(m.id, m.count));
+      if (demand == 0 || output_done_) return;
+      if constexpr (ProducerStage<S>) {
+        Emitter<Out> out = begin_emit();
+        stage_.handle_demand(demand, out);
+        end_emit();
+      } else {
+        downstream_demand_ += demand;
+        take_waiting_batches();
+      }
+    }
+  }
+
+  void handle(Cancel& m) {
+    if constexpr (emits) {
+      const auto& consumers = dispatcher_->consumers();
+      auto slot = std::find_if(consumers.begin(), consumers.end(), [&](auto& c) { return c.id == m.id; });
+      if (slot == consumers.end()) return;
+      const std::string_view consumer_name = slot->actor->name();
+      dispatcher_->cancel(m.id);
+      stage_.handle_cancel(SubscriptionInfo{m.id, PeerRole::consumer, consumer_name, {}}, m.reason);
+      if (dispatcher_->consumers().empty() && options_.complete_when_unsubscribed && !m.reason.is_abnormal()) {
+        stop(ExitReason::normal());
+      }
+    }
+  }
+
+  void handle(Complete&) {
+    if constexpr (ProducerStage<S>) output_done_ = true;
+  }
+
+  // --- any stage -----------------------------------------------------------------------------
+
+  void handle(Stop& m) { stop(m.reason); }
+
+  void handle(Info& m) {
+    if constexpr (emits) {
+      Emitter<Out> out = begin_emit();
+      stage_.handle_info(m.payload, out);
+      end_emit();
+    } else {
+      stage_.handle_info(m.payload);
+    }
+  }
+
+  void handle_after_stop(Message& message) {
+    if (auto* control = std::get_if<Control>(&message)) {
+      // GenStage: subscribing to a stage that is gone ends the subscription with :noproc.
+      if (auto* subscribe = std::get_if<Subscribe>(control)) {
+        subscribe->consumer->post(Down{subscribe->id, ExitReason::noproc(name_)});
+      }
+    }
+  }
+
+  // --- emitting ------------------------------------------------------------------------------
+
+  Emitter<Out> begin_emit() {
+    if (out_batch_.capacity() == 0) out_batch_ = pool_.acquire();
+    return Emitter<Out>(out_batch_, done_requested_);
+  }
+
+  void end_emit() {
+    if (!out_batch_.empty()) {
+      const std::size_t sent = dispatch(out_batch_);
+      if constexpr (ProducerConsumerStage<S>) downstream_demand_ -= std::min(downstream_demand_, sent);
+      if (!out_batch_.empty()) buffer_events(out_batch_);
+    }
+    if (done_requested_ && !output_done_) {
+      output_done_ = true;
+      if constexpr (ProducerConsumerStage<S>) {
+        // A producer-consumer that is done takes no more input.
+        for (auto& upstream : upstream_) upstream.producer->post(Cancel{upstream.id, ExitReason::normal()});
+        upstream_.clear();
+        waiting_batches_.clear();
+      }
+    }
+  }
+
+  std::size_t dispatch(std::vector<Out>& batch) {
+    const std::size_t sent = dispatcher_->dispatch(batch, pool_);
+    stats_.add_out(sent);
+    return sent;
+  }
+
+  void buffer_events(std::vector<Out>& events) {
+    const std::size_t discarded = buffer_.push(events);
+    stats_.set_buffered(buffer_.size());
+    if (discarded == 0) return;
+    stats_.add_discarded(discarded);
+    if (options_.on_discard) options_.on_discard(discarded);
+  }
+
+  // Serves demand from the buffer first (GenStage's take_from_buffer); returns what is left.
+  std::size_t serve_from_buffer(std::size_t demand) {
+    if (demand == 0 || buffer_.empty()) return demand;
+    const std::size_t taken = std::min(demand, buffer_.size());
+    std::vector<Out> batch = pool_.acquire();
+    buffer_.take(taken, batch);
+    dispatch(batch);
+    // Demand just grew by at least `taken`, so every taken event found a consumer.
+    stats_.set_buffered(buffer_.size());
+    return demand - taken;
+  }
+
+  // --- completion ----------------------------------------------------------------------------
+
+  // After each message: has the input run dry, and has everything owed been delivered?
+  void settle() {
+    if constexpr (receives) {
+      if (upstream_.empty() && completed_upstream_ > 0 && waiting_batches_.empty()) {
+        if constexpr (ConsumerStage<S>) {
+          stop(ExitReason::normal());
+          return;
+        } else {
+          output_done_ = true;
+        }
+      }
+    }
+    if constexpr (emits) {
+      if (output_done_ && buffer_.empty()) stop(ExitReason::normal());
+    }
+  }
+
+  void stop(ExitReason reason) {
+    if (stopped_) return;
+    stopped_ = true;
+    if constexpr (emits) {
+      for (const auto& consumer : dispatcher_->consumers()) consumer.actor->post(Down{consumer.id, reason});
+      buffer_.clear();
+      out_batch_ = {};
+    }
+    if constexpr (receives) {
+      for (const auto& upstream : upstream_) upstream.producer->post(Cancel{upstream.id, reason});
+      upstream_.clear();
+      waiting_batches_.clear();
+    }
+    host_.stage_stopped(*this, reason);
+  }
+
+  // --- StageContext --------------------------------------------------------------------------
+
+  std::string_view stage_name() const noexcept override { return name_; }
+
+  void ask(SubscriptionId id, std::size_t count) override {
+    if (Upstream* upstream = find_upstream(id)) {
+      upstream->pending += count;
+      upstream->producer->post(Ask{id, count});
+    }
+  }
+
+  void cancel(SubscriptionId id, ExitReason reason) override {
+    auto upstream = std::find_if(upstream_.begin(), upstream_.end(), [&](auto& u) { return u.id == id; });
+    if (upstream == upstream_.end()) return;
+    upstream->producer->post(Cancel{id, reason});
+    // Leaving a subscription normally counts as its completion: a `take` stage ends this way.
+    if (upstream->options.cancel == CancelMode::permanent && !reason.is_abnormal()) ++completed_upstream_;
+    upstream_.erase(upstream);
+  }
+
+  Upstream* find_upstream(SubscriptionId id) {
+    for (auto& upstream : upstream_)
+      if (upstream.id == id) return &upstream;
+    return nullptr;
+  }
+
+  Mailbox<Message> mailbox_;
+  StageOptions options_;
+  bool stopped_ = false;
+
+  // Consumer side.
+  std::vector<Upstream> upstream_;
+  std::size_t completed_upstream_ = 0;
+  std::deque<Events<In>> waiting_batches_;  // producer-consumers: batches waiting for demand
+  std::size_t downstream_demand_ = 0;       // producer-consumers: demand not yet met
+
+  // Producer side.
+  std::unique_ptr<Dispatcher<Out>> dispatcher_ = std::make_unique<DemandDispatcher<Out>>();
+  EventBuffer<Out> buffer_;
+  BatchPool<Out> pool_;
+  std::vector<Out> out_batch_;
+  bool done_requested_ = false;  // set through Emitter::done()
+  bool output_done_ = false;     // no more events will be emitted
+
+  S stage_;
+};
+
+}  // namespace sluice::detail

@@ -1,0 +1,36 @@
+#pragma once
+// A deterministic scheduler for tests: nothing runs until the test steps it, on the test's
+// thread, one stage slice at a time in FIFO order. Demand accounting can then be checked
+// exactly after each step, with no threads and no sleeps.
+#include <sluice/scheduler.hpp>
+
+#include <cstddef>
+#include <deque>
+#include <functional>
+
+namespace sluice {
+
+class ManualScheduler final : public Scheduler {
+ public:
+  // By default a step is one message, so a test can observe the state after every message.
+  explicit ManualScheduler(std::size_t throughput = 1) : throughput_(throughput) {}
+
+  void schedule(detail::ActorCore& actor) override { ready_.push_back(&actor); }
+
+  // Runs one slice of the stage at the head of the queue; false when nothing is ready.
+  bool run_once();
+  // Runs slices until no stage has work, or until `limit` slices ran; returns how many ran.
+  std::size_t run_until_idle(std::size_t limit = static_cast<std::size_t>(-1));
+  // As run_until_idle, but leaves stages for which `hold` is true unrun (they stay queued):
+  // a test can stand for a consumer that is busy or blocked.
+  std::size_t run_until_idle_except(const std::function<bool(const detail::ActorCore&)>& hold);
+
+  std::size_t ready() const noexcept { return ready_.size(); }
+  std::size_t throughput() const noexcept override { return throughput_; }
+
+ private:
+  std::size_t throughput_;
+  std::deque<detail::ActorCore*> ready_;
+};
+
+}  // namespace sluice

@@ -1,0 +1,260 @@
+#pragma once
+// The pipeline DSL: a linear chain in one expression, read left to right as Elixir's |>.
+//
+//   auto sum = sluice::from<NumberProducer>(system, 1, 100)
+//            | sluice::via<NumberProcessor>()
+//            | sluice::map([](std::int64_t x) { return x + 1; }, {.copies = 2})
+//            | sluice::into<SumConsumer>();
+//   system.wait();
+//
+// Each step spawns its stage(s) on the System and subscribes them to the previous step's.
+// A step with copies > 1 runs that many parallel stages; each subscribes to every stage of
+// the previous step, whose demand dispatcher feeds the copies with the most demand first.
+// For fan-in and fan-out beyond a chain, wire StageRefs with System::subscribe and continue
+// a chain from any of them with from(system, ref).
+#include <sluice/defaults.hpp>
+#include <sluice/detail/pipeline_stages.hpp>
+#include <sluice/stage.hpp>
+#include <sluice/stage_ref.hpp>
+#include <sluice/subscription.hpp>
+#include <sluice/system.hpp>
+
+#include <cstddef>
+#include <optional>
+#include <ranges>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+namespace sluice {
+
+// Options of one step of a pipeline.
+struct StepOptions {
+  std::string name{};  // defaults to the kind of step ("map", "filter", ...)
+  std::size_t max_demand = defaults::max_demand;
+  std::optional<std::size_t> min_demand{};  // defaults to max_demand / 2
+  std::size_t copies = 1;                 // parallel copies, fed by demand
+  std::size_t buffer_size = defaults::buffer_size;
+  BufferKeep buffer_keep = BufferKeep::last;
+};
+
+// The open end of a pipeline: the stages whose events of type Out the next step consumes.
+template <class Out>
+class Flow {
+ public:
+  Flow(System& system, std::vector<detail::ActorCore*> stages) : system_(&system), stages_(std::move(stages)) {}
+  System& system() const noexcept { return *system_; }
+  const std::vector<detail::ActorCore*>& stages() const noexcept { return stages_; }
+
+ private:
+  System* system_;
+  std::vector<detail::ActorCore*> stages_;
+};
+
+// The stages a terminal step spawned: one per copy.
+template <StageType S>
+class Stages {
+ public:
+  explicit Stages(std::vector<StageRef<S>> refs) : refs_(std::move(refs)) {}
+  const StageRef<S>& front() const noexcept { return refs_.front(); }
+  S* operator->() const noexcept { return front().operator->(); }
+  const StageRef<S>& operator[](std::size_t i) const noexcept { return refs_[i]; }
+  std::size_t size() const noexcept { return refs_.size(); }
+  auto begin() const noexcept { return refs_.begin(); }
+  auto end() const noexcept { return refs_.end(); }
+
+ private:
+  std::vector<StageRef<S>> refs_;
+};
+
+// --- sources ---------------------------------------------------------------------------------
+
+// Starts a chain at a new producer stage S built from `args`.
+template <ProducerStage S, class... Args>
+Flow<typename S::out_type> from(System& system, Args&&... args);
+// Starts a chain at a producer (or producer-consumer) that already runs.
+template <EmittingStage S>
+Flow<typename S::out_type> from(System& system, const StageRef<S>& stage);
+// Starts a chain at a range, emitted lazily on demand (it may be endless).
+template <std::ranges::input_range R>
+  requires std::ranges::view<std::remove_cvref_t<R>> || std::is_rvalue_reference_v<R&&>
+Flow<std::ranges::range_value_t<R>> from(System& system, R&& range, StepOptions options = {});
+
+// --- steps -----------------------------------------------------------------------------------
+
+namespace detail {
+
+// Spawns options.copies stages of S and subscribes each to every stage of `upstream`.
+template <StageType S, class In, class... Args>
+std::vector<StageRef<S>> spawn_step(const Flow<In>& upstream, const StepOptions& options, const char* kind,
+                                    const Args&... args);
+
+template <class Self>
+struct StepBase {
+  StepOptions options;
+  Self with(StepOptions new_options) && {
+    options = std::move(new_options);
+    return std::move(static_cast<Self&>(*this));
+  }
+};
+
+template <class F>
+struct MapStep : StepBase<MapStep<F>> {
+  F f;
+  template <class In>
+  Flow<map_result_t<In, F>> attach(const Flow<In>& upstream) const;
+};
+template <class F>
+struct FilterStep : StepBase<FilterStep<F>> {
+  F f;
+  template <class In>
+  Flow<In> attach(const Flow<In>& upstream) const;
+};
+template <class F>
+struct EachStep : StepBase<EachStep<F>> {
+  F f;
+  template <class In>
+  Stages<EachStage<In, F>> attach(const Flow<In>& upstream) const;
+};
+template <ProducerConsumerStage S, class... Args>
+struct ViaStep : StepBase<ViaStep<S, Args...>> {
+  std::tuple<Args...> args;
+  template <class In>
+    requires std::same_as<In, typename S::in_type>
+  Flow<typename S::out_type> attach(const Flow<In>& upstream) const;
+};
+template <ConsumerStage S, class... Args>
+struct IntoStep : StepBase<IntoStep<S, Args...>> {
+  std::tuple<Args...> args;
+  template <class In>
+    requires std::same_as<In, typename S::in_type>
+  Stages<S> attach(const Flow<In>& upstream) const;
+};
+
+}  // namespace detail
+
+// A stateless 1:1 transformation.
+template <class F>
+detail::MapStep<F> map(F f, StepOptions options = {}) {
+  return {{std::move(options)}, std::move(f)};
+}
+// Keeps the events for which `predicate` is true.
+template <class F>
+detail::FilterStep<F> filter(F predicate, StepOptions options = {}) {
+  return {{std::move(options)}, std::move(predicate)};
+}
+// A sink that calls `f` on every event.
+template <class F>
+detail::EachStep<F> each(F f, StepOptions options = {}) {
+  return {{std::move(options)}, std::move(f)};
+}
+// A user ProducerConsumer S built from `args` (copied for each copy); options with .with({...}).
+template <ProducerConsumerStage S, class... Args>
+detail::ViaStep<S, std::decay_t<Args>...> via(Args&&... args) {
+  return {{}, {std::forward<Args>(args)...}};
+}
+// A user Consumer S built from `args`; ends the chain and returns the spawned stages.
+template <ConsumerStage S, class... Args>
+detail::IntoStep<S, std::decay_t<Args>...> into(Args&&... args) {
+  return {{}, {std::forward<Args>(args)...}};
+}
+
+template <class In, class Step>
+auto operator|(const Flow<In>& upstream, const Step& step) -> decltype(step.template attach<In>(upstream)) {
+  return step.template attach<In>(upstream);
+}
+
+// --- definitions -----------------------------------------------------------------------------
+
+template <ProducerStage S, class... Args>
+Flow<typename S::out_type> from(System& system, Args&&... args) {
+  auto stage = system.spawn<S>(std::string("source"), std::forward<Args>(args)...);
+  return {system, {&stage.core()}};
+}
+
+template <EmittingStage S>
+Flow<typename S::out_type> from(System& system, const StageRef<S>& stage) {
+  return {system, {&stage.core()}};
+}
+
+template <std::ranges::input_range R>
+  requires std::ranges::view<std::remove_cvref_t<R>> || std::is_rvalue_reference_v<R&&>
+Flow<std::ranges::range_value_t<R>> from(System& system, R&& range, StepOptions options) {
+  using Source = detail::RangeSource<std::remove_cvref_t<R>>;
+  StageOptions stage_options;
+  stage_options.name = options.name.empty() ? "source" : options.name;
+  stage_options.buffer_size = options.buffer_size;
+  stage_options.buffer_keep = options.buffer_keep;
+  auto stage = system.spawn<Source>(std::move(stage_options), std::forward<R>(range));
+  return {system, {&stage.core()}};
+}
+
+namespace detail {
+
+template <StageType S, class In, class... Args>
+std::vector<StageRef<S>> spawn_step(const Flow<In>& upstream, const StepOptions& options, const char* kind,
+                                    const Args&... args) {
+  SubscribeOptions subscription;
+  subscription.max_demand = options.max_demand;
+  subscription.min_demand = options.min_demand;
+  subscription.validate();
+  const std::string base = options.name.empty() ? std::string(kind) : options.name;
+  std::vector<StageRef<S>> stages;
+  for (std::size_t copy = 0; copy < std::max<std::size_t>(options.copies, 1); ++copy) {
+    StageOptions stage_options;
+    stage_options.name = options.copies > 1 ? base + "." + std::to_string(copy + 1) : base;
+    stage_options.buffer_size = options.buffer_size;
+    stage_options.buffer_keep = options.buffer_keep;
+    auto stage = upstream.system().template spawn<S>(std::move(stage_options), args...);
+    for (ActorCore* producer : upstream.stages())
+      upstream.system().subscribe_untyped(stage.core(), *producer, subscription);
+    stages.push_back(stage);
+  }
+  return stages;
+}
+
+template <class S>
+std::vector<ActorCore*> cores_of(const std::vector<StageRef<S>>& stages) {
+  std::vector<ActorCore*> cores;
+  for (const auto& stage : stages) cores.push_back(&stage.core());
+  return cores;
+}
+
+template <class F>
+template <class In>
+Flow<map_result_t<In, F>> MapStep<F>::attach(const Flow<In>& upstream) const {
+  return {upstream.system(), cores_of(spawn_step<MapStage<In, F>>(upstream, this->options, "map", f))};
+}
+
+template <class F>
+template <class In>
+Flow<In> FilterStep<F>::attach(const Flow<In>& upstream) const {
+  return {upstream.system(), cores_of(spawn_step<FilterStage<In, F>>(upstream, this->options, "filter", f))};
+}
+
+template <class F>
+template <class In>
+Stages<EachStage<In, F>> EachStep<F>::attach(const Flow<In>& upstream) const {
+  return Stages<EachStage<In, F>>(spawn_step<EachStage<In, F>>(upstream, this->options, "each", f));
+}
+
+template <ProducerConsumerStage S, class... Args>
+template <class In>
+  requires std::same_as<In, typename S::in_type>
+Flow<typename S::out_type> ViaStep<S, Args...>::attach(const Flow<In>& upstream) const {
+  auto stages = std::apply(
+      [&](const auto&... a) { return spawn_step<S>(upstream, this->options, "via", a...); }, args);
+  return {upstream.system(), cores_of(stages)};
+}
+
+template <ConsumerStage S, class... Args>
+template <class In>
+  requires std::same_as<In, typename S::in_type>
+Stages<S> IntoStep<S, Args...>::attach(const Flow<In>& upstream) const {
+  return Stages<S>(std::apply(
+      [&](const auto&... a) { return spawn_step<S>(upstream, this->options, "into", a...); }, args));
+}
+
+}  // namespace detail
+}  // namespace sluice

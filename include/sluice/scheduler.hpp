@@ -1,0 +1,23 @@
+#pragma once
+// Where stages run. A stage is scheduled only when it has messages; between slices it holds
+// no thread.
+#include <sluice/defaults.hpp>
+
+#include <cstddef>
+
+namespace sluice {
+
+namespace detail {
+class ActorCore;
+}
+
+class Scheduler {
+ public:
+  virtual ~Scheduler() = default;
+  // `actor` went from idle to having messages: run slices of it until it reports no more work.
+  virtual void schedule(detail::ActorCore& actor) = 0;
+  // Messages a stage handles per slice before it yields.
+  virtual std::size_t throughput() const noexcept { return defaults::max_throughput; }
+};
+
+}  // namespace sluice

@@ -1,0 +1,139 @@
+#pragma once
+// The three GenStage behaviours: derive from one, override its callbacks.
+#include <sluice/defaults.hpp>
+#include <sluice/emitter.hpp>
+#include <sluice/exit_reason.hpp>
+#include <sluice/subscription.hpp>
+
+#include <any>
+#include <concepts>
+#include <cstddef>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace sluice {
+
+// What a producer does with events it emits beyond its consumers' demand (GenStage's
+// :buffer_keep): keep the last ones (drop the oldest) or the first ones (drop the excess).
+enum class BufferKeep { last, first };
+
+struct StageOptions {
+  std::string name;
+  std::size_t buffer_size = defaults::buffer_size;
+  BufferKeep buffer_keep = BufferKeep::last;
+  // Called on the stage's own thread with the number of events just discarded from a full
+  // buffer; the running total is in StageStats::discarded too.
+  std::function<void(std::size_t)> on_discard;
+  // A producer whose last consumer cancelled completes, so that a `take`-like consumer ends the
+  // stream upstream. GenStage keeps such a producer alive; set false to do the same.
+  bool complete_when_unsubscribed = true;
+};
+
+// What a stage's callbacks can ask of the runtime.
+class StageContext {
+ public:
+  virtual std::string_view stage_name() const noexcept = 0;
+  // Manual demand: ask a producer for `count` more events on this subscription.
+  virtual void ask(SubscriptionId subscription, std::size_t count) = 0;
+  // Leave a subscription; the producer's handle_cancel receives `reason`.
+  virtual void cancel(SubscriptionId subscription, ExitReason reason = ExitReason::normal()) = 0;
+
+ protected:
+  ~StageContext() = default;
+};
+
+namespace detail {
+template <class S>
+class StageActor;
+
+class StageBase {
+ protected:
+  StageBase() = default;
+  StageBase(const StageBase&) = default;
+  StageBase& operator=(const StageBase&) = default;
+  ~StageBase() = default;
+
+  StageContext& context() const noexcept { return *context_; }
+
+ private:
+  template <class S>
+  friend class StageActor;
+  StageContext* context_ = nullptr;
+};
+}  // namespace detail
+
+// A source: emits events when its consumers ask for them.
+template <class Out>
+class Producer : public detail::StageBase {
+ public:
+  using out_type = Out;
+  virtual ~Producer() = default;
+
+  // `demand` more events were asked for than the buffer could serve. Emitting fewer is fine
+  // (the rest stays owed); emitting more is buffered up to buffer_size.
+  virtual void handle_demand(std::size_t demand, Emitter<Out>& out) = 0;
+  virtual void handle_subscribe(const SubscriptionInfo&) {}
+  virtual void handle_cancel(const SubscriptionInfo&, const ExitReason&) {}
+  // A message sent with System::send_info; events emitted here are dispatched like any other.
+  virtual void handle_info(std::any&, Emitter<Out>&) {}
+};
+
+// A middle stage: receives batches and emits events, only while its consumers have demand.
+template <class In, class Out>
+class ProducerConsumer : public detail::StageBase {
+ public:
+  using in_type = In;
+  using out_type = Out;
+  virtual ~ProducerConsumer() = default;
+
+  virtual void handle_events(std::span<In> events, Emitter<Out>& out) = 0;
+  virtual DemandMode handle_subscribe(const SubscriptionInfo&) { return DemandMode::automatic; }
+  virtual void handle_cancel(const SubscriptionInfo&, const ExitReason&) {}
+  virtual void handle_info(std::any&, Emitter<Out>&) {}
+};
+
+// A sink.
+template <class In>
+class Consumer : public detail::StageBase {
+ public:
+  using in_type = In;
+  virtual ~Consumer() = default;
+
+  virtual void handle_events(std::span<In> events) = 0;
+  virtual DemandMode handle_subscribe(const SubscriptionInfo&) { return DemandMode::automatic; }
+  virtual void handle_cancel(const SubscriptionInfo&, const ExitReason&) {}
+  virtual void handle_info(std::any&) {}
+};
+
+template <class S>
+concept ProducerStage = requires { typename S::out_type; } && !requires { typename S::in_type; } &&
+                        std::derived_from<S, Producer<typename S::out_type>>;
+
+template <class S>
+concept ProducerConsumerStage =
+    requires {
+      typename S::in_type;
+      typename S::out_type;
+    } && std::derived_from<S, ProducerConsumer<typename S::in_type, typename S::out_type>>;
+
+template <class S>
+concept ConsumerStage = requires { typename S::in_type; } && !requires { typename S::out_type; } &&
+                        std::derived_from<S, Consumer<typename S::in_type>>;
+
+template <class S>
+concept StageType = ProducerStage<S> || ProducerConsumerStage<S> || ConsumerStage<S>;
+
+// Stages that emit events, and stages that receive them.
+template <class S>
+concept EmittingStage = ProducerStage<S> || ProducerConsumerStage<S>;
+template <class S>
+concept ReceivingStage = ProducerConsumerStage<S> || ConsumerStage<S>;
+
+// Can `Downstream` subscribe to `Upstream`: do the event types match?
+template <class Downstream, class Upstream>
+concept SubscribableTo = ReceivingStage<Downstream> && EmittingStage<Upstream> &&
+                         std::same_as<typename Downstream::in_type, typename Upstream::out_type>;
+
+}  // namespace sluice

@@ -1,0 +1,35 @@
+#pragma once
+// Per-stage counters, readable while the pipeline runs.
+#include <atomic>
+#include <cstdint>
+
+namespace sluice {
+
+struct StageStatsSnapshot {
+  std::uint64_t events_in = 0;   // events received from producers
+  std::uint64_t events_out = 0;  // events delivered to consumers
+  std::uint64_t discarded = 0;   // events dropped from a full buffer
+  std::uint64_t buffered = 0;    // events waiting in the buffer now
+};
+
+// Updated once per batch with relaxed atomics: cheap, and consistent enough for monitoring.
+class StageStats {
+ public:
+  void add_in(std::uint64_t n) noexcept { events_in_.fetch_add(n, std::memory_order_relaxed); }
+  void add_out(std::uint64_t n) noexcept { events_out_.fetch_add(n, std::memory_order_relaxed); }
+  void add_discarded(std::uint64_t n) noexcept { discarded_.fetch_add(n, std::memory_order_relaxed); }
+  void set_buffered(std::uint64_t n) noexcept { buffered_.store(n, std::memory_order_relaxed); }
+
+  StageStatsSnapshot snapshot() const noexcept {
+    return {events_in_.load(std::memory_order_relaxed), events_out_.load(std::memory_order_relaxed),
+            discarded_.load(std::memory_order_relaxed), buffered_.load(std::memory_order_relaxed)};
+  }
+
+ private:
+  std::atomic<std::uint64_t> events_in_{0};
+  std::atomic<std::uint64_t> events_out_{0};
+  std::atomic<std::uint64_t> discarded_{0};
+  std::atomic<std::uint64_t> buffered_{0};
+};
+
+}  // namespace sluice

@@ -1,0 +1,46 @@
+#pragma once
+// Subscription options and what a stage learns when a subscription starts or ends.
+#include <sluice/defaults.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace sluice {
+
+using SubscriptionId = std::uint64_t;
+
+// What a consumer does when its producer stops (GenStage's :cancel option).
+enum class CancelMode {
+  permanent,  // stop whenever the producer stops abnormally, or when every producer completed
+  transient,  // stop only when the producer stops abnormally
+  temporary,  // never stop because of the producer; handle_cancel tells what happened
+};
+
+// Automatic demand refills by GenStage's rule; manual leaves every ask to the stage.
+enum class DemandMode { automatic, manual };
+
+struct SubscribeOptions {
+  std::size_t max_demand = defaults::max_demand;
+  std::optional<std::size_t> min_demand{};  // defaults to max_demand / 2
+  CancelMode cancel = CancelMode::permanent;
+
+  std::size_t effective_min_demand() const noexcept { return min_demand.value_or(max_demand / 2); }
+
+  // Throws std::invalid_argument naming the option, its value and the allowed range.
+  void validate() const;
+};
+
+// Which side of a subscription the peer is on, seen from the stage being told.
+enum class PeerRole { producer, consumer };
+
+struct SubscriptionInfo {
+  SubscriptionId id = 0;
+  PeerRole peer_role = PeerRole::producer;
+  std::string_view peer_name;
+  SubscribeOptions options;
+};
+
+}  // namespace sluice

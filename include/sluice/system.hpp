@@ -1,0 +1,101 @@
+#pragma once
+// The runtime: a pool of oneTBB workers (or a test's ManualScheduler) and the stages on it.
+#include <sluice/detail/actor.hpp>
+#include <sluice/detail/stage_actor.hpp>
+#include <sluice/exit_reason.hpp>
+#include <sluice/manual_scheduler.hpp>
+#include <sluice/scheduler.hpp>
+#include <sluice/stage.hpp>
+#include <sluice/stage_ref.hpp>
+#include <sluice/subscription.hpp>
+
+#include <any>
+#include <condition_variable>
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace sluice {
+
+// Owns its stages and the threads they run on. Stages are linked as in an Elixir pipeline
+// started with start_link: when one fails, the others are shut down and wait() reports the
+// failure. Destroying a System stops what still runs and joins everything.
+class System final : private detail::StageHost {
+ public:
+  // Runs stages on `threads` oneTBB workers (0: one per hardware thread).
+  explicit System(std::size_t threads = 0);
+  // Runs stages only when the test steps `scheduler`: deterministic, on the test's thread.
+  explicit System(ManualScheduler& scheduler);
+  System(const System&) = delete;
+  System& operator=(const System&) = delete;
+  ~System();
+
+  template <StageType S, class... Args>
+  StageRef<S> spawn(StageOptions options, Args&&... args);
+  template <StageType S, class... Args>
+  StageRef<S> spawn(std::string name, Args&&... args) {
+    StageOptions options;
+    options.name = std::move(name);
+    return spawn<S>(std::move(options), std::forward<Args>(args)...);
+  }
+
+  // Subscribes `consumer` to `producer`. Options are checked here: an out-of-range
+  // max_demand/min_demand throws std::invalid_argument naming the option, value and range.
+  template <StageType C, StageType P>
+    requires SubscribableTo<C, P>
+  SubscriptionId subscribe(const StageRef<C>& consumer, const StageRef<P>& producer, SubscribeOptions options = {}) {
+    return subscribe_untyped(consumer.core(), producer.core(), options);
+  }
+  // For callers that checked event types themselves (the pipeline DSL, the YAML runner).
+  SubscriptionId subscribe_untyped(detail::ActorCore& consumer, detail::ActorCore& producer, SubscribeOptions options);
+
+  // Delivers `message` to the stage's handle_info.
+  void send_info(detail::ActorCore& stage, std::any message);
+  template <StageType S>
+  void send_info(const StageRef<S>& stage, std::any message) {
+    send_info(stage.core(), std::move(message));
+  }
+
+  // Blocks until every stage has stopped. Throws StageError if a stage failed. With a
+  // ManualScheduler it steps the scheduler until idle instead, and throws std::logic_error if
+  // stages are still running then (they wait for something that will never come).
+  void wait();
+  // Graceful: sources stop producing, deliver what they hold, and complete; completion then
+  // flows downstream, so every event already emitted reaches the sinks.
+  void drain();
+  // Immediate: every stage stops with reason shutdown.
+  void stop();
+
+  std::size_t running() const;
+  std::optional<ExitReason> failure() const;
+
+ private:
+  void stage_stopped(detail::ActorCore& stage, const ExitReason& reason) override;
+  void adopt(std::unique_ptr<detail::ActorCore> stage, bool is_source);
+  void post_to_all(const detail::Control& message, bool sources_only);
+
+  std::unique_ptr<Scheduler> owned_scheduler_;
+  Scheduler& scheduler_;
+  ManualScheduler* manual_ = nullptr;
+
+  mutable std::mutex mutex_;
+  std::condition_variable all_stopped_;
+  std::vector<std::unique_ptr<detail::ActorCore>> stages_;  // guarded by mutex_
+  std::vector<detail::ActorCore*> sources_;                 // guarded by mutex_
+  std::size_t running_ = 0;                                 // guarded by mutex_
+  std::optional<ExitReason> failure_;                       // guarded by mutex_
+};
+
+template <StageType S, class... Args>
+StageRef<S> System::spawn(StageOptions options, Args&&... args) {
+  if (options.name.empty()) options.name = "stage-" + std::to_string(running() + 1);
+  auto actor = std::make_unique<detail::StageActor<S>>(scheduler_, static_cast<detail::StageHost&>(*this), std::move(options), std::forward<Args>(args)...);
+  auto* raw = actor.get();
+  adopt(std::move(actor), ProducerStage<S>);
+  return StageRef<S>(raw);
+}
+
+}  // namespace sluice

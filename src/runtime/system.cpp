@@ -1,0 +1,111 @@
+#include <sluice/system.hpp>
+
+#include "scheduler.hpp"
+
+#include <stdexcept>
+
+namespace sluice {
+
+void SubscribeOptions::validate() const {
+  if (max_demand < 1) {
+    throw std::invalid_argument("max_demand must be at least 1, got " + std::to_string(max_demand));
+  }
+  if (min_demand && *min_demand > max_demand - 1) {
+    throw std::invalid_argument("min_demand must lie in [0, " + std::to_string(max_demand - 1) + "] (max_demand - 1), got " +
+                                std::to_string(*min_demand));
+  }
+}
+
+System::System(std::size_t threads)
+    : owned_scheduler_(detail::make_tbb_scheduler(threads)), scheduler_(*owned_scheduler_) {}
+
+System::System(ManualScheduler& scheduler) : scheduler_(scheduler), manual_(&scheduler) {}
+
+System::~System() {
+  stop();
+  if (manual_ != nullptr) {
+    manual_->run_until_idle();
+  } else {
+    std::unique_lock lock(mutex_);
+    all_stopped_.wait(lock, [this] { return running_ == 0; });
+  }
+  // Joins every task still running a slice before the stages it touches are destroyed.
+  owned_scheduler_.reset();
+}
+
+void System::adopt(std::unique_ptr<detail::ActorCore> stage, bool is_source) {
+  std::lock_guard lock(mutex_);
+  if (is_source) sources_.push_back(stage.get());
+  stages_.push_back(std::move(stage));
+  ++running_;
+}
+
+SubscriptionId System::subscribe_untyped(detail::ActorCore& consumer, detail::ActorCore& producer,
+                                         SubscribeOptions options) {
+  options.validate();
+  static std::atomic<SubscriptionId> next_id{1};
+  const SubscriptionId id = next_id.fetch_add(1, std::memory_order_relaxed);
+  consumer.post(detail::SubscribeTo{&producer, id, options});
+  return id;
+}
+
+void System::send_info(detail::ActorCore& stage, std::any message) { stage.post(detail::Info{std::move(message)}); }
+
+void System::post_to_all(const detail::Control& message, bool sources_only) {
+  std::vector<detail::ActorCore*> targets;
+  {
+    std::lock_guard lock(mutex_);
+    if (sources_only) {
+      targets = sources_;
+    } else {
+      for (auto& stage : stages_) targets.push_back(stage.get());
+    }
+  }
+  for (auto* stage : targets) stage->post(detail::Control(message));
+}
+
+void System::drain() { post_to_all(detail::Complete{}, true); }
+
+void System::stop() { post_to_all(detail::Stop{ExitReason::shutdown()}, false); }
+
+void System::stage_stopped(detail::ActorCore&, const ExitReason& reason) {
+  bool first_failure = false;
+  {
+    std::lock_guard lock(mutex_);
+    --running_;
+    if (reason.is_abnormal() && !failure_) {
+      failure_ = reason;
+      first_failure = true;
+    }
+    if (running_ == 0) all_stopped_.notify_all();
+  }
+  // Linked stages: one failure shuts the rest down.
+  if (first_failure) stop();
+}
+
+void System::wait() {
+  if (manual_ != nullptr) {
+    manual_->run_until_idle();
+    std::lock_guard lock(mutex_);
+    if (running_ > 0 && !failure_) {
+      throw std::logic_error(std::to_string(running_) + " stage(s) still running with nothing left to do");
+    }
+  } else {
+    std::unique_lock lock(mutex_);
+    all_stopped_.wait(lock, [this] { return running_ == 0; });
+  }
+  std::lock_guard lock(mutex_);
+  if (failure_) throw StageError(*failure_);
+}
+
+std::size_t System::running() const {
+  std::lock_guard lock(mutex_);
+  return running_;
+}
+
+std::optional<ExitReason> System::failure() const {
+  std::lock_guard lock(mutex_);
+  return failure_;
+}
+
+}  // namespace sluice

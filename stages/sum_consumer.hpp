@@ -1,0 +1,27 @@
+#pragma once
+// Sums the events it receives (uint64, wrapping modulo 2^64).
+#include <sluice/stage.hpp>
+
+#include <cstdint>
+#include <span>
+
+namespace sluice::stages {
+
+class SumConsumer final : public Consumer<std::int64_t> {
+ public:
+  void handle_events(std::span<std::int64_t> events) override {
+    std::uint64_t sum = sum_;
+    for (std::int64_t x : events) sum += static_cast<std::uint64_t>(x);
+    sum_ = sum;
+    count_ += events.size();
+  }
+
+  std::uint64_t sum() const noexcept { return sum_; }
+  std::uint64_t count() const noexcept { return count_; }
+
+ private:
+  std::uint64_t sum_ = 0;
+  std::uint64_t count_ = 0;
+};
+
+}  // namespace sluice::stages

@@ -1,0 +1,235 @@
+// The demand protocol, exactly GenStage's. Each case names the rule it pins down; all run on
+// the deterministic ManualScheduler, one message per step.
+#include "support.hpp"
+
+#include <sluice/stages/number_producer.hpp>
+
+#include <doctest/doctest.h>
+
+#include <random>
+
+using namespace sluice;
+using sluice::stages::NumberProducer;
+using sluice::test::Batch;
+using sluice::test::iota_batch;
+using sluice::test::RecordingConsumer;
+
+namespace {
+
+// Runs NumberProducer(0..last) into a recording consumer with the given options.
+std::vector<Batch> batches_for(SubscribeOptions options, std::int64_t last, std::size_t take) {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto producer = system.spawn<NumberProducer>("numbers", 0, last);
+  auto consumer = system.spawn<RecordingConsumer<>>("consumer");
+  system.subscribe(consumer, producer, options);
+  system.wait();
+  auto batches = consumer->batches;
+  if (batches.size() > take) batches.resize(take);
+  return batches;
+}
+
+}  // namespace
+
+TEST_CASE("subscription options: max_demand defaults to 1000 and min_demand to max_demand / 2") {
+  SubscribeOptions options;
+  CHECK(options.max_demand == 1000);
+  CHECK(options.effective_min_demand() == 500);
+  options.max_demand = 7;
+  CHECK(options.effective_min_demand() == 3);
+}
+
+TEST_CASE("subscription options: out-of-range values name the option, its value and the allowed range") {
+  SubscribeOptions zero_max;
+  zero_max.max_demand = 0;
+  CHECK_THROWS_WITH_AS(zero_max.validate(), "max_demand must be at least 1, got 0", std::invalid_argument);
+
+  SubscribeOptions min_too_big;
+  min_too_big.max_demand = 100;
+  min_too_big.min_demand = 100;
+  CHECK_THROWS_WITH_AS(min_too_big.validate(), "min_demand must lie in [0, 99] (max_demand - 1), got 100",
+                       std::invalid_argument);
+
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto producer = system.spawn<NumberProducer>("numbers", 0, 10);
+  auto consumer = system.spawn<RecordingConsumer<>>("consumer");
+  CHECK_THROWS_AS(system.subscribe(consumer, producer, min_too_big), std::invalid_argument);
+}
+
+TEST_CASE("refill rule: defaults give batches [0..499], [500..999]") {
+  auto batches = batches_for({}, 2999, 4);
+  REQUIRE(batches.size() == 4);
+  CHECK(batches[0] == iota_batch(0, 499));
+  CHECK(batches[1] == iota_batch(500, 999));
+  CHECK(batches[2] == iota_batch(1000, 1499));
+  CHECK(batches[3] == iota_batch(1500, 1999));
+}
+
+TEST_CASE("refill rule: max 100 / min 80 gives batches of 20") {
+  auto batches = batches_for({.max_demand = 100, .min_demand = 80}, 999, 6);
+  REQUIRE(batches.size() == 6);
+  for (std::int64_t i = 0; i < 6; ++i) CHECK(batches[static_cast<std::size_t>(i)] == iota_batch(20 * i, 20 * i + 19));
+}
+
+TEST_CASE("refill rule: max 100 / min 20 gives [0..79], [80..99], [100..179], [180..259]") {
+  auto batches = batches_for({.max_demand = 100, .min_demand = 20}, 999, 4);
+  REQUIRE(batches.size() == 4);
+  CHECK(batches[0] == iota_batch(0, 79));
+  CHECK(batches[1] == iota_batch(80, 99));
+  CHECK(batches[2] == iota_batch(100, 179));
+  CHECK(batches[3] == iota_batch(180, 259));
+}
+
+TEST_CASE("refill rule: max 1 / min 0 gives one event per batch") {
+  auto batches = batches_for({.max_demand = 1, .min_demand = 0}, 99, 100);
+  REQUIRE(batches.size() == 100);
+  for (std::int64_t i = 0; i < 100; ++i) CHECK(batches[static_cast<std::size_t>(i)] == Batch{i});
+}
+
+TEST_CASE("refill rule: a finite producer's events all arrive, in order, and completion ends the consumer") {
+  auto batches = batches_for({.max_demand = 7, .min_demand = 2}, 1000, 100000);
+  Batch all;
+  for (auto& batch : batches) all.insert(all.end(), batch.begin(), batch.end());
+  CHECK(all == iota_batch(0, 1000));
+}
+
+TEST_CASE("refill rule: max 1000 / min 750 fed 3 messages of 100 asks 1000, then nothing, nothing, then 300") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto producer = system.spawn<test::QueueProducer<>>("queue");
+  auto consumer = system.spawn<RecordingConsumer<>>("consumer");
+  system.subscribe(consumer, producer, {.max_demand = 1000, .min_demand = 750});
+  scheduler.run_until_idle();
+  CHECK(producer->demands == std::vector<std::size_t>{1000});
+
+  for (int message = 0; message < 3; ++message) {
+    system.send_info(producer, iota_batch(100 * message, 100 * message + 99));
+    scheduler.run_until_idle();
+    CHECK(consumer->batches.size() == static_cast<std::size_t>(message + 1));
+    if (message < 2) CHECK(producer->demands == std::vector<std::size_t>{1000});
+  }
+  CHECK(producer->demands == std::vector<std::size_t>{1000, 300});
+  system.stop();
+}
+
+TEST_CASE("refill rule: the ask happens after handle_events returns") {
+  // A consumer that sees, inside handle_events, how much its producer had been asked for.
+  struct Probe final : Consumer<std::int64_t> {
+    explicit Probe(const std::vector<std::size_t>* demands) : demands_(demands) {}
+    void handle_events(std::span<std::int64_t>) override { seen.push_back(demands_->size()); }
+    const std::vector<std::size_t>* demands_;
+    std::vector<std::size_t> seen;
+  };
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto producer = system.spawn<test::QueueProducer<>>("queue");
+  auto consumer = system.spawn<Probe>("probe", &producer->demands);
+  system.subscribe(consumer, producer, {.max_demand = 4, .min_demand = 0});
+  scheduler.run_until_idle();
+  system.send_info(producer, iota_batch(0, 3));
+  scheduler.run_until_idle();
+  // During handle_events only the initial ask had been made; the refill came after.
+  CHECK(consumer->seen == std::vector<std::size_t>{1});
+  CHECK(producer->demands == std::vector<std::size_t>{4, 4});
+  system.stop();
+}
+
+TEST_CASE("manual demand: nothing is asked automatically; ask(50) gives [0..49], ask(50) gives [50..99]") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto producer = system.spawn<NumberProducer>("numbers", 0, 999);
+  auto consumer = system.spawn<RecordingConsumer<>>("consumer", DemandMode::manual);
+  system.subscribe(consumer, producer);
+  scheduler.run_until_idle();
+  CHECK(consumer->batches.empty());
+  system.send_info(consumer, std::size_t{50});
+  scheduler.run_until_idle();
+  REQUIRE(consumer->batches.size() == 1);
+  CHECK(consumer->batches[0] == iota_batch(0, 49));
+  system.send_info(consumer, std::size_t{50});
+  scheduler.run_until_idle();
+  REQUIRE(consumer->batches.size() == 2);
+  CHECK(consumer->batches[1] == iota_batch(50, 99));
+  system.stop();
+}
+
+TEST_CASE("a producer-consumer works only while its downstream has demand") {
+  // max 10 / min 8 upstream of a consumer of max 10 / min 5 that blocks after its first batch:
+  // the producer-consumer handles the 10 events the consumer asked for, and nothing more.
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto producer = system.spawn<NumberProducer>("numbers", 0);
+  auto middle = system.spawn<test::Identity>("identity");
+  auto consumer = system.spawn<RecordingConsumer<>>("consumer");
+  system.subscribe(middle, producer, {.max_demand = 10, .min_demand = 8});
+  system.subscribe(consumer, middle, {.max_demand = 10, .min_demand = 5});
+  auto blocked = [&](const detail::ActorCore& stage) {
+    return &stage == &consumer.core() && !consumer->batches.empty();
+  };
+  scheduler.run_until_idle_except(blocked);
+  CHECK(consumer->batches.size() == 1);
+  CHECK(middle->handled == 10);
+  CHECK(middle.stats().events_in <= 20);  // its own upstream demand stays bounded by its max_demand
+  scheduler.run_until_idle_except(blocked);
+  CHECK(middle->handled == 10);
+  system.stop();
+}
+
+TEST_CASE("Reactive Streams 1.1: a producer never sends more than the outstanding demand (randomised)") {
+  // Manual-demand consumers ask random amounts at random times; the producer emits random
+  // amounts, often beyond demand. After every single message, each consumer must have
+  // received no more than it asked for.
+  class RandomProducer final : public Producer<std::int64_t> {
+   public:
+    explicit RandomProducer(std::uint32_t seed) : random_(seed) {}
+    void handle_demand(std::size_t, Emitter<std::int64_t>& out) override { emit_some(out); }
+    void handle_info(std::any&, Emitter<std::int64_t>& out) override { emit_some(out); }
+
+   private:
+    void emit_some(Emitter<std::int64_t>& out) {
+      for (auto n = std::uniform_int_distribution<int>(0, 40)(random_); n > 0; --n) out.emit(next_++);
+    }
+    std::mt19937 random_;
+    std::int64_t next_ = 0;
+  };
+
+  for (std::uint32_t seed = 1; seed <= 20; ++seed) {
+    CAPTURE(seed);
+    std::mt19937 random(seed);
+    ManualScheduler scheduler;
+    System system(scheduler);
+    auto producer = system.spawn<RandomProducer>("random", seed);
+    std::vector<StageRef<RecordingConsumer<>>> consumers;
+    std::vector<std::size_t> asked;
+    for (int i = 0; i < 3; ++i) {
+      consumers.push_back(system.spawn<RecordingConsumer<>>("consumer", DemandMode::manual));
+      system.subscribe(consumers.back(), producer);
+      asked.push_back(0);
+    }
+    scheduler.run_until_idle();
+    for (int step = 0; step < 400; ++step) {
+      const auto action = std::uniform_int_distribution<int>(0, 3)(random);
+      if (action < 3) {
+        const auto n = static_cast<std::size_t>(std::uniform_int_distribution<int>(0, 30)(random));
+        asked[static_cast<std::size_t>(action)] += n;
+        system.send_info(consumers[static_cast<std::size_t>(action)], n);
+      } else {
+        system.send_info(producer, 0);
+      }
+      const auto slices = std::uniform_int_distribution<int>(0, 6)(random);
+      for (int s = 0; s < slices && scheduler.run_once(); ++s) {
+        for (std::size_t c = 0; c < consumers.size(); ++c) REQUIRE(consumers[c]->received() <= asked[c]);
+      }
+    }
+    scheduler.run_until_idle();
+    std::size_t delivered = 0;
+    for (std::size_t c = 0; c < consumers.size(); ++c) {
+      CHECK(consumers[c]->received() <= asked[c]);
+      delivered += consumers[c]->received();
+    }
+    // Nothing is lost: what was not delivered is still buffered.
+    CHECK(delivered == producer.stats().events_out);
+    system.stop();
+  }
+}

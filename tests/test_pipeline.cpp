@@ -1,0 +1,108 @@
+// The pipeline DSL and explicit graph wiring.
+#include "support.hpp"
+
+#include <sluice/stages/number_processor.hpp>
+#include <sluice/stages/number_producer.hpp>
+#include <sluice/stages/sum_consumer.hpp>
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <mutex>
+#include <ranges>
+#include <string>
+#include <thread>
+
+using namespace sluice;
+using namespace sluice::stages;
+
+TEST_CASE("DSL: source | via | into ports the seed workload") {
+  System system(2);
+  auto sum = from<NumberProducer>(system, 1, 100) | via<NumberProcessor>(1000) | into<SumConsumer>();
+  system.wait();
+  CHECK(sum->count() == 31);
+  CHECK(sum->sum() == 10416);
+}
+
+TEST_CASE("DSL: map and filter lambdas over a lazy range, with per-step demand options") {
+  System system(2);
+  std::vector<std::string> seen;
+  from(system, std::views::iota(1, 21))                                          //
+      | map([](int x) { return x * 3; }, {.max_demand = 4, .min_demand = 1})  //
+      | filter([](int x) { return x % 2 == 0; })                              //
+      | map([](int x) { return std::to_string(x); })                           //
+      | each([&](std::string s) { seen.push_back(std::move(s)); });
+  system.wait();
+  CHECK(seen == std::vector<std::string>{"6", "12", "18", "24", "30", "36", "42", "48", "54", "60"});
+}
+
+TEST_CASE("DSL: an endless range ends when the pipeline is drained") {
+  System system(2);
+  auto sum = from(system, std::views::iota(std::int64_t{1})) | into<SumConsumer>();
+  while (sum.front().stats().events_in < 1000) std::this_thread::yield();
+  system.drain();
+  system.wait();
+  const auto n = sum->count();
+  CHECK(n >= 1000);
+  CHECK(sum->sum() == n * (n + 1) / 2);
+}
+
+TEST_CASE("DSL: copies run a step as parallel stages fed by demand; every event is handled once") {
+  System system(2);
+  std::mutex mutex;
+  std::vector<std::int64_t> seen;
+  auto squares = from<NumberProducer>(system, 1, 10'000)                                      //
+                 | map([](std::int64_t x) { return x * x; }, {.name = "square", .max_demand = 50, .copies = 3})  //
+                 | each([&](std::int64_t x) {
+                     std::lock_guard lock(mutex);
+                     seen.push_back(x);
+                   });
+  system.wait();
+  std::sort(seen.begin(), seen.end());
+  REQUIRE(seen.size() == 10'000);
+  for (std::int64_t i = 0; i < 10'000; ++i) CHECK(seen[static_cast<std::size_t>(i)] == (i + 1) * (i + 1));
+  CHECK(squares.size() == 1);
+}
+
+TEST_CASE("DSL: copies of a sink each get a share, and names say which copy") {
+  System system(2);
+  auto sums = from<NumberProducer>(system, 1, 100'000) | into<SumConsumer>().with({.name = "sum", .max_demand = 10, .copies = 2});
+  system.wait();
+  REQUIRE(sums.size() == 2);
+  CHECK(sums[0].name() == "sum.1");
+  CHECK(sums[1].name() == "sum.2");
+  CHECK(sums[0]->count() + sums[1]->count() == 100'000);
+  CHECK(sums[0]->sum() + sums[1]->sum() == 100'000ull * 100'001 / 2);
+}
+
+TEST_CASE("graph wiring: fan-in, one consumer on several producers, completes when all complete") {
+  System system(2);
+  auto low = system.spawn<NumberProducer>("low", 1, 1000);
+  auto high = system.spawn<NumberProducer>("high", 1001, 3000);
+  auto sum = system.spawn<SumConsumer>("sum");
+  system.subscribe(sum, low);
+  system.subscribe(sum, high);
+  system.wait();
+  CHECK(sum->count() == 3000);
+  CHECK(sum->sum() == 3000ull * 3001 / 2);
+}
+
+TEST_CASE("graph wiring: fan-out, several consumers on one producer share its events by demand") {
+  System system(2);
+  auto numbers = system.spawn<NumberProducer>("numbers", 1, 50'000);
+  auto left = system.spawn<SumConsumer>("left");
+  auto right = system.spawn<SumConsumer>("right");
+  system.subscribe(left, numbers, {.max_demand = 100});
+  system.subscribe(right, numbers, {.max_demand = 100});
+  system.wait();
+  CHECK(left->count() + right->count() == 50'000);
+  CHECK(left->sum() + right->sum() == 50'000ull * 50'001 / 2);
+}
+
+TEST_CASE("DSL: a chain continues from an existing stage") {
+  System system(2);
+  auto numbers = system.spawn<NumberProducer>("numbers", 1, 10);
+  auto sum = from(system, numbers) | map([](std::int64_t x) { return 2 * x; }) | into<SumConsumer>();
+  system.wait();
+  CHECK(sum->sum() == 110);
+}

@@ -1,0 +1,192 @@
+// The actor runtime on real oneTBB workers: completion, failure, scale, scheduling fairness.
+#include "support.hpp"
+
+#include <sluice/stages/number_processor.hpp>
+#include <sluice/stages/number_producer.hpp>
+#include <sluice/stages/sum_consumer.hpp>
+
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <stdexcept>
+#include <thread>
+
+using namespace sluice;
+using namespace sluice::stages;
+
+namespace {
+
+std::uint64_t sum_of_squares(std::uint64_t k) { return k * (k + 1) * (2 * k + 1) / 6; }
+
+class ThrowOn final : public ProducerConsumer<std::int64_t, std::int64_t> {
+ public:
+  explicit ThrowOn(std::int64_t bad) : bad_(bad) {}
+  void handle_events(std::span<std::int64_t> events, Emitter<std::int64_t>& out) override {
+    for (auto x : events) {
+      if (x == bad_) throw std::runtime_error("cannot handle " + std::to_string(x));
+      out.emit(x);
+    }
+  }
+
+ private:
+  std::int64_t bad_;
+};
+
+}  // namespace
+
+TEST_CASE("seed workload: NumberProducer -> NumberProcessor -> SumConsumer sums the 31 squares below 1000") {
+  System system(2);
+  auto numbers = system.spawn<NumberProducer>("numbers", 1, 100);
+  auto squares = system.spawn<NumberProcessor>("square", 1000);
+  auto sum = system.spawn<SumConsumer>("sum");
+  system.subscribe(squares, numbers);
+  system.subscribe(sum, squares);
+  system.wait();
+  CHECK(sum->count() == 31);
+  CHECK(sum->sum() == sum_of_squares(31));
+  CHECK(system.running() == 0);
+}
+
+TEST_CASE("completion flows downstream: a finite stream ends every stage of a long run") {
+  System system;
+  auto numbers = system.spawn<NumberProducer>("numbers", 1, 1'000'000);
+  auto squares = system.spawn<NumberProcessor>("square", std::int64_t{1} << 62);
+  auto sum = system.spawn<SumConsumer>("sum");
+  system.subscribe(squares, numbers);
+  system.subscribe(sum, squares);
+  system.wait();
+  CHECK(sum->count() == 1'000'000);
+  CHECK(sum->sum() == sum_of_squares(1'000'000));
+  CHECK(numbers.stats().events_out == 1'000'000);
+  CHECK(squares.stats().events_in == 1'000'000);
+}
+
+TEST_CASE("a stage error names the stage and the exception's message, and stops the pipeline") {
+  System system(2);
+  auto numbers = system.spawn<NumberProducer>("numbers", 1);  // endless: only the failure ends it
+  auto faulty = system.spawn<ThrowOn>("faulty", 4242);
+  auto sum = system.spawn<SumConsumer>("sum");
+  system.subscribe(faulty, numbers);
+  system.subscribe(sum, faulty);
+  try {
+    system.wait();
+    FAIL("wait() should have thrown");
+  } catch (const StageError& error) {
+    CHECK(error.stage() == "faulty");
+    CHECK(std::string(error.what()) == "stage 'faulty' failed: cannot handle 4242");
+  }
+  CHECK(system.running() == 0);
+  // Everything before the failing event's chunk reached the sink.
+  CHECK(sum->sum() <= 4241ull * 4242 / 2);
+}
+
+TEST_CASE("10,000 stages in one process: a chain of 10,000 identity producer-consumers") {
+  constexpr int chain_length = 10'000;
+  constexpr std::int64_t events = 20'000;
+  System system(2);
+  auto numbers = system.spawn<NumberProducer>("numbers", 1, events);
+  StageRef<test::Identity> previous;
+  for (int i = 0; i < chain_length; ++i) {
+    auto stage = system.spawn<test::Identity>("identity-" + std::to_string(i));
+    if (previous) {
+      system.subscribe(stage, previous);
+    } else {
+      system.subscribe(stage, numbers);
+    }
+    previous = stage;
+  }
+  auto sum = system.spawn<SumConsumer>("sum");
+  system.subscribe(sum, previous);
+  system.wait();
+  CHECK(sum->count() == static_cast<std::uint64_t>(events));
+  CHECK(sum->sum() == static_cast<std::uint64_t>(events * (events + 1) / 2));
+  CHECK(previous->handled == static_cast<std::size_t>(events));
+}
+
+TEST_CASE("a busy stage yields after a bounded number of messages, so others run in between") {
+  // Two consumers with many queued messages, on a scheduler with a slice of 4 messages: their
+  // slices interleave instead of one draining its whole mailbox first.
+  struct Logger final : Consumer<std::int64_t> {
+    Logger(std::vector<int>* log, int id) : log_(log), id_(id) {}
+    void handle_events(std::span<std::int64_t>) override {}
+    void handle_info(std::any&) override { log_->push_back(id_); }
+    std::vector<int>* log_;
+    int id_;
+  };
+  ManualScheduler scheduler(4);
+  System system(scheduler);
+  std::vector<int> log;
+  auto first = system.spawn<Logger>("first", &log, 1);
+  auto second = system.spawn<Logger>("second", &log, 2);
+  for (int i = 0; i < 12; ++i) system.send_info(first, i);
+  for (int i = 0; i < 12; ++i) system.send_info(second, i);
+  scheduler.run_until_idle();
+  CHECK(log == std::vector<int>{1, 1, 1, 1, 2, 2, 2, 2, 1, 1, 1, 1, 2, 2, 2, 2, 1, 1, 1, 1, 2, 2, 2, 2});
+  system.stop();
+}
+
+TEST_CASE("a stage's callbacks never run concurrently, and its messages are handled in order") {
+  // Four producers feed one consumer on two workers; the consumer checks it is never entered
+  // twice at once and that each producer's events arrive in order.
+  struct Checker final : Consumer<std::int64_t> {
+    void handle_events(std::span<std::int64_t> events) override {
+      if (inside.exchange(true)) overlapped = true;
+      for (auto x : events) {
+        const auto producer = static_cast<std::size_t>(x % 4);
+        if (x <= last[producer]) out_of_order = true;
+        last[producer] = x;
+        ++count;
+      }
+      inside = false;
+    }
+    std::atomic<bool> inside{false};
+    bool overlapped = false;
+    bool out_of_order = false;
+    std::int64_t last[4] = {-1, -1, -1, -1};
+    std::int64_t count = 0;
+  };
+  struct Strided final : Producer<std::int64_t> {
+    explicit Strided(std::int64_t offset) : next(offset) {}
+    void handle_demand(std::size_t demand, Emitter<std::int64_t>& out) override {
+      for (; demand > 0 && next < 200'000; --demand, next += 4) out.emit(next);
+      if (next >= 200'000) out.done();
+    }
+    std::int64_t next;
+  };
+  System system(2);
+  auto checker = system.spawn<Checker>("checker");
+  for (std::int64_t i = 0; i < 4; ++i) {
+    auto producer = system.spawn<Strided>("strided-" + std::to_string(i), i);
+    system.subscribe(checker, producer, {.max_demand = 50});
+  }
+  system.wait();
+  CHECK_FALSE(checker->overlapped);
+  CHECK_FALSE(checker->out_of_order);
+  CHECK(checker->count == 200'000);
+}
+
+TEST_CASE("drain: sources stop, and every event already emitted reaches the sink") {
+  System system(2);
+  auto numbers = system.spawn<NumberProducer>("numbers", 1);  // endless
+  auto sum = system.spawn<SumConsumer>("sum");
+  system.subscribe(sum, numbers, {.max_demand = 100});
+  while (sum.stats().events_in == 0) std::this_thread::yield();
+  system.drain();
+  system.wait();
+  const auto emitted = numbers.stats().events_out;
+  CHECK(sum->count() == emitted);
+  CHECK(sum->sum() == emitted * (emitted + 1) / 2);
+}
+
+TEST_CASE("subscribing to a stage that is gone stops a permanent consumer with 'no such stage'") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto numbers = system.spawn<NumberProducer>("numbers", 1, 10);
+  auto first = system.spawn<SumConsumer>("first");
+  system.subscribe(first, numbers);
+  scheduler.run_until_idle();
+  REQUIRE(first->count() == 10);  // numbers completed and stopped
+  auto late = system.spawn<SumConsumer>("late");
+  system.subscribe(late, numbers);
+  CHECK_THROWS_WITH_AS(system.wait(), "no such stage 'numbers'", StageError);
+}
