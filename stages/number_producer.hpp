@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <span>
 
 namespace sluice::stages {
 
@@ -19,8 +20,11 @@ class NumberProducer final : public Producer<std::int64_t> {
       const std::uint64_t left_after_next = static_cast<std::uint64_t>(last_) - static_cast<std::uint64_t>(next_);
       const bool takes_rest = demand - 1 >= left_after_next;
       const std::size_t count = takes_rest ? static_cast<std::size_t>(left_after_next) + 1 : demand;
-      out.reserve(count);
-      for (std::size_t i = 0; i < count; ++i) out.emit(next_ + static_cast<std::int64_t>(i));
+      // Offsets from next_, so that no value past last_ is ever computed.
+      out.emit_bulk(count, [first = next_](std::span<std::int64_t> slots) {
+        for (std::size_t i = 0; i < slots.size(); ++i) slots[i] = first + static_cast<std::int64_t>(i);
+        return slots.size();
+      });
       if (takes_rest) {
         exhausted_ = true;
       } else {

@@ -1,8 +1,13 @@
 #pragma once
 // The one way a callback hands events downstream.
+#include <sluice/detail/batch.hpp>
+
+#include <algorithm>
 #include <cstddef>
 #include <iterator>
 #include <ranges>
+#include <span>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -13,7 +18,7 @@ namespace sluice {
 template <class Out>
 class Emitter {
  public:
-  Emitter(std::vector<Out>& batch, bool& done) noexcept : batch_(batch), done_(done) {}
+  Emitter(detail::Batch<Out>& batch, bool& done) noexcept : batch_(batch), done_(done) {}
 
   void emit(const Out& event) { batch_.push_back(event); }
   void emit(Out&& event) { batch_.push_back(std::move(event)); }
@@ -22,6 +27,18 @@ class Emitter {
   void emit_all(R&& events) {
     if constexpr (std::ranges::sized_range<R>) reserve(std::ranges::size(events));
     for (auto&& event : events) batch_.push_back(std::forward<decltype(event)>(event));
+  }
+
+  // Bulk emission for tight loops: `fill` receives a span of `max_count` default-constructed
+  // slots at the end of the batch and returns how many of them it filled; the rest are dropped.
+  // A loop writing into a span has no capacity check per event, so it can vectorise.
+  template <class Fill>
+    requires std::is_invocable_r_v<std::size_t, Fill&, std::span<Out>>
+  void emit_bulk(std::size_t max_count, Fill&& fill) {
+    const std::size_t old_size = batch_.size();
+    batch_.resize(old_size + max_count);
+    const std::size_t filled = fill(std::span<Out>(batch_.data() + old_size, max_count));
+    batch_.resize(old_size + std::min(filled, max_count));
   }
 
   // Room for n more events without reallocating mid-callback.
@@ -34,7 +51,7 @@ class Emitter {
   std::size_t size() const noexcept { return batch_.size(); }
 
  private:
-  std::vector<Out>& batch_;
+  detail::Batch<Out>& batch_;
   bool& done_;
 };
 

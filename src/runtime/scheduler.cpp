@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <thread>
+#include <utility>
 
 namespace sluice {
 
@@ -47,9 +48,15 @@ namespace detail {
 namespace {
 
 class TbbScheduler;
-// The scheduler whose task this thread is running, if any: a stage that wakes another from
-// inside the arena spawns into the worker's own deque, which is cheaper than an enqueue.
+// The scheduler whose task this thread is running, if any.
 thread_local const TbbScheduler* current_scheduler = nullptr;
+// The stage this worker runs as soon as its current slice ends (Go's and Tokio's "run next"
+// slot): the first stage a slice wakes runs on the same thread, while the batch it was sent
+// is still in this core's cache, and without a task of its own. Measured on W1 (2 workers):
+// 2-3x the throughput of spawning every wake, since a cross-core hand-off costs about as much
+// as handling a 500-event chunk. Further stages woken by the slice are spawned, and idle
+// workers steal them.
+thread_local ActorCore* run_next = nullptr;
 
 class TbbScheduler final : public Scheduler {
  public:
@@ -66,21 +73,37 @@ class TbbScheduler final : public Scheduler {
   }
 
   void schedule(ActorCore& actor) override {
-    if (current_scheduler == this) {
-      group_.run([this, &actor] { run(actor); });
-    } else {
+    if (current_scheduler != this) {
       arena_.enqueue(group_.defer([this, &actor] { run(actor); }));
+    } else if (run_next == nullptr) {
+      run_next = &actor;
+    } else {
+      // Spawned into this worker's deque, where an idle worker can steal it.
+      group_.run([this, &actor] { run(actor); });
     }
   }
 
  private:
-  void run(ActorCore& actor) {
-    const TbbScheduler* outer = current_scheduler;
-    current_scheduler = this;
-    // A stage with work left yields: it goes to the back of the arena's queue so that other
-    // stages get their turn.
-    if (actor.run_slice()) arena_.enqueue(group_.defer([this, &actor] { run(actor); }));
-    current_scheduler = outer;
+  // Slices run back to back through the run-next slot before the rest is left to the task
+  // queue, so that a ping-pong between two stages cannot hold a worker forever.
+  static constexpr int max_run_next_hops = 64;
+
+  void run(ActorCore& first) {
+    const TbbScheduler* outer_scheduler = std::exchange(current_scheduler, this);
+    ActorCore* outer_next = std::exchange(run_next, nullptr);
+    ActorCore* actor = &first;
+    for (int hop = 0; actor != nullptr; ++hop) {
+      // A stage with work left yields: it goes to the back of the arena's queue so that other
+      // stages get their turn.
+      if (actor->run_slice()) arena_.enqueue(group_.defer([this, actor] { run(*actor); }));
+      actor = std::exchange(run_next, nullptr);
+      if (actor != nullptr && hop == max_run_next_hops) {
+        group_.run([this, actor] { run(*actor); });
+        actor = nullptr;
+      }
+    }
+    run_next = outer_next;
+    current_scheduler = outer_scheduler;
   }
 
   std::size_t threads_;

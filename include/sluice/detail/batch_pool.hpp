@@ -2,6 +2,7 @@
 // Reuse of batch vectors: a consumer hands each emptied batch back to the producer that sent
 // it, so a steady stream allocates no batches.
 #include <sluice/defaults.hpp>
+#include <sluice/detail/batch.hpp>
 
 #include <mutex>
 #include <vector>
@@ -11,15 +12,15 @@ namespace sluice::detail {
 template <class T>
 class BatchPool {
  public:
-  std::vector<T> acquire() {
+  Batch<T> acquire() {
     std::lock_guard lock(mutex_);
     if (spares_.empty()) return {};
-    std::vector<T> batch = std::move(spares_.back());
+    Batch<T> batch = std::move(spares_.back());
     spares_.pop_back();
     return batch;
   }
 
-  void release(std::vector<T>&& batch) {
+  void release(Batch<T>&& batch) {
     if (batch.capacity() == 0) return;
     batch.clear();
     std::lock_guard lock(mutex_);
@@ -28,7 +29,7 @@ class BatchPool {
 
  private:
   std::mutex mutex_;
-  std::vector<std::vector<T>> spares_;
+  std::vector<Batch<T>> spares_;
 };
 
 }  // namespace sluice::detail

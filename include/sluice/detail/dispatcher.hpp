@@ -16,7 +16,7 @@ class ActorCore;
 template <class T>
 class Inlet {
  public:
-  virtual void post_events(SubscriptionId id, std::vector<T>&& events, BatchPool<T>* pool) = 0;
+  virtual void post_events(SubscriptionId id, Batch<T>&& events, BatchPool<T>* pool) = 0;
 
  protected:
   ~Inlet() = default;
@@ -41,7 +41,7 @@ class Dispatcher {
   virtual void cancel(SubscriptionId id) = 0;
   // Sends what demand allows from the front of `batch`; what no consumer has demand for stays
   // in `batch`, in order. Returns the number of events sent.
-  virtual std::size_t dispatch(std::vector<T>& batch, BatchPool<T>& pool) = 0;
+  virtual std::size_t dispatch(Batch<T>& batch, BatchPool<T>& pool) = 0;
   virtual const std::vector<ConsumerSlot<T>>& consumers() const noexcept = 0;
 };
 
@@ -64,7 +64,7 @@ class DemandDispatcher final : public Dispatcher<T> {
     if (slot != consumers_.end()) consumers_.erase(slot);
   }
 
-  std::size_t dispatch(std::vector<T>& batch, BatchPool<T>& pool) override {
+  std::size_t dispatch(Batch<T>& batch, BatchPool<T>& pool) override {
     const std::size_t total = batch.size();
     std::size_t sent = 0;
     while (sent < total) {
@@ -79,7 +79,7 @@ class DemandDispatcher final : public Dispatcher<T> {
         batch = {};
         return total;
       }
-      std::vector<T> part = pool.acquire();
+      Batch<T> part = pool.acquire();
       auto from = batch.begin() + static_cast<std::ptrdiff_t>(sent);
       part.insert(part.end(), std::make_move_iterator(from),
                   std::make_move_iterator(from + static_cast<std::ptrdiff_t>(count)));

@@ -1,5 +1,6 @@
 #pragma once
 // A producer's buffer for events emitted beyond demand (GenStage's buffer_size/buffer_keep).
+#include <sluice/detail/batch.hpp>
 #include <sluice/stage.hpp>
 
 #include <algorithm>
@@ -16,7 +17,7 @@ class EventBuffer {
   EventBuffer(std::size_t capacity, BufferKeep keep) : capacity_(capacity), keep_(keep) {}
 
   // Moves `incoming` (in order) into the buffer; returns how many events were discarded.
-  std::size_t push(std::vector<T>& incoming) {
+  std::size_t push(Batch<T>& incoming) {
     std::size_t discarded = 0;
     auto first = incoming.begin();
     if (keep_ == BufferKeep::first) {
@@ -40,7 +41,7 @@ class EventBuffer {
   }
 
   // Moves up to `count` of the oldest events into `out`.
-  void take(std::size_t count, std::vector<T>& out) {
+  void take(std::size_t count, Batch<T>& out) {
     auto n = static_cast<std::ptrdiff_t>(std::min(count, events_.size()));
     out.insert(out.end(), std::make_move_iterator(events_.begin()), std::make_move_iterator(events_.begin() + n));
     events_.erase(events_.begin(), events_.begin() + n);

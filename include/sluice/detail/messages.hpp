@@ -1,6 +1,7 @@
 #pragma once
 // The messages stages exchange. Control messages are untyped; event batches are typed by the
 // receiving stage's input type.
+#include <sluice/detail/batch.hpp>
 #include <sluice/exit_reason.hpp>
 #include <sluice/subscription.hpp>
 
@@ -59,7 +60,7 @@ using Control = std::variant<SubscribeTo, Subscribe, Ask, Cancel, Down, Stop, Co
 template <class T>
 struct Events {
   SubscriptionId id;
-  std::vector<T> events;
+  Batch<T> events;
   BatchPool<T>* pool;  // where the emptied vector goes back to, for reuse
 };
 

@@ -57,7 +57,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
 
   void post(Control&& message) override { deliver(Message{std::move(message)}); }
 
-  void post_events(SubscriptionId id, std::vector<In>&& events, BatchPool<In>* pool) override {
+  void post_events(SubscriptionId id, Batch<In>&& events, BatchPool<In>* pool) override {
     deliver(Message{Events<In>{id, std::move(events), pool}});
   }
 
@@ -300,13 +300,13 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     }
   }
 
-  std::size_t dispatch(std::vector<Out>& batch) {
+  std::size_t dispatch(Batch<Out>& batch) {
     const std::size_t sent = dispatcher_->dispatch(batch, pool_);
     stats_.add_out(sent);
     return sent;
   }
 
-  void buffer_events(std::vector<Out>& events) {
+  void buffer_events(Batch<Out>& events) {
     const std::size_t discarded = buffer_.push(events);
     stats_.set_buffered(buffer_.size());
     if (discarded == 0) return;
@@ -318,7 +318,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   std::size_t serve_from_buffer(std::size_t demand) {
     if (demand == 0 || buffer_.empty()) return demand;
     const std::size_t taken = std::min(demand, buffer_.size());
-    std::vector<Out> batch = pool_.acquire();
+    Batch<Out> batch = pool_.acquire();
     buffer_.take(taken, batch);
     dispatch(batch);
     // Demand just grew by at least `taken`, so every taken event found a consumer.
@@ -401,7 +401,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   std::unique_ptr<Dispatcher<Out>> dispatcher_ = std::make_unique<DemandDispatcher<Out>>();
   EventBuffer<Out> buffer_;
   BatchPool<Out> pool_;
-  std::vector<Out> out_batch_;
+  Batch<Out> out_batch_;
   bool done_requested_ = false;  // set through Emitter::done()
   bool output_done_ = false;     // no more events will be emitted
 
