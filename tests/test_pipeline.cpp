@@ -39,6 +39,7 @@ TEST_CASE("DSL: map and filter lambdas over a lazy range, with per-step demand o
 TEST_CASE("DSL: an endless range ends when the pipeline is drained") {
   System system(2);
   auto sum = from(system, std::views::iota(std::int64_t{1})) | into<SumConsumer>();
+  system.start();
   while (sum.front().stats().events_in < 1000) std::this_thread::yield();
   system.drain();
   system.wait();

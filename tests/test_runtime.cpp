@@ -170,6 +170,7 @@ TEST_CASE("drain: sources stop, and every event already emitted reaches the sink
   auto numbers = system.spawn<NumberProducer>("numbers", 1);  // endless
   auto sum = system.spawn<SumConsumer>("sum");
   system.subscribe(sum, numbers, {.max_demand = 100});
+  system.start();
   while (sum.stats().events_in == 0) std::this_thread::yield();
   system.drain();
   system.wait();

@@ -16,6 +16,9 @@ class Scheduler {
   virtual ~Scheduler() = default;
   // `actor` went from idle to having messages: run slices of it until it reports no more work.
   virtual void schedule(detail::ActorCore& actor) = 0;
+  // Stages scheduled before start() run only from then on, so that a whole graph can be wired
+  // before the first event flows. A scheduler that runs only when stepped needs no gate.
+  virtual void start() {}
   // Messages a stage handles per slice before it yields.
   virtual std::size_t throughput() const noexcept { return defaults::max_throughput; }
 };

@@ -29,6 +29,13 @@ struct StageOptions {
   // A producer whose last consumer cancelled completes, so that a `take`-like consumer ends the
   // stream upstream. GenStage keeps such a producer alive; set false to do the same.
   bool complete_when_unsubscribed = true;
+  // How a producer shares events among its consumers: dispatch::Demand (the default),
+  // dispatch::Broadcast, or dispatch::Partition<Out> (see <sluice/dispatcher.hpp>).
+  std::any dispatcher;
+  // GenStage's demand: :accumulate. Demand is recorded but handle_demand is not called until
+  // System::forward_demand(); then the accumulated demands are replayed in order. Typical use:
+  // subscribe every consumer of a broadcast producer first, then forward.
+  bool accumulate_demand = false;
 };
 
 // What a stage's callbacks can ask of the runtime.

@@ -1,7 +1,9 @@
 #pragma once
 // Subscription options and what a stage learns when a subscription starts or ends.
 #include <sluice/defaults.hpp>
+#include <sluice/dispatcher.hpp>
 
+#include <any>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -26,6 +28,11 @@ struct SubscribeOptions {
   std::size_t max_demand = defaults::max_demand;
   std::optional<std::size_t> min_demand{};  // defaults to max_demand / 2
   CancelMode cancel = CancelMode::permanent;
+  // With a partition dispatcher: which partition this consumer takes (required there).
+  std::optional<PartitionKey> partition{};
+  // With a broadcast dispatcher: a std::function<bool(const T&)> keeping the events this
+  // consumer wants (empty: all of them).
+  std::any selector{};
 
   std::size_t effective_min_demand() const noexcept { return min_demand.value_or(max_demand / 2); }
 

@@ -59,6 +59,18 @@ class System final : private detail::StageHost {
     send_info(stage.core(), std::move(message));
   }
 
+  // Ends a producer's accumulate mode (StageOptions::accumulate_demand): the demand it recorded
+  // is replayed to handle_demand in order, and later demand goes straight through.
+  void forward_demand(detail::ActorCore& producer) { producer.post(detail::ForwardDemand{}); }
+  template <StageType S>
+  void forward_demand(const StageRef<S>& producer) {
+    forward_demand(producer.core());
+  }
+
+  // Lets the stages run. Until then they are held, messages and all, so that a graph wired
+  // before start() is complete before the first event flows. wait() and drain() start too.
+  void start() { scheduler_.start(); }
+
   // Blocks until every stage has stopped. Throws StageError if a stage failed. With a
   // ManualScheduler it steps the scheduler until idle instead, and throws std::logic_error if
   // stages are still running then (they wait for something that will never come).

@@ -8,6 +8,9 @@
 #include <oneapi/tbb/task_group.h>
 
 #include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <vector>
 #include <thread>
 #include <utility>
 
@@ -69,10 +72,22 @@ class TbbScheduler final : public Scheduler {
 
   // task_group's destructor may throw missing_wait; waiting first makes that impossible.
   ~TbbScheduler() noexcept override {
+    start();
     arena_.execute([this] { group_.wait(); });
   }
 
+  void start() override {
+    std::vector<ActorCore*> held;
+    {
+      std::lock_guard lock(hold_mutex_);
+      started_.store(true, std::memory_order_release);
+      held.swap(held_);
+    }
+    for (ActorCore* actor : held) arena_.enqueue(group_.defer([this, actor] { run(*actor); }));
+  }
+
   void schedule(ActorCore& actor) override {
+    if (!started_.load(std::memory_order_acquire) && hold(actor)) return;
     if (current_scheduler != this) {
       arena_.enqueue(group_.defer([this, &actor] { run(actor); }));
     } else if (run_next == nullptr) {
@@ -106,6 +121,17 @@ class TbbScheduler final : public Scheduler {
     current_scheduler = outer_scheduler;
   }
 
+  // Keeps `actor` for start() unless the scheduler started meanwhile.
+  bool hold(ActorCore& actor) {
+    std::lock_guard lock(hold_mutex_);
+    if (started_.load(std::memory_order_relaxed)) return false;
+    held_.push_back(&actor);
+    return true;
+  }
+
+  std::atomic<bool> started_{false};
+  std::mutex hold_mutex_;
+  std::vector<ActorCore*> held_;  // guarded by hold_mutex_
   std::size_t threads_;
   oneapi::tbb::global_control parallelism_;
   oneapi::tbb::task_arena arena_;

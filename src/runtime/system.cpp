@@ -22,6 +22,7 @@ System::System(std::size_t threads)
 System::System(ManualScheduler& scheduler) : scheduler_(scheduler), manual_(&scheduler) {}
 
 System::~System() {
+  start();
   stop();
   if (manual_ != nullptr) {
     manual_->run_until_idle();
@@ -45,7 +46,10 @@ SubscriptionId System::subscribe_untyped(detail::ActorCore& consumer, detail::Ac
   options.validate();
   static std::atomic<SubscriptionId> next_id{1};
   const SubscriptionId id = next_id.fetch_add(1, std::memory_order_relaxed);
+  // Both ends hear of the subscription now, from this thread: subscriptions made one after the
+  // other reach the producer in that order, before any demand they lead to.
   consumer.post(detail::SubscribeTo{&producer, id, options});
+  producer.post(detail::Subscribe{&consumer, id, options});
   return id;
 }
 
@@ -64,7 +68,10 @@ void System::post_to_all(const detail::Control& message, bool sources_only) {
   for (auto* stage : targets) stage->post(detail::Control(message));
 }
 
-void System::drain() { post_to_all(detail::Complete{}, true); }
+void System::drain() {
+  start();
+  post_to_all(detail::Complete{}, true);
+}
 
 void System::stop() { post_to_all(detail::Stop{ExitReason::shutdown()}, false); }
 
@@ -84,6 +91,7 @@ void System::stage_stopped(detail::ActorCore&, const ExitReason& reason) {
 }
 
 void System::wait() {
+  start();
   if (manual_ != nullptr) {
     manual_->run_until_idle();
     std::lock_guard lock(mutex_);

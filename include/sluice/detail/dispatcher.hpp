@@ -1,16 +1,25 @@
 #pragma once
-// How a producer shares its events among its consumers.
+// The dispatchers behind the policies of <sluice/dispatcher.hpp>. Each mirrors the state
+// machine of its GenStage namesake, so that demand accounting matches GenStage's exactly.
+#include <sluice/detail/actor.hpp>
+#include <sluice/detail/batch.hpp>
 #include <sluice/detail/batch_pool.hpp>
+#include <sluice/dispatcher.hpp>
 #include <sluice/subscription.hpp>
 
 #include <algorithm>
+#include <any>
 #include <cstddef>
+#include <deque>
 #include <iterator>
+#include <memory>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <utility>
 #include <vector>
 
 namespace sluice::detail {
-
-class ActorCore;
 
 // The typed receiving end of a subscription.
 template <class T>
@@ -27,77 +36,359 @@ struct ConsumerSlot {
   SubscriptionId id;
   ActorCore* actor;
   Inlet<T>* inlet;
-  std::size_t demand = 0;  // events asked for and not yet sent
 };
 
 template <class T>
 class Dispatcher {
  public:
   virtual ~Dispatcher() = default;
-  virtual void subscribe(ConsumerSlot<T> consumer) = 0;
+  // Returns an error message when the subscription is refused, else an empty string.
+  virtual std::string subscribe(const ConsumerSlot<T>& consumer, const SubscribeOptions& options) = 0;
   // Records an ask; returns the demand the producer must now serve (from its buffer, then
   // handle_demand).
   virtual std::size_t ask(SubscriptionId id, std::size_t count) = 0;
-  virtual void cancel(SubscriptionId id) = 0;
+  // Forgets a consumer; returns demand the producer must now serve on the others' behalf.
+  virtual std::size_t cancel(SubscriptionId id) = 0;
   // Sends what demand allows from the front of `batch`; what no consumer has demand for stays
-  // in `batch`, in order. Returns the number of events sent.
+  // in `batch`, in order. Returns the number of events taken from `batch`.
   virtual std::size_t dispatch(Batch<T>& batch, BatchPool<T>& pool) = 0;
-  virtual const std::vector<ConsumerSlot<T>>& consumers() const noexcept = 0;
+  // Demand a dispatch gave back (broadcast selectors' rejects): the producer asks itself.
+  virtual std::vector<std::pair<SubscriptionId, std::size_t>> take_credits() { return {}; }
+  virtual std::vector<ConsumerSlot<T>> consumers() const = 0;
+  virtual bool has_consumers() const noexcept = 0;
+  // Events the dispatcher itself still holds (a partition's backlog): a done producer waits
+  // for them to be delivered before it completes.
+  virtual bool holds_events() const noexcept { return false; }
 };
 
-// GenStage's DemandDispatcher: each batch goes to the consumer with the largest outstanding
-// demand, up to that demand, then to the next; ties keep subscription order.
+// Moves events [first, first + count) of `batch` into a batch from `pool` and sends it.
+template <class T>
+void send_slice(const ConsumerSlot<T>& consumer, Batch<T>& batch, std::size_t first, std::size_t count,
+                BatchPool<T>& pool) {
+  Batch<T> part = pool.acquire();
+  auto from = batch.begin() + static_cast<std::ptrdiff_t>(first);
+  part.insert(part.end(), std::make_move_iterator(from), std::make_move_iterator(from + static_cast<std::ptrdiff_t>(count)));
+  consumer.inlet->post_events(consumer.id, std::move(part), &pool);
+}
+
+// --- demand ----------------------------------------------------------------------------------
+
 template <class T>
 class DemandDispatcher final : public Dispatcher<T> {
  public:
-  void subscribe(ConsumerSlot<T> consumer) override { consumers_.push_back(consumer); }
+  explicit DemandDispatcher(dispatch::Demand policy) : shuffle_(policy.shuffle_demands_on_first_dispatch) {}
 
-  std::size_t ask(SubscriptionId id, std::size_t count) override {
-    auto slot = find(id);
-    if (slot == consumers_.end()) return 0;
-    slot->demand += count;
-    return count;
+  std::string subscribe(const ConsumerSlot<T>& consumer, const SubscribeOptions&) override {
+    demands_.push_back({consumer, 0});
+    return {};
   }
 
-  void cancel(SubscriptionId id) override {
-    auto slot = find(id);
-    if (slot != consumers_.end()) consumers_.erase(slot);
+  std::size_t ask(SubscriptionId id, std::size_t count) override {
+    auto entry = find(id);
+    if (entry == demands_.end()) return 0;
+    Entry updated = *entry;
+    demands_.erase(entry);
+    updated.demand += count;
+    add_demand(updated);
+    // Demand that cancelled consumers had already asked for was forwarded once: not again.
+    const std::size_t already_sent = std::min(pending_, count);
+    pending_ -= already_sent;
+    return count - already_sent;
+  }
+
+  std::size_t cancel(SubscriptionId id) override {
+    auto entry = find(id);
+    if (entry == demands_.end()) return 0;
+    pending_ += entry->demand;
+    demands_.erase(entry);
+    return 0;
   }
 
   std::size_t dispatch(Batch<T>& batch, BatchPool<T>& pool) override {
+    if (shuffle_) {
+      std::shuffle(demands_.begin(), demands_.end(), std::mt19937(std::random_device{}()));
+      shuffle_ = false;
+    }
     const std::size_t total = batch.size();
     std::size_t sent = 0;
-    while (sent < total) {
-      auto best = std::max_element(consumers_.begin(), consumers_.end(),
-                                   [](const auto& a, const auto& b) { return a.demand < b.demand; });
-      if (best == consumers_.end() || best->demand == 0) break;
-      const std::size_t count = std::min(best->demand, total - sent);
-      best->demand -= count;
+    while (sent < total && !demands_.empty() && demands_.front().demand > 0) {
+      Entry head = demands_.front();
+      demands_.erase(demands_.begin());
+      const std::size_t count = std::min(head.demand, total - sent);
+      head.demand -= count;
       if (sent == 0 && count == total) {
         // The common case: the whole batch fits one consumer's demand and moves as it is.
-        best->inlet->post_events(best->id, std::move(batch), &pool);
+        head.consumer.inlet->post_events(head.consumer.id, std::move(batch), &pool);
         batch = {};
+        add_demand(head);
         return total;
       }
-      Batch<T> part = pool.acquire();
-      auto from = batch.begin() + static_cast<std::ptrdiff_t>(sent);
-      part.insert(part.end(), std::make_move_iterator(from),
-                  std::make_move_iterator(from + static_cast<std::ptrdiff_t>(count)));
-      best->inlet->post_events(best->id, std::move(part), &pool);
+      send_slice(head.consumer, batch, sent, count, pool);
       sent += count;
+      add_demand(head);
     }
     batch.erase(batch.begin(), batch.begin() + static_cast<std::ptrdiff_t>(sent));
     return sent;
   }
 
-  const std::vector<ConsumerSlot<T>>& consumers() const noexcept override { return consumers_; }
+  std::vector<ConsumerSlot<T>> consumers() const override {
+    std::vector<ConsumerSlot<T>> all;
+    for (const auto& entry : demands_) all.push_back(entry.consumer);
+    return all;
+  }
+  bool has_consumers() const noexcept override { return !demands_.empty(); }
 
  private:
-  typename std::vector<ConsumerSlot<T>>::iterator find(SubscriptionId id) {
-    return std::find_if(consumers_.begin(), consumers_.end(), [id](const auto& c) { return c.id == id; });
+  struct Entry {
+    ConsumerSlot<T> consumer;
+    std::size_t demand;
+  };
+
+  // GenStage's list order: largest demand first; an entry goes after those with equal demand.
+  void add_demand(const Entry& entry) {
+    auto at = std::find_if(demands_.begin(), demands_.end(), [&](const Entry& e) { return entry.demand > e.demand; });
+    demands_.insert(at, entry);
   }
 
-  std::vector<ConsumerSlot<T>> consumers_;
+  typename std::vector<Entry>::iterator find(SubscriptionId id) {
+    return std::find_if(demands_.begin(), demands_.end(), [id](const Entry& e) { return e.consumer.id == id; });
+  }
+
+  std::vector<Entry> demands_;
+  std::size_t pending_ = 0;
+  bool shuffle_;
 };
+
+// --- broadcast -------------------------------------------------------------------------------
+
+template <class T>
+class BroadcastDispatcher final : public Dispatcher<T> {
+ public:
+  using Selector = std::function<bool(const T&)>;
+
+  std::string subscribe(const ConsumerSlot<T>& consumer, const SubscribeOptions& options) override {
+    Selector selector;
+    if (options.selector.has_value()) {
+      const auto* typed = std::any_cast<Selector>(&options.selector);
+      if (typed == nullptr) return "the selector's type does not match the producer's events";
+      selector = *typed;
+    }
+    // A late subscriber owes the demand already forwarded for the others (it starts at -waiting).
+    entries_.insert(entries_.begin(), Entry{consumer, -static_cast<long long>(waiting_), std::move(selector)});
+    return {};
+  }
+
+  std::size_t ask(SubscriptionId id, std::size_t count) override {
+    auto entry = find(id);
+    if (entry == entries_.end()) return 0;
+    entry->demand += static_cast<long long>(count);
+    return forward_minimum();
+  }
+
+  std::size_t cancel(SubscriptionId id) override {
+    auto entry = find(id);
+    if (entry == entries_.end()) return 0;
+    entries_.erase(entry);
+    return forward_minimum();
+  }
+
+  std::size_t dispatch(Batch<T>& batch, BatchPool<T>& pool) override {
+    const std::size_t count = std::min(waiting_, batch.size());
+    if (count == 0) return 0;
+    for (auto& entry : entries_) {
+      Batch<T> selected = pool.acquire();
+      for (std::size_t i = 0; i < count; ++i)
+        if (!entry.selector || entry.selector(batch[i])) selected.push_back(batch[i]);
+      const std::size_t rejected = count - selected.size();
+      if (rejected > 0) credits_.emplace_back(entry.consumer.id, rejected);
+      if (selected.empty()) {
+        pool.release(std::move(selected));
+      } else {
+        entry.consumer.inlet->post_events(entry.consumer.id, std::move(selected), &pool);
+      }
+    }
+    waiting_ -= count;
+    batch.erase(batch.begin(), batch.begin() + static_cast<std::ptrdiff_t>(count));
+    return count;
+  }
+
+  std::vector<std::pair<SubscriptionId, std::size_t>> take_credits() override { return std::exchange(credits_, {}); }
+
+  std::vector<ConsumerSlot<T>> consumers() const override {
+    std::vector<ConsumerSlot<T>> all;
+    for (const auto& entry : entries_) all.push_back(entry.consumer);
+    return all;
+  }
+  bool has_consumers() const noexcept override { return !entries_.empty(); }
+
+ private:
+  struct Entry {
+    ConsumerSlot<T> consumer;
+    long long demand;  // beyond what was forwarded upstream; negative for a late subscriber
+    Selector selector;
+  };
+
+  // Forwards the smallest demand upstream and keeps the others relative to it.
+  std::size_t forward_minimum() {
+    if (entries_.empty()) return 0;
+    long long minimum = entries_.front().demand;
+    for (const auto& entry : entries_) minimum = std::min(minimum, entry.demand);
+    if (minimum <= 0) return 0;
+    for (auto& entry : entries_) entry.demand -= minimum;
+    waiting_ += static_cast<std::size_t>(minimum);
+    return static_cast<std::size_t>(minimum);
+  }
+
+  typename std::vector<Entry>::iterator find(SubscriptionId id) {
+    return std::find_if(entries_.begin(), entries_.end(), [id](const Entry& e) { return e.consumer.id == id; });
+  }
+
+  std::vector<Entry> entries_;
+  std::size_t waiting_ = 0;  // forwarded upstream, not yet dispatched
+  std::vector<std::pair<SubscriptionId, std::size_t>> credits_;
+};
+
+// --- partition -------------------------------------------------------------------------------
+
+template <class T>
+class PartitionDispatcher final : public Dispatcher<T> {
+ public:
+  explicit PartitionDispatcher(dispatch::Partition<T> policy) : hash_(std::move(policy.hash)) {
+    if (policy.partitions.empty()) throw std::invalid_argument("a partition dispatcher needs at least one partition");
+    if (!hash_) throw std::invalid_argument("a partition dispatcher needs a hash function");
+    for (auto& key : policy.partitions) partitions_.push_back(Partition{std::move(key)});
+  }
+
+  std::string subscribe(const ConsumerSlot<T>& consumer, const SubscribeOptions& options) override {
+    if (!options.partition) {
+      return "subscribing to a producer with a partition dispatcher needs a partition (one of " + names() + ")";
+    }
+    auto partition = find(*options.partition);
+    if (partition == partitions_.end()) {
+      return "partition " + to_string(*options.partition) + " does not exist: it must be one of " + names();
+    }
+    if (partition->consumer) {
+      return "partition " + to_string(partition->key) + " is already taken by '" + name_of(*partition->consumer) + "'";
+    }
+    partition->consumer = consumer;
+    return {};
+  }
+
+  std::size_t ask(SubscriptionId id, std::size_t count) override {
+    auto partition = find(id);
+    if (partition == partitions_.end()) return 0;
+    // Events waiting for this partition go first.
+    const std::size_t from_queue = std::min(count, partition->queue.size());
+    if (from_queue > 0) {
+      Batch<T> batch;
+      for (std::size_t i = 0; i < from_queue; ++i) {
+        batch.push_back(std::move(partition->queue.front()));
+        partition->queue.pop_front();
+      }
+      partition->consumer->inlet->post_events(partition->consumer->id, std::move(batch), nullptr);
+    }
+    partition->demand += count - from_queue;
+    const std::size_t already_sent = std::min(pending_, count);
+    pending_ -= already_sent;
+    waiting_ += count - already_sent;
+    return count - already_sent;
+  }
+
+  std::size_t cancel(SubscriptionId id) override {
+    auto partition = find(id);
+    if (partition == partitions_.end()) return 0;
+    partition->consumer.reset();
+    pending_ += partition->demand;
+    partition->demand = 0;
+    // Events queued for the departed consumer are lost with it (as in GenStage); the demand
+    // they stood for goes back to the producer, so that the other partitions go on.
+    const std::size_t lost = partition->queue.size();
+    partition->queue.clear();
+    waiting_ += lost;
+    return lost;
+  }
+
+  std::size_t dispatch(Batch<T>& batch, BatchPool<T>& pool) override {
+    for (auto& partition : partitions_) partition.outgoing = {};
+    std::size_t taken = 0;
+    for (; taken < batch.size() && waiting_ > 0; ++taken) {
+      auto key = hash_(batch[taken]);
+      if (!key) continue;  // dropped by the hash: it costs no demand
+      auto partition = find(*key);
+      if (partition == partitions_.end()) {
+        throw std::runtime_error("the partition hash returned unknown partition " + to_string(*key) +
+                                 " (the partitions are " + names() + ")");
+      }
+      --waiting_;
+      if (partition->consumer && partition->demand > 0) {
+        if (partition->outgoing.empty()) partition->outgoing = pool.acquire();
+        partition->outgoing.push_back(std::move(batch[taken]));
+        --partition->demand;
+      } else {
+        partition->queue.push_back(std::move(batch[taken]));
+      }
+    }
+    for (auto& partition : partitions_) {
+      if (!partition.outgoing.empty()) {
+        partition.consumer->inlet->post_events(partition.consumer->id, std::move(partition.outgoing), &pool);
+      }
+    }
+    batch.erase(batch.begin(), batch.begin() + static_cast<std::ptrdiff_t>(taken));
+    return taken;
+  }
+
+  std::vector<ConsumerSlot<T>> consumers() const override {
+    std::vector<ConsumerSlot<T>> all;
+    for (const auto& partition : partitions_)
+      if (partition.consumer) all.push_back(*partition.consumer);
+    return all;
+  }
+  bool has_consumers() const noexcept override {
+    return std::any_of(partitions_.begin(), partitions_.end(), [](const Partition& p) { return p.consumer.has_value(); });
+  }
+  bool holds_events() const noexcept override {
+    return std::any_of(partitions_.begin(), partitions_.end(), [](const Partition& p) { return !p.queue.empty(); });
+  }
+
+ private:
+  struct Partition {
+    PartitionKey key;
+    std::optional<ConsumerSlot<T>> consumer{};
+    std::size_t demand = 0;
+    std::deque<T> queue{};  // events beyond the consumer's demand, or with no consumer yet
+    Batch<T> outgoing{};
+  };
+
+  typename std::vector<Partition>::iterator find(const PartitionKey& key) {
+    return std::find_if(partitions_.begin(), partitions_.end(), [&](const Partition& p) { return p.key == key; });
+  }
+  typename std::vector<Partition>::iterator find(SubscriptionId id) {
+    return std::find_if(partitions_.begin(), partitions_.end(),
+                        [&](const Partition& p) { return p.consumer && p.consumer->id == id; });
+  }
+  std::string names() const {
+    std::string all = "[";
+    for (const auto& partition : partitions_) all += (all.size() > 1 ? ", " : "") + to_string(partition.key);
+    return all + "]";
+  }
+  static std::string name_of(const ConsumerSlot<T>& consumer) { return consumer.actor->name(); }
+
+  std::function<std::optional<PartitionKey>(const T&)> hash_;
+  std::vector<Partition> partitions_;
+  std::size_t waiting_ = 0;  // forwarded upstream, not yet dispatched
+  std::size_t pending_ = 0;  // departed consumers' demand, already forwarded once
+};
+
+// Builds the dispatcher a stage's policy names; throws if the policy does not fit its events.
+template <class T>
+std::unique_ptr<Dispatcher<T>> make_dispatcher(const std::any& policy) {
+  if (!policy.has_value()) return std::make_unique<DemandDispatcher<T>>(dispatch::Demand{});
+  if (const auto* demand = std::any_cast<dispatch::Demand>(&policy)) return std::make_unique<DemandDispatcher<T>>(*demand);
+  if (std::any_cast<dispatch::Broadcast>(&policy) != nullptr) return std::make_unique<BroadcastDispatcher<T>>();
+  if (const auto* partition = std::any_cast<dispatch::Partition<T>>(&policy)) {
+    return std::make_unique<PartitionDispatcher<T>>(*partition);
+  }
+  throw std::invalid_argument("the dispatcher policy does not fit this stage (a Partition's event type must match)");
+}
 
 }  // namespace sluice::detail

@@ -40,6 +40,12 @@ class EventBuffer {
     return discarded;
   }
 
+  // Puts events back at the head of the buffer, ahead of everything in it.
+  void push_front(Batch<T>& events) {
+    events_.insert(events_.begin(), std::make_move_iterator(events.begin()), std::make_move_iterator(events.end()));
+    events.clear();
+  }
+
   // Moves up to `count` of the oldest events into `out`.
   void take(std::size_t count, Batch<T>& out) {
     auto n = static_cast<std::ptrdiff_t>(std::min(count, events_.size()));

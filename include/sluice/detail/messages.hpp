@@ -16,7 +16,7 @@ class ActorCore;
 template <class T>
 class BatchPool;
 
-// To a consumer: subscribe to `producer` (the consumer starts the handshake, as in GenStage).
+// To a consumer: it is subscribed to `producer` (which is sent Subscribe at the same time).
 struct SubscribeTo {
   ActorCore* producer;
   SubscriptionId id;
@@ -50,12 +50,14 @@ struct Stop {
 };
 // To a source: stop producing, deliver what is buffered, then complete (a graceful drain).
 struct Complete {};
+// To a producer: stop accumulating demand and replay what was accumulated.
+struct ForwardDemand {};
 // To any stage: a user message for handle_info.
 struct Info {
   std::any payload;
 };
 
-using Control = std::variant<SubscribeTo, Subscribe, Ask, Cancel, Down, Stop, Complete, Info>;
+using Control = std::variant<SubscribeTo, Subscribe, Ask, Cancel, Down, Stop, Complete, ForwardDemand, Info>;
 
 template <class T>
 struct Events {

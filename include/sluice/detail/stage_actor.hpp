@@ -48,7 +48,9 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   StageActor(Scheduler& scheduler, StageHost& host, StageOptions options, Args&&... args)
       : ActorCore(scheduler, host, std::move(options.name)),
         options_(std::move(options)),
+        dispatcher_(make_dispatcher<Out>(options_.dispatcher)),
         buffer_(options_.buffer_size, options_.buffer_keep),
+        accumulating_(options_.accumulate_demand),
         stage_(std::forward<Args>(args)...) {
     static_cast<StageBase&>(stage_).context_ = this;
   }
@@ -114,7 +116,6 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       // GenStage's refill rule, step 1: ask for max_demand on subscribing.
       if (!upstream.manual) upstream.pending = m.options.max_demand;
       upstream_.push_back(upstream);
-      m.producer->post(Subscribe{this, m.id, m.options});
       if (!upstream.manual) m.producer->post(Ask{m.id, m.options.max_demand});
     }
   }
@@ -215,37 +216,61 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
         m.consumer->post(Down{m.id, ExitReason::error(name_, "event types of the subscription do not match")});
         return;
       }
-      dispatcher_->subscribe(ConsumerSlot<Out>{m.id, m.consumer, inlet});
+      const std::string refused = dispatcher_->subscribe(ConsumerSlot<Out>{m.id, m.consumer, inlet}, m.options);
+      if (!refused.empty()) {
+        m.consumer->post(Down{m.id, ExitReason::error(name_, refused)});
+        return;
+      }
       stage_.handle_subscribe(SubscriptionInfo{m.id, PeerRole::consumer, m.consumer->name(), m.options});
     }
   }
 
   void handle(Ask& m) {
-    if constexpr (emits) {
-      std::size_t demand = serve_from_buffer(dispatcher_->ask(m.id, m.count));
-      if (demand == 0 || output_done_) return;
-      if constexpr (ProducerStage<S>) {
+    if constexpr (emits) produce(dispatcher_->ask(m.id, m.count));
+  }
+
+  // Serves demand the dispatcher forwarded: from the buffer first, then by the stage.
+  void produce(std::size_t forwarded) {
+    const std::size_t demand = serve_from_buffer(forwarded);
+    if (demand == 0 || output_done_) return;
+    if constexpr (ProducerStage<S>) {
+      if (accumulating_) {
+        accumulated_.push_back(demand);
+        return;
+      }
+      Emitter<Out> out = begin_emit();
+      stage_.handle_demand(demand, out);
+      end_emit();
+    } else {
+      downstream_demand_ += demand;
+      take_waiting_batches();
+    }
+  }
+
+  void handle(ForwardDemand&) {
+    if constexpr (ProducerStage<S>) {
+      accumulating_ = false;
+      for (std::size_t demand : std::exchange(accumulated_, {})) {
+        if (stopped_ || output_done_) break;
         Emitter<Out> out = begin_emit();
         stage_.handle_demand(demand, out);
         end_emit();
-      } else {
-        downstream_demand_ += demand;
-        take_waiting_batches();
       }
     }
   }
 
   void handle(Cancel& m) {
     if constexpr (emits) {
-      const auto& consumers = dispatcher_->consumers();
+      const auto consumers = dispatcher_->consumers();
       auto slot = std::find_if(consumers.begin(), consumers.end(), [&](auto& c) { return c.id == m.id; });
       if (slot == consumers.end()) return;
-      const std::string_view consumer_name = slot->actor->name();
-      dispatcher_->cancel(m.id);
-      stage_.handle_cancel(SubscriptionInfo{m.id, PeerRole::consumer, consumer_name, {}}, m.reason);
-      if (dispatcher_->consumers().empty() && options_.complete_when_unsubscribed && !m.reason.is_abnormal()) {
+      const std::size_t forwarded = dispatcher_->cancel(m.id);
+      stage_.handle_cancel(SubscriptionInfo{m.id, PeerRole::consumer, slot->actor->name(), {}}, m.reason);
+      if (!dispatcher_->has_consumers() && options_.complete_when_unsubscribed && !m.reason.is_abnormal()) {
         stop(ExitReason::normal());
+        return;
       }
+      produce(forwarded);
     }
   }
 
@@ -272,6 +297,10 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       // GenStage: subscribing to a stage that is gone ends the subscription with :noproc.
       if (auto* subscribe = std::get_if<Subscribe>(control)) {
         subscribe->consumer->post(Down{subscribe->id, ExitReason::noproc(name_)});
+      }
+      // A subscription made after this consumer stopped: the producer must not keep it.
+      if (auto* subscribe_to = std::get_if<SubscribeTo>(control)) {
+        subscribe_to->producer->post(Cancel{subscribe_to->id, ExitReason::shutdown()});
       }
     }
   }
@@ -303,6 +332,9 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   std::size_t dispatch(Batch<Out>& batch) {
     const std::size_t sent = dispatcher_->dispatch(batch, pool_);
     stats_.add_out(sent);
+    // A broadcast consumer's selector rejected events: GenStage credits them back by asking
+    // itself on that consumer's behalf.
+    for (const auto& [id, count] : dispatcher_->take_credits()) post(Ask{id, count});
     return sent;
   }
 
@@ -321,7 +353,9 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     Batch<Out> batch = pool_.acquire();
     buffer_.take(taken, batch);
     dispatch(batch);
-    // Demand just grew by at least `taken`, so every taken event found a consumer.
+    // Demand just grew by at least `taken`, so every taken event normally found a consumer;
+    // whatever did not keeps its place at the head of the buffer.
+    if (!batch.empty()) buffer_.push_front(batch);
     stats_.set_buffered(buffer_.size());
     return demand - taken;
   }
@@ -341,7 +375,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       }
     }
     if constexpr (emits) {
-      if (output_done_ && buffer_.empty()) stop(ExitReason::normal());
+      if (output_done_ && buffer_.empty() && !dispatcher_->holds_events()) stop(ExitReason::normal());
     }
   }
 
@@ -398,12 +432,14 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   std::size_t downstream_demand_ = 0;       // producer-consumers: demand not yet met
 
   // Producer side.
-  std::unique_ptr<Dispatcher<Out>> dispatcher_ = std::make_unique<DemandDispatcher<Out>>();
+  std::unique_ptr<Dispatcher<Out>> dispatcher_;
   EventBuffer<Out> buffer_;
   BatchPool<Out> pool_;
   Batch<Out> out_batch_;
   bool done_requested_ = false;  // set through Emitter::done()
   bool output_done_ = false;     // no more events will be emitted
+  bool accumulating_;            // GenStage's demand: :accumulate
+  std::vector<std::size_t> accumulated_;
 
   S stage_;
 };

@@ -1,0 +1,304 @@
+// Dispatchers: how a producer hands events to several consumers. The first cases drive the
+// dispatchers directly, as GenStage's own dispatcher tests do; the rest go through stages.
+#include "support.hpp"
+
+#include <sluice/detail/dispatcher.hpp>
+#include <sluice/stages/number_producer.hpp>
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <string>
+
+using namespace sluice;
+using detail::Batch;
+using detail::BatchPool;
+using detail::ConsumerSlot;
+
+namespace {
+
+template <class T>
+struct RecordingInlet final : detail::Inlet<T> {
+  void post_events(SubscriptionId, Batch<T>&& events, BatchPool<T>*) override {
+    batches.emplace_back(events.begin(), events.end());
+  }
+  std::vector<std::vector<T>> batches;
+};
+
+using Strings = std::vector<std::string>;
+
+Batch<std::string> batch_of(Strings events) { return Batch<std::string>(events.begin(), events.end()); }
+Strings rest_of(const Batch<std::string>& batch) { return Strings(batch.begin(), batch.end()); }
+
+}  // namespace
+
+TEST_CASE("demand dispatcher: consumers with demand 3 and 2, [a..e] -> [a,b,c] and [d,e]; a further [a,b,c] is all left over") {
+  detail::DemandDispatcher<std::string> dispatcher({});
+  BatchPool<std::string> pool;
+  RecordingInlet<std::string> first, second;
+  dispatcher.subscribe(ConsumerSlot<std::string>{1, nullptr, &first}, {});
+  dispatcher.subscribe(ConsumerSlot<std::string>{2, nullptr, &second}, {});
+  CHECK(dispatcher.ask(1, 3) == 3);
+  CHECK(dispatcher.ask(2, 2) == 2);
+  auto batch = batch_of({"a", "b", "c", "d", "e"});
+  CHECK(dispatcher.dispatch(batch, pool) == 5);
+  CHECK(first.batches == std::vector<Strings>{{"a", "b", "c"}});
+  CHECK(second.batches == std::vector<Strings>{{"d", "e"}});
+  auto more = batch_of({"a", "b", "c"});
+  CHECK(dispatcher.dispatch(more, pool) == 0);
+  CHECK(rest_of(more) == Strings{"a", "b", "c"});
+}
+
+TEST_CASE("demand dispatcher: demands 3 and 3, [a,b], [c,d], [e,f,g] -> [a,b] first, [c,d] second, then [e] and [f], [g] left over") {
+  detail::DemandDispatcher<std::string> dispatcher({});
+  BatchPool<std::string> pool;
+  RecordingInlet<std::string> first, second;
+  dispatcher.subscribe(ConsumerSlot<std::string>{1, nullptr, &first}, {});
+  dispatcher.subscribe(ConsumerSlot<std::string>{2, nullptr, &second}, {});
+  dispatcher.ask(1, 3);
+  dispatcher.ask(2, 3);
+  auto ab = batch_of({"a", "b"});
+  auto cd = batch_of({"c", "d"});
+  auto efg = batch_of({"e", "f", "g"});
+  dispatcher.dispatch(ab, pool);
+  dispatcher.dispatch(cd, pool);
+  dispatcher.dispatch(efg, pool);
+  CHECK(first.batches == std::vector<Strings>{{"a", "b"}, {"e"}});
+  CHECK(second.batches == std::vector<Strings>{{"c", "d"}, {"f"}});
+  CHECK(rest_of(efg) == Strings{"g"});
+}
+
+TEST_CASE("demand dispatcher: a cancelled consumer's demand is not forwarded twice") {
+  detail::DemandDispatcher<std::string> dispatcher({});
+  RecordingInlet<std::string> first, second;
+  dispatcher.subscribe(ConsumerSlot<std::string>{1, nullptr, &first}, {});
+  dispatcher.subscribe(ConsumerSlot<std::string>{2, nullptr, &second}, {});
+  CHECK(dispatcher.ask(1, 10) == 10);
+  CHECK(dispatcher.cancel(1) == 0);
+  // The 10 already forwarded for the departed consumer cover the next 10 asked.
+  CHECK(dispatcher.ask(2, 4) == 0);
+  CHECK(dispatcher.ask(2, 10) == 4);
+}
+
+TEST_CASE("broadcast: asks of 3 and 2 -> upstream sees 2 and [a,b] goes to both; ask 2 more -> upstream sees 1; [c,d] -> both get [c], [d] left over") {
+  detail::BroadcastDispatcher<std::string> dispatcher;
+  BatchPool<std::string> pool;
+  RecordingInlet<std::string> first, second;
+  dispatcher.subscribe(ConsumerSlot<std::string>{1, nullptr, &first}, {});
+  dispatcher.subscribe(ConsumerSlot<std::string>{2, nullptr, &second}, {});
+  CHECK(dispatcher.ask(1, 3) == 0);
+  CHECK(dispatcher.ask(2, 2) == 2);
+  auto ab = batch_of({"a", "b"});
+  CHECK(dispatcher.dispatch(ab, pool) == 2);
+  CHECK(first.batches == std::vector<Strings>{{"a", "b"}});
+  CHECK(second.batches == std::vector<Strings>{{"a", "b"}});
+  CHECK(dispatcher.ask(2, 2) == 1);
+  auto cd = batch_of({"c", "d"});
+  CHECK(dispatcher.dispatch(cd, pool) == 1);
+  CHECK(first.batches.back() == Strings{"c"});
+  CHECK(second.batches.back() == Strings{"c"});
+  CHECK(rest_of(cd) == Strings{"d"});
+}
+
+TEST_CASE("broadcast: a late subscriber owes the demand already forwarded (starts at -waiting)") {
+  detail::BroadcastDispatcher<std::string> dispatcher;
+  RecordingInlet<std::string> first, second;
+  dispatcher.subscribe(ConsumerSlot<std::string>{1, nullptr, &first}, {});
+  CHECK(dispatcher.ask(1, 10) == 10);
+  dispatcher.subscribe(ConsumerSlot<std::string>{2, nullptr, &second}, {});
+  CHECK(dispatcher.ask(2, 10) == 0);  // its first 10 are the 10 already on their way
+  CHECK(dispatcher.ask(1, 5) == 0);
+  CHECK(dispatcher.ask(2, 5) == 5);
+}
+
+TEST_CASE("broadcast: selectors 'starts with pre' and 'starts with pref' get 3 and 2 of [pref-1234, pref-5678, pre0000, foo0000]") {
+  detail::BroadcastDispatcher<std::string> dispatcher;
+  BatchPool<std::string> pool;
+  RecordingInlet<std::string> pre, pref;
+  using Selector = std::function<bool(const std::string&)>;
+  SubscribeOptions pre_options, pref_options;
+  pre_options.selector = Selector([](const std::string& s) { return s.starts_with("pre"); });
+  pref_options.selector = Selector([](const std::string& s) { return s.starts_with("pref"); });
+  dispatcher.subscribe(ConsumerSlot<std::string>{1, nullptr, &pre}, pre_options);
+  dispatcher.subscribe(ConsumerSlot<std::string>{2, nullptr, &pref}, pref_options);
+  dispatcher.ask(1, 10);
+  dispatcher.ask(2, 10);
+  auto events = batch_of({"pref-1234", "pref-5678", "pre0000", "foo0000"});
+  CHECK(dispatcher.dispatch(events, pool) == 4);
+  CHECK(pre.batches == std::vector<Strings>{{"pref-1234", "pref-5678", "pre0000"}});
+  CHECK(pref.batches == std::vector<Strings>{{"pref-1234", "pref-5678"}});
+  // Rejected events are credited back to each consumer's demand.
+  auto credits = dispatcher.take_credits();
+  std::sort(credits.begin(), credits.end());
+  CHECK(credits == std::vector<std::pair<SubscriptionId, std::size_t>>{{1, 1}, {2, 2}});
+}
+
+TEST_CASE("partition: odd/even, multiples of 3 dropped, each asking 4, 1..12 -> even [2,4,8,10], odd [1,5,7,11], [12] left over") {
+  auto policy = dispatch::Partition<std::int64_t>::named({"odd", "even"}, [](const std::int64_t& x) -> std::optional<PartitionKey> {
+    if (x % 3 == 0) return std::nullopt;
+    return PartitionKey(std::string(x % 2 == 0 ? "even" : "odd"));
+  });
+  detail::PartitionDispatcher<std::int64_t> dispatcher(policy);
+  BatchPool<std::int64_t> pool;
+  RecordingInlet<std::int64_t> odd, even;
+  SubscribeOptions odd_options, even_options;
+  odd_options.partition = std::string("odd");
+  even_options.partition = std::string("even");
+  CHECK(dispatcher.subscribe(ConsumerSlot<std::int64_t>{1, nullptr, &odd}, odd_options).empty());
+  CHECK(dispatcher.subscribe(ConsumerSlot<std::int64_t>{2, nullptr, &even}, even_options).empty());
+  dispatcher.ask(1, 4);
+  dispatcher.ask(2, 4);
+  Batch<std::int64_t> events;
+  for (std::int64_t i = 1; i <= 12; ++i) events.push_back(i);
+  dispatcher.dispatch(events, pool);
+  CHECK(even.batches == std::vector<std::vector<std::int64_t>>{{2, 4, 8, 10}});
+  CHECK(odd.batches == std::vector<std::vector<std::int64_t>>{{1, 5, 7, 11}});
+  CHECK(std::vector<std::int64_t>(events.begin(), events.end()) == std::vector<std::int64_t>{12});
+}
+
+TEST_CASE("partition: events beyond a partition's demand wait for that partition") {
+  auto policy = dispatch::Partition<std::int64_t>::numbered(2, [](const std::int64_t& x) -> std::optional<PartitionKey> {
+    return PartitionKey(static_cast<std::size_t>(x % 2));
+  });
+  detail::PartitionDispatcher<std::int64_t> dispatcher(policy);
+  BatchPool<std::int64_t> pool;
+  RecordingInlet<std::int64_t> evens, odds;
+  SubscribeOptions even_options, odd_options;
+  even_options.partition = std::size_t{0};
+  odd_options.partition = std::size_t{1};
+  dispatcher.subscribe(ConsumerSlot<std::int64_t>{1, nullptr, &evens}, even_options);
+  dispatcher.subscribe(ConsumerSlot<std::int64_t>{2, nullptr, &odds}, odd_options);
+  dispatcher.ask(1, 1);
+  dispatcher.ask(2, 3);
+  Batch<std::int64_t> events{2, 4, 6, 1};
+  CHECK(dispatcher.dispatch(events, pool) == 4);
+  CHECK(evens.batches == std::vector<std::vector<std::int64_t>>{{2}});
+  CHECK(odds.batches == std::vector<std::vector<std::int64_t>>{{1}});
+  dispatcher.ask(1, 5);  // the waiting 4 and 6 come first
+  CHECK(evens.batches.back() == std::vector<std::int64_t>{4, 6});
+}
+
+TEST_CASE("partition errors: missing, already taken and out-of-range partitions refuse the subscription clearly") {
+  auto policy = dispatch::Partition<std::int64_t>::numbered(2, [](const std::int64_t& x) -> std::optional<PartitionKey> {
+    return PartitionKey(static_cast<std::size_t>(x % 2));
+  });
+  auto run = [&](std::vector<SubscribeOptions> subscriptions) -> std::string {
+    ManualScheduler scheduler;
+    System system(scheduler);
+    StageOptions options;
+    options.name = "numbers";
+    options.dispatcher = policy;
+    auto producer = system.spawn<stages::NumberProducer>(options, 0);  // endless
+    for (auto& subscription : subscriptions) {
+      auto consumer = system.spawn<test::RecordingConsumer<>>("consumer");
+      system.subscribe(consumer, producer, subscription);
+    }
+    try {
+      system.wait();
+    } catch (const StageError& error) {
+      return error.what();
+    }
+    return "no error";
+  };
+  SubscribeOptions none, zero, five;
+  zero.partition = std::size_t{0};
+  five.partition = std::size_t{5};
+  CHECK(run({none}) == "stage 'numbers' failed: subscribing to a producer with a partition dispatcher needs a partition (one of [0, 1])");
+  CHECK(run({five}) == "stage 'numbers' failed: partition 5 does not exist: it must be one of [0, 1]");
+  CHECK(run({zero, zero}) == "stage 'numbers' failed: partition 0 is already taken by 'consumer'");
+}
+
+TEST_CASE("partition errors: a hash that returns an unknown partition fails the producer, naming it") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  StageOptions options;
+  options.name = "numbers";
+  options.dispatcher = dispatch::Partition<std::int64_t>::numbered(
+      2, [](const std::int64_t& x) -> std::optional<PartitionKey> { return PartitionKey(static_cast<std::size_t>(x % 3)); });
+  auto producer = system.spawn<stages::NumberProducer>(options, 0, 100);
+  SubscribeOptions zero;
+  zero.partition = std::size_t{0};
+  auto consumer = system.spawn<test::RecordingConsumer<>>("consumer");
+  system.subscribe(consumer, producer, zero);
+  CHECK_THROWS_WITH_AS(system.wait(), "stage 'numbers' failed: the partition hash returned unknown partition 2 (the partitions are [0, 1])",
+                       StageError);
+}
+
+TEST_CASE("broadcast through stages: max_demand 10 and 20 both get the same 10 events; handle_demand(10) is called exactly once") {
+  // GenStage's recipe for broadcast: start the producer accumulating demand, subscribe every
+  // consumer, then forward.
+  ManualScheduler scheduler;
+  System system(scheduler);
+  struct Counting final : Producer<std::int64_t> {
+    void handle_demand(std::size_t demand, Emitter<std::int64_t>& out) override {
+      demands.push_back(demand);
+      for (std::size_t i = 0; i < demand; ++i) out.emit(next++);
+    }
+    std::vector<std::size_t> demands;
+    std::int64_t next = 0;
+  };
+  StageOptions options;
+  options.name = "producer";
+  options.dispatcher = dispatch::Broadcast{};
+  options.accumulate_demand = true;
+  auto producer = system.spawn<Counting>(options);
+  auto small = system.spawn<test::RecordingConsumer<>>("small");
+  auto large = system.spawn<test::RecordingConsumer<>>("large");
+  system.subscribe(small, producer, {.max_demand = 10});
+  system.subscribe(large, producer, {.max_demand = 20});
+  scheduler.run_until_idle();
+  CHECK(producer->demands.empty());
+  system.forward_demand(producer);
+  // Step until the first 10 events were delivered to both, before any refill is served.
+  while (small->received() < 10 || large->received() < 10) REQUIRE(scheduler.run_once());
+  CHECK(producer->demands == std::vector<std::size_t>{10});
+  CHECK(small->batches.front().front() == 0);
+  CHECK(small->received() == 10);
+  CHECK(large->received() == 10);
+  auto flatten = [](const std::vector<test::Batch>& batches) {
+    test::Batch all;
+    for (const auto& batch : batches) all.insert(all.end(), batch.begin(), batch.end());
+    return all;
+  };
+  CHECK(flatten(small->batches) == test::iota_batch(0, 9));
+  CHECK(flatten(large->batches) == test::iota_batch(0, 9));
+  system.stop();
+}
+
+TEST_CASE("accumulate, then forward: accumulated demands are replayed in order") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  StageOptions options;
+  options.name = "queue";
+  options.accumulate_demand = true;
+  auto producer = system.spawn<test::QueueProducer<>>(options);
+  auto consumer = system.spawn<test::RecordingConsumer<>>("consumer", DemandMode::manual);
+  system.subscribe(consumer, producer);
+  scheduler.run_until_idle();
+  system.send_info(consumer, std::size_t{3});
+  system.send_info(consumer, std::size_t{5});
+  system.send_info(consumer, std::size_t{2});
+  scheduler.run_until_idle();
+  CHECK(producer->demands.empty());
+  system.forward_demand(producer);
+  scheduler.run_until_idle();
+  CHECK(producer->demands == std::vector<std::size_t>{3, 5, 2});
+  system.send_info(consumer, std::size_t{7});
+  scheduler.run_until_idle();
+  CHECK(producer->demands == std::vector<std::size_t>{3, 5, 2, 7});
+  system.stop();
+}
+
+TEST_CASE("demand dispatcher through stages: shuffle_demands_on_first_dispatch still delivers every event once") {
+  System system(2);
+  StageOptions options;
+  options.name = "numbers";
+  options.dispatcher = dispatch::Demand{.shuffle_demands_on_first_dispatch = true};
+  auto producer = system.spawn<stages::NumberProducer>(options, 1, 10'000);
+  auto left = system.spawn<test::RecordingConsumer<>>("left");
+  auto right = system.spawn<test::RecordingConsumer<>>("right");
+  system.subscribe(left, producer, {.max_demand = 10});
+  system.subscribe(right, producer, {.max_demand = 10});
+  system.wait();
+  CHECK(left->received() + right->received() == 10'000);
+}
