@@ -1,5 +1,6 @@
 #pragma once
 // Every tunable default of sluice, in one place (as CAF's defaults.hpp).
+#include <chrono>
 #include <cstddef>
 
 namespace sluice::defaults {
@@ -17,5 +18,8 @@ inline constexpr std::size_t max_throughput = 32;
 // Spare batch vectors a producer keeps for reuse; more than the usual number of batches in
 // flight on one edge (max_demand / (max_demand - min_demand) chunks plus one being filled).
 inline constexpr std::size_t batch_pool_size = 8;
+
+// GenServer.call's default timeout.
+inline constexpr std::chrono::milliseconds call_timeout{5000};
 
 }  // namespace sluice::defaults

@@ -26,6 +26,24 @@ struct ExitReason {
   std::string describe() const;
 };
 
+// What a monitoring stage's handle_info receives when a stage it monitors stops.
+struct StageDown {
+  std::string stage;
+  ExitReason reason;
+};
+
+// Thrown by System::call when no answer comes: the timeout passed, the stage is gone, or it
+// failed while handling the call.
+class CallError : public std::runtime_error {
+ public:
+  enum class Kind { timeout, noproc, failed };
+  CallError(Kind kind, const std::string& what) : std::runtime_error(what), kind_(kind) {}
+  Kind kind() const noexcept { return kind_; }
+
+ private:
+  Kind kind_;
+};
+
 // Thrown by System::wait() when a stage failed: names the stage and the exception's message.
 class StageError : public std::runtime_error {
  public:

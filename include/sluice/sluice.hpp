@@ -9,4 +9,5 @@
 #include <sluice/stage_ref.hpp>
 #include <sluice/stage_stats.hpp>
 #include <sluice/subscription.hpp>
+#include <sluice/supervisor.hpp>
 #include <sluice/system.hpp>

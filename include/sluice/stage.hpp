@@ -6,10 +6,13 @@
 #include <sluice/subscription.hpp>
 
 #include <any>
+#include <chrono>
+#include <cstdint>
 #include <concepts>
 #include <cstddef>
 #include <functional>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 
@@ -32,6 +35,9 @@ struct StageOptions {
   // How a producer shares events among its consumers: dispatch::Demand (the default),
   // dispatch::Broadcast, or dispatch::Partition<Out> (see <sluice/dispatcher.hpp>).
   std::any dispatcher;
+  // Register the stage under `name` in the System's registry: it can then be looked up and
+  // subscribed to by name. A registered name must be unique; it is freed when the stage stops.
+  bool register_name = false;
   // GenStage's demand: :accumulate. Demand is recorded but handle_demand is not called until
   // System::forward_demand(); then the accumulated demands are replayed in order. Typical use:
   // subscribe every consumer of a broadcast producer first, then forward.
@@ -46,6 +52,11 @@ class StageContext {
   virtual void ask(SubscriptionId subscription, std::size_t count) = 0;
   // Leave a subscription; the producer's handle_cancel receives `reason`.
   virtual void cancel(SubscriptionId subscription, ExitReason reason = ExitReason::normal()) = 0;
+  // Delivers `message` to this stage's handle_info after `delay` (Process.send_after). Returns
+  // an id for cancel_timer.
+  virtual std::uint64_t send_after(std::chrono::nanoseconds delay, std::any message) = 0;
+  // True when the timer was cancelled before it fired.
+  virtual bool cancel_timer(std::uint64_t timer) = 0;
 
  protected:
   ~StageContext() = default;
@@ -63,6 +74,9 @@ class StageBase {
   ~StageBase() = default;
 
   StageContext& context() const noexcept { return *context_; }
+  [[noreturn]] std::any unhandled_call(std::any&) const {
+    throw std::logic_error("'" + std::string(context_->stage_name()) + "' does not handle calls");
+  }
 
  private:
   template <class S>
@@ -85,6 +99,10 @@ class Producer : public detail::StageBase {
   virtual void handle_cancel(const SubscriptionInfo&, const ExitReason&) {}
   // A message sent with System::send_info; events emitted here are dispatched like any other.
   virtual void handle_info(std::any&, Emitter<Out>&) {}
+  // System::call; the returned value is the answer. As in GenServer, a stage that does not
+  // handle calls fails when called.
+  virtual std::any handle_call(std::any& request, Emitter<Out>&) { return unhandled_call(request); }
+  virtual void handle_cast(std::any&, Emitter<Out>&) {}
 };
 
 // A middle stage: receives batches and emits events, only while its consumers have demand.
@@ -99,6 +117,8 @@ class ProducerConsumer : public detail::StageBase {
   virtual DemandMode handle_subscribe(const SubscriptionInfo&) { return DemandMode::automatic; }
   virtual void handle_cancel(const SubscriptionInfo&, const ExitReason&) {}
   virtual void handle_info(std::any&, Emitter<Out>&) {}
+  virtual std::any handle_call(std::any& request, Emitter<Out>&) { return unhandled_call(request); }
+  virtual void handle_cast(std::any&, Emitter<Out>&) {}
 };
 
 // A sink.
@@ -111,6 +131,18 @@ class Consumer : public detail::StageBase {
   virtual void handle_events(std::span<In> events) = 0;
   virtual DemandMode handle_subscribe(const SubscriptionInfo&) { return DemandMode::automatic; }
   virtual void handle_cancel(const SubscriptionInfo&, const ExitReason&) {}
+  virtual void handle_info(std::any&) {}
+  virtual std::any handle_call(std::any& request) { return unhandled_call(request); }
+  virtual void handle_cast(std::any&) {}
+};
+
+// A GenServer: an actor with no events, only calls, casts and info messages. It runs on the
+// same workers, and is registered, monitored and supervised like any stage.
+class Server : public detail::StageBase {
+ public:
+  virtual ~Server() = default;
+  virtual std::any handle_call(std::any& request) { return unhandled_call(request); }
+  virtual void handle_cast(std::any&) {}
   virtual void handle_info(std::any&) {}
 };
 
@@ -130,7 +162,10 @@ concept ConsumerStage = requires { typename S::in_type; } && !requires { typenam
                         std::derived_from<S, Consumer<typename S::in_type>>;
 
 template <class S>
-concept StageType = ProducerStage<S> || ProducerConsumerStage<S> || ConsumerStage<S>;
+concept ServerStage = std::derived_from<S, Server>;
+
+template <class S>
+concept StageType = ProducerStage<S> || ProducerConsumerStage<S> || ConsumerStage<S> || ServerStage<S>;
 
 // Stages that emit events, and stages that receive them.
 template <class S>

@@ -7,12 +7,11 @@
 
 namespace sluice {
 
-class System;
-
 template <StageType S>
 class StageRef {
  public:
   StageRef() = default;
+  explicit StageRef(detail::StageActor<S>* actor) noexcept : actor_(actor) {}
 
   const std::string& name() const noexcept { return actor_->name(); }
   StageStatsSnapshot stats() const noexcept { return actor_->stats().snapshot(); }
@@ -25,8 +24,6 @@ class StageRef {
   detail::ActorCore& core() const noexcept { return *actor_; }
 
  private:
-  friend class System;
-  explicit StageRef(detail::StageActor<S>* actor) noexcept : actor_(actor) {}
   detail::StageActor<S>* actor_ = nullptr;
 };
 

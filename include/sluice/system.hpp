@@ -2,6 +2,7 @@
 // The runtime: a pool of oneTBB workers (or a test's ManualScheduler) and the stages on it.
 #include <sluice/detail/actor.hpp>
 #include <sluice/detail/stage_actor.hpp>
+#include <sluice/detail/timer_service.hpp>
 #include <sluice/exit_reason.hpp>
 #include <sluice/manual_scheduler.hpp>
 #include <sluice/scheduler.hpp>
@@ -10,15 +11,23 @@
 #include <sluice/subscription.hpp>
 
 #include <any>
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace sluice {
+
+namespace detail {
+class SupervisorCore;
+}
 
 // Owns its stages and the threads they run on. Stages are linked as in an Elixir pipeline
 // started with start_link: when one fails, the others are shut down and wait() reports the
@@ -35,6 +44,9 @@ class System final : private detail::StageHost {
 
   template <StageType S, class... Args>
   StageRef<S> spawn(StageOptions options, Args&&... args);
+  // As spawn, for a supervisor's child: `supervisor` hears of its exit instead of the System.
+  template <StageType S, class... Args>
+  StageRef<S> spawn_child(detail::ActorCore& supervisor, StageOptions options, Args&&... args);
   template <StageType S, class... Args>
   StageRef<S> spawn(std::string name, Args&&... args) {
     StageOptions options;
@@ -51,6 +63,43 @@ class System final : private detail::StageHost {
   }
   // For callers that checked event types themselves (the pipeline DSL, the YAML runner).
   SubscriptionId subscribe_untyped(detail::ActorCore& consumer, detail::ActorCore& producer, SubscribeOptions options);
+  // Subscribes to the stage registered as `producer`. If there is none, the consumer's
+  // subscription ends at once with reason noproc, as GenStage's does.
+  template <StageType C>
+    requires ReceivingStage<C>
+  SubscriptionId subscribe(const StageRef<C>& consumer, std::string_view producer, SubscribeOptions options = {});
+
+  // --- the registry ---------------------------------------------------------------------------
+  // The live stage registered under `name` (StageOptions::register_name), or nullptr.
+  detail::ActorCore* whereis(std::string_view name) const;
+  // The same, typed: empty if there is no such stage or it is not an S.
+  template <StageType S>
+  std::optional<StageRef<S>> lookup(std::string_view name) const {
+    auto* actor = dynamic_cast<detail::StageActor<S>*>(whereis(name));
+    if (actor == nullptr) return std::nullopt;
+    return StageRef<S>(actor);
+  }
+
+  // --- GenServer-style messages ----------------------------------------------------------------
+  // Asks the stage's handle_call and waits for the answer. Throws CallError on timeout (the
+  // late answer is dropped; nothing hangs), if the stage is gone, or if it failed handling it.
+  std::any call(detail::ActorCore& stage, std::any request, std::chrono::nanoseconds timeout = defaults::call_timeout);
+  template <StageType S>
+  std::any call(const StageRef<S>& stage, std::any request, std::chrono::nanoseconds timeout = defaults::call_timeout) {
+    return call(stage.core(), std::move(request), timeout);
+  }
+  // Delivers `message` to handle_cast.
+  void cast(detail::ActorCore& stage, std::any message) { stage.post(detail::Cast{std::move(message)}); }
+  template <StageType S>
+  void cast(const StageRef<S>& stage, std::any message) {
+    cast(stage.core(), std::move(message));
+  }
+  // Delivers `message` to handle_info after `delay`; returns an id for cancel_timer.
+  std::uint64_t send_after(detail::ActorCore& stage, std::chrono::nanoseconds delay, std::any message);
+  bool cancel_timer(std::uint64_t timer) { return timers_->cancel(timer); }
+  // When `target` stops, `watcher`'s handle_info receives a StageDown with the reason (at once,
+  // with reason noproc, if it already has).
+  void monitor(detail::ActorCore& watcher, detail::ActorCore& target) { target.post(detail::Monitor{&watcher}); }
 
   // Delivers `message` to the stage's handle_info.
   void send_info(detail::ActorCore& stage, std::any message);
@@ -83,10 +132,15 @@ class System final : private detail::StageHost {
 
   std::size_t running() const;
   std::optional<ExitReason> failure() const;
+  // True once stop() was called (or a linked stage failed): supervisors restart nothing then.
+  bool stopping() const noexcept { return stopping_.load(std::memory_order_acquire); }
 
  private:
+  friend class detail::SupervisorCore;
+  static SubscriptionId next_subscription_id();
   void stage_stopped(detail::ActorCore& stage, const ExitReason& reason) override;
-  void adopt(std::unique_ptr<detail::ActorCore> stage, bool is_source);
+  detail::TimerService& timers() override { return *timers_; }
+  void adopt(std::unique_ptr<detail::ActorCore> stage, bool is_source, bool registered);
   void post_to_all(const detail::Control& message, bool sources_only);
 
   std::unique_ptr<Scheduler> owned_scheduler_;
@@ -99,15 +153,41 @@ class System final : private detail::StageHost {
   std::vector<detail::ActorCore*> sources_;                 // guarded by mutex_
   std::size_t running_ = 0;                                 // guarded by mutex_
   std::optional<ExitReason> failure_;                       // guarded by mutex_
+  std::unordered_map<std::string, detail::ActorCore*> registry_;  // guarded by mutex_
+  std::unique_ptr<detail::TimerService> timers_ = std::make_unique<detail::TimerService>();
+  std::atomic<bool> stopping_{false};
 };
 
 template <StageType S, class... Args>
 StageRef<S> System::spawn(StageOptions options, Args&&... args) {
   if (options.name.empty()) options.name = "stage-" + std::to_string(running() + 1);
-  auto actor = std::make_unique<detail::StageActor<S>>(scheduler_, static_cast<detail::StageHost&>(*this), std::move(options), std::forward<Args>(args)...);
+  auto actor = std::make_unique<detail::StageActor<S>>(scheduler_, static_cast<detail::StageHost&>(*this),
+                                                       std::move(options), std::forward<Args>(args)...);
   auto* raw = actor.get();
-  adopt(std::move(actor), ProducerStage<S>);
+  adopt(std::move(actor), ProducerStage<S>, raw->options().register_name);
   return StageRef<S>(raw);
+}
+
+template <StageType S, class... Args>
+StageRef<S> System::spawn_child(detail::ActorCore& supervisor, StageOptions options, Args&&... args) {
+  auto actor = std::make_unique<detail::StageActor<S>>(scheduler_, static_cast<detail::StageHost&>(*this),
+                                                       std::move(options), std::forward<Args>(args)...);
+  actor->set_supervisor(&supervisor);
+  auto* raw = actor.get();
+  adopt(std::move(actor), ProducerStage<S>, raw->options().register_name);
+  return StageRef<S>(raw);
+}
+
+template <StageType C>
+  requires ReceivingStage<C>
+SubscriptionId System::subscribe(const StageRef<C>& consumer, std::string_view producer, SubscribeOptions options) {
+  if (detail::ActorCore* found = whereis(producer)) return subscribe_untyped(consumer.core(), *found, options);
+  options.validate();
+  // A subscription to nobody, ended at once: the consumer's cancel mode decides what follows.
+  const SubscriptionId id = next_subscription_id();
+  consumer.core().post(detail::SubscribeTo{nullptr, id, options});
+  consumer.core().post(detail::Down{id, ExitReason::noproc(std::string(producer))});
+  return id;
 }
 
 }  // namespace sluice

@@ -30,22 +30,30 @@ System::~System() {
     std::unique_lock lock(mutex_);
     all_stopped_.wait(lock, [this] { return running_ == 0; });
   }
-  // Joins every task still running a slice before the stages it touches are destroyed.
+  // No timer may fire into a stage being destroyed, and no task may still run a slice.
+  timers_.reset();
   owned_scheduler_.reset();
 }
 
-void System::adopt(std::unique_ptr<detail::ActorCore> stage, bool is_source) {
+void System::adopt(std::unique_ptr<detail::ActorCore> stage, bool is_source, bool registered) {
   std::lock_guard lock(mutex_);
+  if (registered && !registry_.emplace(stage->name(), stage.get()).second) {
+    throw std::invalid_argument("a stage named '" + stage->name() + "' is already registered");
+  }
   if (is_source) sources_.push_back(stage.get());
   stages_.push_back(std::move(stage));
   ++running_;
 }
 
+SubscriptionId System::next_subscription_id() {
+  static std::atomic<SubscriptionId> next_id{1};
+  return next_id.fetch_add(1, std::memory_order_relaxed);
+}
+
 SubscriptionId System::subscribe_untyped(detail::ActorCore& consumer, detail::ActorCore& producer,
                                          SubscribeOptions options) {
   options.validate();
-  static std::atomic<SubscriptionId> next_id{1};
-  const SubscriptionId id = next_id.fetch_add(1, std::memory_order_relaxed);
+  const SubscriptionId id = next_subscription_id();
   // Both ends hear of the subscription now, from this thread: subscriptions made one after the
   // other reach the producer in that order, before any demand they lead to.
   consumer.post(detail::SubscribeTo{&producer, id, options});
@@ -73,18 +81,28 @@ void System::drain() {
   post_to_all(detail::Complete{}, true);
 }
 
-void System::stop() { post_to_all(detail::Stop{ExitReason::shutdown()}, false); }
+void System::stop() {
+  stopping_.store(true, std::memory_order_release);
+  post_to_all(detail::Stop{ExitReason::shutdown()}, false);
+}
 
-void System::stage_stopped(detail::ActorCore&, const ExitReason& reason) {
+void System::stage_stopped(detail::ActorCore& stage, const ExitReason& reason) {
   bool first_failure = false;
   {
     std::lock_guard lock(mutex_);
     --running_;
+    // The name is free again before anyone (a restarting supervisor) hears of the exit.
+    auto registered = registry_.find(stage.name());
+    if (registered != registry_.end() && registered->second == &stage) registry_.erase(registered);
+    if (running_ == 0) all_stopped_.notify_all();
+    if (stage.supervisor() != nullptr) {
+      stage.supervisor()->post(detail::ChildExit{&stage, reason});
+      return;
+    }
     if (reason.is_abnormal() && !failure_) {
       failure_ = reason;
       first_failure = true;
     }
-    if (running_ == 0) all_stopped_.notify_all();
   }
   // Linked stages: one failure shuts the rest down.
   if (first_failure) stop();
@@ -104,6 +122,41 @@ void System::wait() {
   }
   std::lock_guard lock(mutex_);
   if (failure_) throw StageError(*failure_);
+}
+
+detail::ActorCore* System::whereis(std::string_view name) const {
+  std::lock_guard lock(mutex_);
+  auto found = registry_.find(std::string(name));
+  return found == registry_.end() ? nullptr : found->second;
+}
+
+std::any System::call(detail::ActorCore& stage, std::any request, std::chrono::nanoseconds timeout) {
+  auto reply = std::make_shared<detail::CallReply>();
+  stage.post(detail::Call{std::move(request), reply});
+  // On a ManualScheduler nothing runs unless stepped: step until answered or idle.
+  if (manual_ != nullptr) {
+    while (!reply->done() && manual_->run_once()) {
+    }
+    timeout = std::chrono::nanoseconds::zero();
+  }
+  std::string error;
+  std::optional<std::any> answer = reply->wait_for(timeout, error);
+  if (!answer) {
+    throw CallError(CallError::Kind::timeout, "call to '" + stage.name() + "' timed out after " +
+                                                  std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count()) +
+                                                  " ms");
+  }
+  if (!error.empty()) {
+    const bool gone = error.starts_with("no such stage");
+    throw CallError(gone ? CallError::Kind::noproc : CallError::Kind::failed, error);
+  }
+  return std::move(*answer);
+}
+
+std::uint64_t System::send_after(detail::ActorCore& stage, std::chrono::nanoseconds delay, std::any message) {
+  auto shared = std::make_shared<std::any>(std::move(message));
+  return timers_->schedule(detail::TimerService::Clock::now() + delay,
+                           [&stage, shared] { stage.post(detail::Info{std::move(*shared)}); });
 }
 
 std::size_t System::running() const {

@@ -14,11 +14,13 @@
 namespace sluice::detail {
 
 class ActorCore;
+class TimerService;
 
-// Told when a stage stops, once, from the stage's own slice.
+// Told when a stage stops, once, from the stage's own slice; and the owner of shared services.
 class StageHost {
  public:
   virtual void stage_stopped(ActorCore& stage, const ExitReason& reason) = 0;
+  virtual TimerService& timers() = 0;
 
  protected:
   ~StageHost() = default;
@@ -41,7 +43,13 @@ class ActorCore {
   const std::string& name() const noexcept { return name_; }
   const StageStats& stats() const noexcept { return stats_; }
 
+  // The supervisor told when this stage stops (none: the stage is linked to its System). Set
+  // before the System adopts the stage, and never changed after.
+  ActorCore* supervisor() const noexcept { return supervisor_; }
+  void set_supervisor(ActorCore* supervisor) noexcept { supervisor_ = supervisor; }
+
  protected:
+  ActorCore* supervisor_ = nullptr;
   Scheduler& scheduler_;
   StageHost& host_;
   std::string name_;

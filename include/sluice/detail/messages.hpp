@@ -6,7 +6,13 @@
 #include <sluice/subscription.hpp>
 
 #include <any>
+#include <chrono>
+#include <condition_variable>
 #include <cstddef>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
 #include <variant>
 #include <vector>
 
@@ -17,6 +23,7 @@ template <class T>
 class BatchPool;
 
 // To a consumer: it is subscribed to `producer` (which is sent Subscribe at the same time).
+// A null producer stands for a name nobody had registered; a Down with noproc follows.
 struct SubscribeTo {
   ActorCore* producer;
   SubscriptionId id;
@@ -57,7 +64,62 @@ struct Info {
   std::any payload;
 };
 
-using Control = std::variant<SubscribeTo, Subscribe, Ask, Cancel, Down, Stop, Complete, ForwardDemand, Info>;
+// Where a call's answer goes: shared by the caller, who may have stopped waiting (timed out),
+// and the stage, which may answer late; a late answer is simply dropped.
+class CallReply {
+ public:
+  void answer(std::any value) { settle(std::move(value), {}); }
+  void fail(std::string error) { settle({}, std::move(error)); }
+  // The answer, or std::nullopt on timeout; `error` is set when the stage could not answer.
+  std::optional<std::any> wait_for(std::chrono::nanoseconds timeout, std::string& error) {
+    std::unique_lock lock(mutex_);
+    if (!settled_.wait_for(lock, timeout, [this] { return done_; })) return std::nullopt;
+    error = error_;
+    return value_;
+  }
+  bool done() {
+    std::lock_guard lock(mutex_);
+    return done_;
+  }
+
+ private:
+  void settle(std::any value, std::string error) {
+    std::lock_guard lock(mutex_);
+    if (done_) return;
+    value_ = std::move(value);
+    error_ = std::move(error);
+    done_ = true;
+    settled_.notify_all();
+  }
+
+  std::mutex mutex_;
+  std::condition_variable settled_;
+  bool done_ = false;
+  std::any value_;
+  std::string error_;
+};
+
+// To any stage: a request for handle_call, answered through `reply`.
+struct Call {
+  std::any request;
+  std::shared_ptr<CallReply> reply;
+};
+// To any stage: a request for handle_cast, not answered.
+struct Cast {
+  std::any message;
+};
+// To any stage: tell `watcher` (with a StageDown info message) when this stage stops.
+struct Monitor {
+  ActorCore* watcher;
+};
+// To a supervisor: one of its children stopped.
+struct ChildExit {
+  ActorCore* child;
+  ExitReason reason;
+};
+
+using Control = std::variant<SubscribeTo, Subscribe, Ask, Cancel, Down, Stop, Complete, ForwardDemand, Info, Call, Cast,
+                             Monitor, ChildExit>;
 
 template <class T>
 struct Events {

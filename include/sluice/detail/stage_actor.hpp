@@ -6,6 +6,7 @@
 #include <sluice/detail/dispatcher.hpp>
 #include <sluice/detail/event_buffer.hpp>
 #include <sluice/detail/messages.hpp>
+#include <sluice/detail/timer_service.hpp>
 #include <sluice/stage.hpp>
 
 #include <algorithm>
@@ -56,6 +57,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   }
 
   S& stage() noexcept { return stage_; }
+  const StageOptions& options() const noexcept { return options_; }
 
   void post(Control&& message) override { deliver(Message{std::move(message)}); }
 
@@ -111,12 +113,12 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   void handle(SubscribeTo& m) {
     if constexpr (receives) {
       Upstream upstream{m.id, m.producer, m.options};
-      const SubscriptionInfo info{m.id, PeerRole::producer, m.producer->name(), m.options};
+      const SubscriptionInfo info{m.id, PeerRole::producer, peer_name(m.producer), m.options};
       upstream.manual = stage_.handle_subscribe(info) == DemandMode::manual;
       // GenStage's refill rule, step 1: ask for max_demand on subscribing.
       if (!upstream.manual) upstream.pending = m.options.max_demand;
       upstream_.push_back(upstream);
-      if (!upstream.manual) m.producer->post(Ask{m.id, m.options.max_demand});
+      if (!upstream.manual && m.producer != nullptr) m.producer->post(Ask{m.id, m.options.max_demand});
     }
   }
 
@@ -188,7 +190,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       if (upstream == upstream_.end()) return;
       const Upstream gone = *upstream;
       upstream_.erase(upstream);
-      stage_.handle_cancel(SubscriptionInfo{gone.id, PeerRole::producer, gone.producer->name(), gone.options},
+      stage_.handle_cancel(SubscriptionInfo{gone.id, PeerRole::producer, peer_name(gone.producer), gone.options},
                            m.reason);
       switch (gone.options.cancel) {
         case CancelMode::permanent:
@@ -292,6 +294,36 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     }
   }
 
+  void handle(Cast& m) {
+    if constexpr (emits) {
+      Emitter<Out> out = begin_emit();
+      stage_.handle_cast(m.message, out);
+      end_emit();
+    } else {
+      stage_.handle_cast(m.message);
+    }
+  }
+
+  void handle(Call& m) {
+    try {
+      if constexpr (emits) {
+        Emitter<Out> out = begin_emit();
+        m.reply->answer(stage_.handle_call(m.request, out));
+        end_emit();
+      } else {
+        m.reply->answer(stage_.handle_call(m.request));
+      }
+    } catch (const std::exception& e) {
+      // The caller hears why, and the stage fails as a GenServer would.
+      m.reply->fail("'" + name_ + "' failed handling the call: " + e.what());
+      throw;
+    }
+  }
+
+  void handle(Monitor& m) { monitors_.push_back(m.watcher); }
+
+  void handle(ChildExit&) {}
+
   void handle_after_stop(Message& message) {
     if (auto* control = std::get_if<Control>(&message)) {
       // GenStage: subscribing to a stage that is gone ends the subscription with :noproc.
@@ -299,8 +331,13 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
         subscribe->consumer->post(Down{subscribe->id, ExitReason::noproc(name_)});
       }
       // A subscription made after this consumer stopped: the producer must not keep it.
-      if (auto* subscribe_to = std::get_if<SubscribeTo>(control)) {
+      auto* subscribe_to = std::get_if<SubscribeTo>(control);
+      if (subscribe_to != nullptr && subscribe_to->producer != nullptr) {
         subscribe_to->producer->post(Cancel{subscribe_to->id, ExitReason::shutdown()});
+      }
+      if (auto* call = std::get_if<Call>(control)) call->reply->fail("no such stage '" + name_ + "'");
+      if (auto* monitor = std::get_if<Monitor>(control)) {
+        monitor->watcher->post(Info{StageDown{name_, ExitReason::noproc(name_)}});
       }
     }
   }
@@ -322,7 +359,8 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       output_done_ = true;
       if constexpr (ProducerConsumerStage<S>) {
         // A producer-consumer that is done takes no more input.
-        for (auto& upstream : upstream_) upstream.producer->post(Cancel{upstream.id, ExitReason::normal()});
+        for (auto& upstream : upstream_)
+          if (upstream.producer != nullptr) upstream.producer->post(Cancel{upstream.id, ExitReason::normal()});
         upstream_.clear();
         waiting_batches_.clear();
       }
@@ -388,10 +426,13 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       out_batch_ = {};
     }
     if constexpr (receives) {
-      for (const auto& upstream : upstream_) upstream.producer->post(Cancel{upstream.id, reason});
+      for (const auto& upstream : upstream_)
+        if (upstream.producer != nullptr) upstream.producer->post(Cancel{upstream.id, reason});
       upstream_.clear();
       waiting_batches_.clear();
     }
+    for (ActorCore* watcher : monitors_) watcher->post(Info{StageDown{name_, reason}});
+    monitors_.clear();
     host_.stage_stopped(*this, reason);
   }
 
@@ -400,19 +441,31 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   std::string_view stage_name() const noexcept override { return name_; }
 
   void ask(SubscriptionId id, std::size_t count) override {
-    if (Upstream* upstream = find_upstream(id)) {
-      upstream->pending += count;
-      upstream->producer->post(Ask{id, count});
-    }
+    Upstream* upstream = find_upstream(id);
+    if (upstream == nullptr || upstream->producer == nullptr) return;
+    upstream->pending += count;
+    upstream->producer->post(Ask{id, count});
   }
 
   void cancel(SubscriptionId id, ExitReason reason) override {
     auto upstream = std::find_if(upstream_.begin(), upstream_.end(), [&](auto& u) { return u.id == id; });
     if (upstream == upstream_.end()) return;
-    upstream->producer->post(Cancel{id, reason});
+    if (upstream->producer != nullptr) upstream->producer->post(Cancel{id, reason});
     // Leaving a subscription normally counts as its completion: a `take` stage ends this way.
     if (upstream->options.cancel == CancelMode::permanent && !reason.is_abnormal()) ++completed_upstream_;
     upstream_.erase(upstream);
+  }
+
+  std::uint64_t send_after(std::chrono::nanoseconds delay, std::any message) override {
+    auto shared = std::make_shared<std::any>(std::move(message));
+    return host_.timers().schedule(TimerService::Clock::now() + delay,
+                                   [this, shared] { post(Info{std::move(*shared)}); });
+  }
+
+  bool cancel_timer(std::uint64_t timer) override { return host_.timers().cancel(timer); }
+
+  static std::string_view peer_name(const ActorCore* peer) noexcept {
+    return peer != nullptr ? std::string_view(peer->name()) : std::string_view();
   }
 
   Upstream* find_upstream(SubscriptionId id) {
@@ -424,6 +477,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   Mailbox<Message> mailbox_;
   StageOptions options_;
   bool stopped_ = false;
+  std::vector<ActorCore*> monitors_;  // told with a StageDown when this stage stops
 
   // Consumer side.
   std::vector<Upstream> upstream_;

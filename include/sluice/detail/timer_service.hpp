@@ -1,0 +1,46 @@
+#pragma once
+// One thread that runs callbacks at deadlines: behind send_after and task timeouts.
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <queue>
+#include <thread>
+#include <vector>
+
+namespace sluice::detail {
+
+class TimerService {
+ public:
+  using Clock = std::chrono::steady_clock;
+  using TimerId = std::uint64_t;
+
+  TimerService() = default;
+  TimerService(const TimerService&) = delete;
+  TimerService& operator=(const TimerService&) = delete;
+  // Joins the thread; timers not yet due are dropped without running.
+  ~TimerService();
+
+  // Runs `callback` on the timer thread at `deadline`. Callbacks must be short (post a message).
+  // The thread starts with the first timer, so that a program without timers has none.
+  TimerId schedule(Clock::time_point deadline, std::function<void()> callback);
+  // True when the timer was cancelled before it ran.
+  bool cancel(TimerId id);
+
+ private:
+  void run(std::stop_token stop);
+
+  std::mutex mutex_;
+  std::condition_variable_any wake_;
+  // Deadline-ordered ids, and the callbacks of the live ones (a cancelled id has none).
+  std::priority_queue<std::pair<Clock::time_point, TimerId>, std::vector<std::pair<Clock::time_point, TimerId>>,
+                      std::greater<>>
+      deadlines_;
+  std::map<TimerId, std::function<void()>> callbacks_;
+  TimerId next_id_ = 1;
+  std::jthread thread_;  // last: stopped and joined before the rest is destroyed
+};
+
+}  // namespace sluice::detail

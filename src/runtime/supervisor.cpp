@@ -1,0 +1,297 @@
+#include <sluice/supervisor.hpp>
+
+#include <algorithm>
+#include <deque>
+#include <mutex>
+#include <stdexcept>
+
+namespace sluice {
+namespace detail {
+
+// A supervisor is an actor: child exits reach it as messages, handled one at a time in its
+// slices. Its state is also guarded by a mutex, so that start_child and which_children work
+// synchronously from any thread, before the System starts and on a ManualScheduler alike.
+class SupervisorCore final : public ActorCore {
+ public:
+  SupervisorCore(System& system, SupervisorOptions options)
+      : ActorCore(system.scheduler_, static_cast<StageHost&>(system), options.name),
+        system_(system),
+        options_(std::move(options)) {}
+
+  // Adopted by the System like any stage (a friend of System, which keeps adopt private).
+  static SupervisorCore& create(System& system, SupervisorOptions options, ActorCore* parent) {
+    const bool registered = options.register_name;
+    auto core = std::make_unique<SupervisorCore>(system, std::move(options));
+    core->set_supervisor(parent);
+    auto& created = *core;
+    system.adopt(std::move(core), false, registered);
+    return created;
+  }
+
+  void post(Control&& message) override {
+    if (mailbox_.push(std::move(message))) scheduler_.schedule(*this);
+  }
+
+  bool run_slice() override {
+    const std::size_t throughput = scheduler_.throughput();
+    for (std::size_t handled = 0; handled < throughput; ++handled) {
+      Control* message = mailbox_.next();
+      if (message == nullptr) break;
+      std::visit([this](auto& m) { handle(m); }, *message);
+    }
+    return mailbox_.finish_slice();
+  }
+
+  ActorCore& start_child(ChildSpec spec) {
+    std::lock_guard lock(mutex_);
+    if (stopped_ || terminating_) throw std::invalid_argument("supervisor '" + name_ + "' is stopping");
+    if (index_of(spec.id())) throw std::invalid_argument("supervisor '" + name_ + "' already has a child '" + spec.id() + "'");
+    children_.push_back(Child{std::move(spec)});
+    start(children_.size() - 1);
+    return *children_.back().actor;
+  }
+
+  std::vector<ChildInfo> which_children() const {
+    std::lock_guard lock(mutex_);
+    std::vector<ChildInfo> info;
+    for (const auto& child : children_) info.push_back({child.spec.id(), child.actor, child.starts});
+    return info;
+  }
+
+  ActorCore* running_child(std::string_view id) const {
+    std::lock_guard lock(mutex_);
+    auto index = index_of(id);
+    return index ? children_[*index].actor : nullptr;
+  }
+
+ private:
+  struct Child {
+    ChildSpec spec;
+    ActorCore* actor = nullptr;  // the running instance
+    std::size_t starts = 0;
+    bool stopping = false;  // stopped by us, for a group restart or our own termination
+  };
+
+  void handle(ChildExit& m) {
+    std::lock_guard lock(mutex_);
+    auto index = index_of(m.child);
+    if (!index) return;  // an instance already replaced
+    Child& child = children_[*index];
+    child.actor = nullptr;
+    if (child.stopping) {
+      child.stopping = false;
+      if (terminating_) {
+        finish_termination_if_done();
+      } else if (--pending_stops_ == 0) {
+        restart_group();
+      }
+      return;
+    }
+    if (terminating_) return;
+    const bool restart = !system_.stopping() &&
+                         (child.spec.restart_type() == Restart::permanent ||
+                          (child.spec.restart_type() == Restart::transient && m.reason.is_abnormal()));
+    if (!restart) {
+      if (child.spec.restart_type() == Restart::temporary) children_.erase(children_.begin() + static_cast<std::ptrdiff_t>(*index));
+      stop_if_children_done();
+      return;
+    }
+    if (!count_restart()) {
+      terminate(ExitReason::error(name_, "reached its maximum restart intensity (" + std::to_string(options_.max_restarts) +
+                                             " restarts in " + std::to_string(options_.max_seconds.count()) +
+                                             " ms); the last failure: " + m.reason.describe()));
+      return;
+    }
+    switch (options_.strategy) {
+      case Strategy::one_for_one:
+        start(*index);
+        break;
+      case Strategy::one_for_all:
+        restart_from(0);
+        break;
+      case Strategy::rest_for_one:
+        restart_from(*index);
+        break;
+    }
+  }
+
+  void handle(Stop& m) {
+    std::lock_guard lock(mutex_);
+    terminate(m.reason);
+  }
+
+  void handle(Call& m) { m.reply->fail("supervisor '" + name_ + "' answers no calls: use its SupervisorRef"); }
+
+  void handle(Monitor& m) {
+    std::lock_guard lock(mutex_);
+    if (stopped_) {
+      m.watcher->post(Info{StageDown{name_, ExitReason::noproc(name_)}});
+    } else {
+      monitors_.push_back(m.watcher);
+    }
+  }
+
+  void handle(Subscribe& m) {
+    // Supervisors produce nothing: a subscription to one ends at once.
+    m.consumer->post(Down{m.id, ExitReason::error(name_, "a supervisor has no events to subscribe to")});
+  }
+
+  template <class Other>
+  void handle(Other&) {}
+
+  // Stops the running children from `first` on (in reverse start order) and restarts them all,
+  // in order, once every one of them has exited.
+  void restart_from(std::size_t first) {
+    group_first_ = first;
+    pending_stops_ = 0;
+    for (std::size_t i = children_.size(); i-- > first;) {
+      if (children_[i].actor != nullptr) {
+        children_[i].stopping = true;
+        ++pending_stops_;
+        children_[i].actor->post(Stop{ExitReason::shutdown()});
+      }
+    }
+    if (pending_stops_ == 0) restart_group();
+  }
+
+  void restart_group() {
+    // Temporary children are not restarted: they leave the group.
+    for (std::size_t i = children_.size(); i-- > group_first_;) {
+      if (children_[i].spec.restart_type() == Restart::temporary && children_[i].actor == nullptr) {
+        children_.erase(children_.begin() + static_cast<std::ptrdiff_t>(i));
+      }
+    }
+    for (std::size_t i = group_first_; i < children_.size(); ++i) {
+      if (children_[i].actor == nullptr) start(i);
+    }
+  }
+
+  void start(std::size_t index) {
+    Child& child = children_[index];
+    StageOptions options = child.spec.options_;
+    ActorCore& actor = child.spec.start_(system_, std::move(options), *this);
+    child.actor = &actor;
+    ++child.starts;
+    for (const auto& subscription : child.spec.subscriptions_) subscribe(actor, subscription.producer, subscription.options);
+  }
+
+  // A sibling's running instance first, then the System's registry.
+  void subscribe(ActorCore& consumer, const std::string& producer, const SubscribeOptions& options) {
+    ActorCore* target = nullptr;
+    if (auto sibling = index_of(producer)) target = children_[*sibling].actor;
+    if (target == nullptr) target = system_.whereis(producer);
+    if (target != nullptr) {
+      system_.subscribe_untyped(consumer, *target, options);
+    } else {
+      const SubscriptionId id = System::next_subscription_id();
+      consumer.post(SubscribeTo{nullptr, id, options});
+      consumer.post(Down{id, ExitReason::noproc(producer)});
+    }
+  }
+
+  // Records a restart; false when it exceeds the intensity.
+  bool count_restart() {
+    const auto now = std::chrono::steady_clock::now();
+    restarts_.push_back(now);
+    while (!restarts_.empty() && now - restarts_.front() > options_.max_seconds) restarts_.pop_front();
+    return restarts_.size() <= static_cast<std::size_t>(options_.max_restarts);
+  }
+
+  // Stops every child, in reverse start order, then stops with `reason`.
+  void terminate(ExitReason reason) {
+    if (terminating_ || stopped_) return;
+    terminating_ = true;
+    termination_reason_ = std::move(reason);
+    for (std::size_t i = children_.size(); i-- > 0;) {
+      if (children_[i].actor != nullptr) {
+        children_[i].stopping = true;
+        children_[i].actor->post(Stop{ExitReason::shutdown()});
+      }
+    }
+    finish_termination_if_done();
+  }
+
+  void finish_termination_if_done() {
+    for (const auto& child : children_)
+      if (child.actor != nullptr) return;
+    stop(termination_reason_);
+  }
+
+  void stop_if_children_done() {
+    if (!options_.stop_when_children_done) return;
+    for (const auto& child : children_)
+      if (child.actor != nullptr) return;
+    terminating_ = true;
+    stop(ExitReason::normal());
+  }
+
+  void stop(const ExitReason& reason) {
+    if (stopped_) return;
+    stopped_ = true;
+    for (ActorCore* watcher : monitors_) watcher->post(Info{StageDown{name_, reason}});
+    monitors_.clear();
+    host_.stage_stopped(*this, reason);
+  }
+
+  std::optional<std::size_t> index_of(std::string_view id) const {
+    for (std::size_t i = 0; i < children_.size(); ++i)
+      if (children_[i].spec.id() == id) return i;
+    return std::nullopt;
+  }
+  std::optional<std::size_t> index_of(const ActorCore* actor) const {
+    for (std::size_t i = 0; i < children_.size(); ++i)
+      if (children_[i].actor == actor) return i;
+    return std::nullopt;
+  }
+
+  System& system_;
+  SupervisorOptions options_;
+  Mailbox<Control> mailbox_;
+
+  mutable std::mutex mutex_;
+  std::vector<Child> children_;  // in start order
+  std::deque<std::chrono::steady_clock::time_point> restarts_;
+  std::size_t group_first_ = 0;
+  std::size_t pending_stops_ = 0;
+  bool terminating_ = false;
+  bool stopped_ = false;
+  ExitReason termination_reason_;
+  std::vector<ActorCore*> monitors_;
+};
+
+ActorCore* find_running_child(const SupervisorCore& supervisor, std::string_view id) { return supervisor.running_child(id); }
+
+}  // namespace detail
+
+detail::ActorCore& SupervisorRef::start_child(ChildSpec spec) { return core_->start_child(std::move(spec)); }
+
+std::vector<ChildInfo> SupervisorRef::which_children() const { return core_->which_children(); }
+
+detail::ActorCore& SupervisorRef::core() const noexcept { return *core_; }
+
+namespace {
+
+detail::SupervisorCore& start_under(System& system, SupervisorOptions options, std::vector<ChildSpec> children,
+                                    detail::ActorCore* parent) {
+  if (options.name.empty()) options.name = "supervisor";
+  auto& core = detail::SupervisorCore::create(system, std::move(options), parent);
+  for (auto& child : children) core.start_child(std::move(child));
+  return core;
+}
+
+}  // namespace
+
+SupervisorRef start_supervisor(System& system, SupervisorOptions options, std::vector<ChildSpec> children) {
+  return SupervisorRef(&start_under(system, std::move(options), std::move(children), nullptr));
+}
+
+ChildSpec supervisor_child(SupervisorOptions options, std::vector<ChildSpec> children) {
+  StageOptions stage_options;
+  stage_options.name = options.name;
+  return ChildSpec(std::move(stage_options),
+                   [options, children](System& system, StageOptions, detail::ActorCore& parent) -> detail::ActorCore& {
+                     return start_under(system, options, children, &parent);
+                   });
+}
+
+}  // namespace sluice

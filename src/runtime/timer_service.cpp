@@ -1,0 +1,49 @@
+#include <sluice/detail/timer_service.hpp>
+
+namespace sluice::detail {
+
+TimerService::~TimerService() {
+  if (thread_.joinable()) {
+    thread_.request_stop();
+    thread_.join();
+  }
+}
+
+TimerService::TimerId TimerService::schedule(Clock::time_point deadline, std::function<void()> callback) {
+  std::lock_guard lock(mutex_);
+  const TimerId id = next_id_++;
+  callbacks_.emplace(id, std::move(callback));
+  deadlines_.emplace(deadline, id);
+  if (!thread_.joinable()) thread_ = std::jthread([this](std::stop_token stop) { run(stop); });
+  wake_.notify_one();
+  return id;
+}
+
+bool TimerService::cancel(TimerId id) {
+  std::lock_guard lock(mutex_);
+  return callbacks_.erase(id) > 0;
+}
+
+void TimerService::run(std::stop_token stop) {
+  std::unique_lock lock(mutex_);
+  while (!stop.stop_requested()) {
+    if (deadlines_.empty()) {
+      wake_.wait(lock, stop, [this] { return !deadlines_.empty(); });
+      continue;
+    }
+    const auto [deadline, id] = deadlines_.top();
+    if (Clock::now() < deadline) {
+      // Woken early by a nearer timer or by stop: look again.
+      wake_.wait_until(lock, stop, deadline, [this, deadline = deadline] { return deadlines_.top().first < deadline; });
+      continue;
+    }
+    deadlines_.pop();
+    auto callback = callbacks_.extract(id);
+    if (callback.empty()) continue;  // cancelled
+    lock.unlock();
+    callback.mapped()();
+    lock.lock();
+  }
+}
+
+}  // namespace sluice::detail
