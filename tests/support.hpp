@@ -57,6 +57,19 @@ class QueueProducer final : public Producer<T> {
   std::vector<ExitReason> cancels;
 };
 
+// Emits consecutive integers on demand and records each demand; a call returns the demands.
+class CountingProducer final : public Producer<std::int64_t> {
+ public:
+  void handle_demand(std::size_t demand, Emitter<std::int64_t>& out) override {
+    demands.push_back(demand);
+    for (std::size_t i = 0; i < demand; ++i) out.emit(next++);
+  }
+  std::any handle_call(std::any&, Emitter<std::int64_t>&) override { return demands; }
+
+  std::vector<std::size_t> demands;
+  std::int64_t next = 0;
+};
+
 // Passes events through unchanged, counting them.
 class Identity final : public ProducerConsumer<std::int64_t, std::int64_t> {
  public:

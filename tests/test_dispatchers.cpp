@@ -229,19 +229,11 @@ TEST_CASE("broadcast through stages: max_demand 10 and 20 both get the same 10 e
   // consumer, then forward.
   ManualScheduler scheduler;
   System system(scheduler);
-  struct Counting final : Producer<std::int64_t> {
-    void handle_demand(std::size_t demand, Emitter<std::int64_t>& out) override {
-      demands.push_back(demand);
-      for (std::size_t i = 0; i < demand; ++i) out.emit(next++);
-    }
-    std::vector<std::size_t> demands;
-    std::int64_t next = 0;
-  };
   StageOptions options;
   options.name = "producer";
   options.dispatcher = dispatch::Broadcast{};
   options.accumulate_demand = true;
-  auto producer = system.spawn<Counting>(options);
+  auto producer = system.spawn<test::CountingProducer>(options);
   auto small = system.spawn<test::RecordingConsumer<>>("small");
   auto large = system.spawn<test::RecordingConsumer<>>("large");
   system.subscribe(small, producer, {.max_demand = 10});

@@ -15,7 +15,10 @@ class ManualScheduler final : public Scheduler {
   // By default a step is one message, so a test can observe the state after every message.
   explicit ManualScheduler(std::size_t throughput = 1) : throughput_(throughput) {}
 
-  void schedule(detail::ActorCore& actor) override { ready_.push_back(&actor); }
+  void schedule(detail::ActorCore& actor) override { ready_.push_back({&actor, {}}); }
+  // Tasks queue with the stages, and run one per step in the same FIFO order.
+  void run_task(std::function<void()> task) override { ready_.push_back({nullptr, std::move(task)}); }
+  void run_blocking(std::function<void()> task) override { run_task(std::move(task)); }
 
   // Runs one slice of the stage at the head of the queue; false when nothing is ready.
   bool run_once();
@@ -30,7 +33,11 @@ class ManualScheduler final : public Scheduler {
 
  private:
   std::size_t throughput_;
-  std::deque<detail::ActorCore*> ready_;
+  struct Ready {
+    detail::ActorCore* actor;    // a stage's slice to run, or
+    std::function<void()> task;  // a task, when actor is null
+  };
+  std::deque<Ready> ready_;
 };
 
 }  // namespace sluice

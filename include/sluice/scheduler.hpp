@@ -4,6 +4,7 @@
 #include <sluice/defaults.hpp>
 
 #include <cstddef>
+#include <functional>
 
 namespace sluice {
 
@@ -19,6 +20,10 @@ class Scheduler {
   // Stages scheduled before start() run only from then on, so that a whole graph can be wired
   // before the first event flows. A scheduler that runs only when stepped needs no gate.
   virtual void start() {}
+  // Runs a plain task (no stage) on the workers.
+  virtual void run_task(std::function<void()> task) = 0;
+  // Runs a task that may block, on threads of its own rather than the workers.
+  virtual void run_blocking(std::function<void()> task) = 0;
   // Messages a stage handles per slice before it yields.
   virtual std::size_t throughput() const noexcept { return defaults::max_throughput; }
 };

@@ -1,5 +1,6 @@
 #pragma once
 // Everything a library user needs.
+#include <sluice/consumer_supervisor.hpp>
 #include <sluice/defaults.hpp>
 #include <sluice/emitter.hpp>
 #include <sluice/exit_reason.hpp>

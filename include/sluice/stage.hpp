@@ -57,6 +57,13 @@ class StageContext {
   virtual std::uint64_t send_after(std::chrono::nanoseconds delay, std::any message) = 0;
   // True when the timer was cancelled before it fired.
   virtual bool cancel_timer(std::uint64_t timer) = 0;
+  // Stops this stage once the current callback returns (GenServer's {:stop, reason, state}).
+  virtual void stop(ExitReason reason = ExitReason::normal()) = 0;
+  // Runs `task` off this stage (Task.start): on the workers, or on threads of its own when it
+  // may block. What it returns comes back to handle_info, and so does an exception escaping
+  // it, as a std::exception_ptr.
+  enum class TaskKind { cpu, blocking };
+  virtual void run_task(std::function<std::any()> task, TaskKind kind = TaskKind::cpu) = 0;
 
  protected:
   ~StageContext() = default;

@@ -1,6 +1,7 @@
 #include "scheduler.hpp"
 
 #include <sluice/detail/actor.hpp>
+#include <sluice/detail/blocking_pool.hpp>
 #include <sluice/manual_scheduler.hpp>
 
 #include <oneapi/tbb/global_control.h>
@@ -18,9 +19,13 @@ namespace sluice {
 
 bool ManualScheduler::run_once() {
   if (ready_.empty()) return false;
-  detail::ActorCore* actor = ready_.front();
+  Ready next = std::move(ready_.front());
   ready_.pop_front();
-  if (actor->run_slice()) ready_.push_back(actor);
+  if (next.actor == nullptr) {
+    next.task();
+  } else if (next.actor->run_slice()) {
+    ready_.push_back({next.actor, {}});
+  }
   return true;
 }
 
@@ -32,16 +37,15 @@ std::size_t ManualScheduler::run_until_idle(std::size_t limit) {
 
 std::size_t ManualScheduler::run_until_idle_except(const std::function<bool(const detail::ActorCore&)>& hold) {
   std::size_t slices = 0;
-  std::deque<detail::ActorCore*> held;
+  std::deque<Ready> held;
   while (!ready_.empty()) {
-    detail::ActorCore* actor = ready_.front();
-    ready_.pop_front();
-    if (hold(*actor)) {
-      held.push_back(actor);
+    if (ready_.front().actor != nullptr && hold(*ready_.front().actor)) {
+      held.push_back(std::move(ready_.front()));
+      ready_.pop_front();
       continue;
     }
+    run_once();
     ++slices;
-    if (actor->run_slice()) ready_.push_back(actor);
   }
   ready_ = std::move(held);
   return slices;
@@ -76,14 +80,24 @@ class TbbScheduler final : public Scheduler {
     arena_.execute([this] { group_.wait(); });
   }
 
+  void run_task(std::function<void()> task) override {
+    if (!started_.load(std::memory_order_acquire) && hold_task(task)) return;
+    arena_.enqueue(group_.defer(std::move(task)));
+  }
+
+  void run_blocking(std::function<void()> task) override { blocking_.submit(std::move(task)); }
+
   void start() override {
     std::vector<ActorCore*> held;
+    std::vector<std::function<void()>> held_tasks;
     {
       std::lock_guard lock(hold_mutex_);
       started_.store(true, std::memory_order_release);
       held.swap(held_);
+      held_tasks.swap(held_tasks_);
     }
     for (ActorCore* actor : held) arena_.enqueue(group_.defer([this, actor] { run(*actor); }));
+    for (auto& task : held_tasks) arena_.enqueue(group_.defer(std::move(task)));
   }
 
   void schedule(ActorCore& actor) override {
@@ -129,13 +143,22 @@ class TbbScheduler final : public Scheduler {
     return true;
   }
 
+  bool hold_task(std::function<void()>& task) {
+    std::lock_guard lock(hold_mutex_);
+    if (started_.load(std::memory_order_relaxed)) return false;
+    held_tasks_.push_back(std::move(task));
+    return true;
+  }
+
   std::atomic<bool> started_{false};
   std::mutex hold_mutex_;
-  std::vector<ActorCore*> held_;  // guarded by hold_mutex_
+  std::vector<ActorCore*> held_;                     // guarded by hold_mutex_
+  std::vector<std::function<void()>> held_tasks_;  // guarded by hold_mutex_
   std::size_t threads_;
   oneapi::tbb::global_control parallelism_;
   oneapi::tbb::task_arena arena_;
   oneapi::tbb::task_group group_;
+  BlockingPool blocking_;  // destroyed (joined) first: its tasks post to stages
 };
 
 }  // namespace

@@ -76,11 +76,12 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       }
       try {
         std::visit([this](auto& m) { handle(m); }, *message);
+        if (stop_requested_) terminate(*std::exchange(stop_requested_, std::nullopt));
         if (!stopped_) settle();
       } catch (const std::exception& e) {
-        stop(ExitReason::error(name_, e.what()));
+        terminate(ExitReason::error(name_, e.what()));
       } catch (...) {
-        stop(ExitReason::error(name_, "unknown exception"));
+        terminate(ExitReason::error(name_, "unknown exception"));
       }
     }
     return mailbox_.finish_slice();
@@ -112,13 +113,18 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
 
   void handle(SubscribeTo& m) {
     if constexpr (receives) {
-      Upstream upstream{m.id, m.producer, m.options};
+      // Recorded first: handle_subscribe may already ask (manual demand) on this subscription.
+      upstream_.push_back(Upstream{m.id, m.producer, m.options});
       const SubscriptionInfo info{m.id, PeerRole::producer, peer_name(m.producer), m.options};
-      upstream.manual = stage_.handle_subscribe(info) == DemandMode::manual;
+      const bool manual = stage_.handle_subscribe(info) == DemandMode::manual;
+      Upstream* upstream = find_upstream(m.id);
+      if (upstream == nullptr) return;  // cancelled from handle_subscribe
+      upstream->manual = manual;
       // GenStage's refill rule, step 1: ask for max_demand on subscribing.
-      if (!upstream.manual) upstream.pending = m.options.max_demand;
-      upstream_.push_back(upstream);
-      if (!upstream.manual && m.producer != nullptr) m.producer->post(Ask{m.id, m.options.max_demand});
+      if (!manual && m.producer != nullptr) {
+        upstream->pending += m.options.max_demand;
+        m.producer->post(Ask{m.id, m.options.max_demand});
+      }
     }
   }
 
@@ -197,11 +203,11 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
           if (m.reason.kind == ExitReason::Kind::normal) {
             ++completed_upstream_;
           } else {
-            stop(m.reason);
+            terminate(m.reason);
           }
           break;
         case CancelMode::transient:
-          if (m.reason.is_abnormal()) stop(m.reason);
+          if (m.reason.is_abnormal()) terminate(m.reason);
           break;
         case CancelMode::temporary:
           break;
@@ -269,7 +275,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       const std::size_t forwarded = dispatcher_->cancel(m.id);
       stage_.handle_cancel(SubscriptionInfo{m.id, PeerRole::consumer, slot->actor->name(), {}}, m.reason);
       if (!dispatcher_->has_consumers() && options_.complete_when_unsubscribed && !m.reason.is_abnormal()) {
-        stop(ExitReason::normal());
+        terminate(ExitReason::normal());
         return;
       }
       produce(forwarded);
@@ -282,7 +288,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
 
   // --- any stage -----------------------------------------------------------------------------
 
-  void handle(Stop& m) { stop(m.reason); }
+  void handle(Stop& m) { terminate(m.reason); }
 
   void handle(Info& m) {
     if constexpr (emits) {
@@ -405,7 +411,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     if constexpr (receives) {
       if (upstream_.empty() && completed_upstream_ > 0 && waiting_batches_.empty()) {
         if constexpr (ConsumerStage<S>) {
-          stop(ExitReason::normal());
+          terminate(ExitReason::normal());
           return;
         } else {
           output_done_ = true;
@@ -413,11 +419,11 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       }
     }
     if constexpr (emits) {
-      if (output_done_ && buffer_.empty() && !dispatcher_->holds_events()) stop(ExitReason::normal());
+      if (output_done_ && buffer_.empty() && !dispatcher_->holds_events()) terminate(ExitReason::normal());
     }
   }
 
-  void stop(ExitReason reason) {
+  void terminate(ExitReason reason) {
     if (stopped_) return;
     stopped_ = true;
     if constexpr (emits) {
@@ -464,6 +470,25 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
 
   bool cancel_timer(std::uint64_t timer) override { return host_.timers().cancel(timer); }
 
+  void stop(ExitReason reason) override { stop_requested_ = std::move(reason); }
+
+  void run_task(std::function<std::any()> task, TaskKind kind) override {
+    auto run = [this, task = std::move(task)] {
+      std::any result;
+      try {
+        result = task();
+      } catch (...) {
+        result = std::current_exception();
+      }
+      post(Info{std::move(result)});
+    };
+    if (kind == TaskKind::blocking) {
+      scheduler_.run_blocking(std::move(run));
+    } else {
+      scheduler_.run_task(std::move(run));
+    }
+  }
+
   static std::string_view peer_name(const ActorCore* peer) noexcept {
     return peer != nullptr ? std::string_view(peer->name()) : std::string_view();
   }
@@ -478,6 +503,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   StageOptions options_;
   bool stopped_ = false;
   std::vector<ActorCore*> monitors_;  // told with a StageDown when this stage stops
+  std::optional<ExitReason> stop_requested_;  // by the stage itself, through StageContext::stop
 
   // Consumer side.
   std::vector<Upstream> upstream_;

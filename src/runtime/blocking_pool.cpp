@@ -1,0 +1,45 @@
+#include <sluice/detail/blocking_pool.hpp>
+
+namespace sluice::detail {
+
+BlockingPool::~BlockingPool() {
+  std::vector<std::jthread> threads;
+  {
+    std::lock_guard lock(mutex_);
+    threads.swap(threads_);
+  }
+  for (auto& thread : threads) thread.request_stop();
+  // jthread joins on destruction; each thread drains the queue before it leaves.
+}
+
+void BlockingPool::submit(std::function<void()> task) {
+  std::lock_guard lock(mutex_);
+  tasks_.push_back(std::move(task));
+  if (idle_ < tasks_.size()) {
+    threads_.emplace_back([this](std::stop_token stop) { work(stop); });
+  } else {
+    ready_.notify_one();
+  }
+}
+
+std::size_t BlockingPool::threads() const {
+  std::lock_guard lock(mutex_);
+  return threads_.size();
+}
+
+void BlockingPool::work(std::stop_token stop) {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    ++idle_;
+    const bool has_task = ready_.wait(lock, stop, [this] { return !tasks_.empty(); });
+    --idle_;
+    if (!has_task) return;  // stopping, and nothing left to run
+    auto task = std::move(tasks_.front());
+    tasks_.pop_front();
+    lock.unlock();
+    task();
+    lock.lock();
+  }
+}
+
+}  // namespace sluice::detail

@@ -1,0 +1,333 @@
+// OTP semantics for stages: cancel modes, crashes, the registry, and GenServer-style calls,
+// casts, info messages, timers and monitors. Each case names the rule it pins down.
+#include "support.hpp"
+
+#include <sluice/stages/number_producer.hpp>
+
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <map>
+#include <condition_variable>
+#include <mutex>
+#include <semaphore>
+#include <stdexcept>
+
+using namespace sluice;
+using namespace std::chrono_literals;
+
+namespace {
+
+// A producer that fails on its first demand.
+struct Failing final : Producer<std::int64_t> {
+  void handle_demand(std::size_t, Emitter<std::int64_t>&) override { throw std::runtime_error("boom"); }
+};
+
+// A producer contained by a temporary-restart supervisor, so that its failure reaches its
+// consumers as a cancellation and not as a System-wide failure.
+template <class P, class... Args>
+detail::ActorCore& contained(System& system, const std::string& name, Args... args) {
+  auto supervisor = start_supervisor(system, {.name = name + "-sup"});
+  return supervisor.start_child(child<P>(name, args...).restart(Restart::temporary));
+}
+
+struct Outcome {
+  std::vector<ExitReason> cancels;
+  std::size_t still_running;
+  std::optional<ExitReason> failure;  // a stopped consumer fails its System: it is linked
+};
+
+Outcome consumer_after_producer_exit(CancelMode mode, bool producer_fails) {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  detail::ActorCore& producer = producer_fails ? contained<Failing>(system, "producer")
+                                               : contained<stages::NumberProducer>(system, "producer", 1, 5);
+  auto consumer = system.spawn<test::RecordingConsumer<>>("consumer");
+  system.subscribe_untyped(consumer.core(), producer, {.cancel = mode});
+  scheduler.run_until_idle();
+  Outcome outcome{consumer->cancels, system.running(), system.failure()};
+  system.stop();
+  return outcome;
+}
+
+}  // namespace
+
+TEST_CASE("cancel permanent (the default): the consumer stops when its producer fails, with the producer's reason") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto& producer = contained<Failing>(system, "producer");
+  auto consumer = system.spawn<test::RecordingConsumer<>>("consumer");
+  system.subscribe_untyped(consumer.core(), producer, {});
+  CHECK_THROWS_WITH_AS(system.wait(), "stage 'producer' failed: boom", StageError);
+  REQUIRE(consumer->cancels.size() == 1);
+  CHECK(consumer->cancels[0].kind == ExitReason::Kind::error);
+}
+
+TEST_CASE("cancel transient: the consumer stops only on an abnormal reason") {
+  auto failed = consumer_after_producer_exit(CancelMode::transient, true);
+  REQUIRE(failed.cancels.size() == 1);
+  CHECK(failed.cancels[0].kind == ExitReason::Kind::error);
+  REQUIRE(failed.failure);  // the consumer stopped, with the producer's reason
+  CHECK(failed.failure->describe() == "stage 'producer' failed: boom");
+  auto completed = consumer_after_producer_exit(CancelMode::transient, false);
+  REQUIRE(completed.cancels.size() == 1);
+  CHECK(completed.cancels[0].kind == ExitReason::Kind::normal);
+  CHECK_FALSE(completed.failure);
+  CHECK(completed.still_running == 2);  // the supervisor and the consumer, still running
+}
+
+TEST_CASE("cancel temporary: the consumer never stops; handle_cancel tells it what happened") {
+  auto failed = consumer_after_producer_exit(CancelMode::temporary, true);
+  REQUIRE(failed.cancels.size() == 1);
+  CHECK(failed.cancels[0].describe() == "stage 'producer' failed: boom");
+  CHECK_FALSE(failed.failure);
+  CHECK(failed.still_running == 2);
+}
+
+TEST_CASE("normal completion, shutdown and failure are distinct reasons") {
+  CHECK_FALSE(ExitReason::normal().is_abnormal());
+  CHECK_FALSE(ExitReason::shutdown().is_abnormal());
+  CHECK(ExitReason::error("s", "m").is_abnormal());
+  CHECK(ExitReason::normal().describe() == "normal");
+  CHECK(ExitReason::shutdown().describe() == "shutdown");
+  CHECK(ExitReason::error("s", "m").describe() == "stage 's' failed: m");
+}
+
+TEST_CASE("a producer survives a consumer's crash; its handle_cancel receives the reason; later events go to the other consumer") {
+  struct CrashOnFirst final : Consumer<std::int64_t> {
+    void handle_events(std::span<std::int64_t>) override { throw std::runtime_error("consumer crashed"); }
+  };
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto producer = system.spawn<test::QueueProducer<>>("producer");
+  auto supervisor = start_supervisor(system, {.name = "sup"});
+  auto& crashing = supervisor.start_child(child<CrashOnFirst>("crashing").restart(Restart::temporary));
+  auto survivor = system.spawn<test::RecordingConsumer<>>("survivor");
+  system.subscribe_untyped(crashing, producer.core(), {.max_demand = 10});
+  scheduler.run_until_idle();
+  system.subscribe(survivor, producer, {.max_demand = 10});
+  scheduler.run_until_idle();
+  system.send_info(producer, test::iota_batch(1, 5));  // all to `crashing`: it has the larger demand
+  scheduler.run_until_idle();
+  REQUIRE(producer->cancels.size() == 1);
+  CHECK(producer->cancels[0].describe() == "stage 'crashing' failed: consumer crashed");
+  system.send_info(producer, test::iota_batch(6, 8));
+  scheduler.run_until_idle();
+  CHECK(survivor->batches == std::vector<test::Batch>{{6, 7, 8}});  // 1..5 were lost with the crash
+  CHECK_FALSE(system.failure());
+  system.stop();
+}
+
+TEST_CASE("subscribing to a stage that is gone: transient stops with 'no such stage', temporary keeps running") {
+  for (auto mode : {CancelMode::transient, CancelMode::temporary}) {
+    ManualScheduler scheduler;
+    System system(scheduler);
+    auto consumer = system.spawn<test::RecordingConsumer<>>("consumer");
+    system.subscribe(consumer, "nobody", {.cancel = mode});
+    scheduler.run_until_idle();
+    REQUIRE(consumer->cancels.size() == 1);
+    CHECK(consumer->cancels[0].describe() == "no such stage 'nobody'");
+    if (mode == CancelMode::transient) {
+      CHECK(system.failure()->describe() == "no such stage 'nobody'");
+    } else {
+      CHECK(system.running() == 1);
+      CHECK_FALSE(system.failure());
+    }
+    system.stop();
+  }
+}
+
+TEST_CASE("registry: a named stage is looked up and subscribed to by name; duplicates are refused; the name is freed when it stops") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  StageOptions options;
+  options.name = "numbers";
+  options.register_name = true;
+  auto numbers = system.spawn<stages::NumberProducer>(options, 1, 10);
+  CHECK(system.whereis("numbers") == &numbers.core());
+  CHECK(system.lookup<stages::NumberProducer>("numbers").has_value());
+  CHECK_FALSE(system.lookup<test::Identity>("numbers").has_value());
+  CHECK(system.whereis("missing") == nullptr);
+  CHECK_THROWS_WITH_AS(system.spawn<stages::NumberProducer>(options, 1, 10), "a stage named 'numbers' is already registered",
+                       std::invalid_argument);
+  auto consumer = system.spawn<test::RecordingConsumer<>>("consumer");
+  system.subscribe(consumer, "numbers");
+  system.wait();
+  CHECK(consumer->received() == 10);
+  CHECK(system.whereis("numbers") == nullptr);
+  CHECK_NOTHROW(system.spawn<stages::NumberProducer>(options, 1, 10));
+  system.stop();
+}
+
+namespace {
+
+// A key-value server: call {"get", key}, cast {"put", key, value}; a "crash" cast fails it.
+struct KeyValue final : Server {
+  using Put = std::pair<std::string, int>;
+  std::any handle_call(std::any& request) override {
+    const auto& key = std::any_cast<std::string&>(request);
+    auto found = values.find(key);
+    return found == values.end() ? std::any() : std::any(found->second);
+  }
+  void handle_cast(std::any& message) override {
+    if (auto* put = std::any_cast<Put>(&message)) values[put->first] = put->second;
+    if (std::any_cast<const char*>(&message) != nullptr) throw std::runtime_error("asked to crash");
+  }
+  void handle_info(std::any& message) override {
+    if (auto* down = std::any_cast<StageDown>(&message)) downs.push_back(*down);
+    if (auto* text = std::any_cast<std::string>(&message)) infos.push_back(*text);
+  }
+  std::map<std::string, int> values;
+  std::vector<StageDown> downs;
+  std::vector<std::string> infos;
+};
+
+}  // namespace
+
+TEST_CASE("GenServer: cast then call sees the cast's effect (messages to one stage are handled in order)") {
+  System system(2);
+  auto server = system.spawn<KeyValue>("kv");
+  system.start();
+  system.cast(server, KeyValue::Put{"a", 1});
+  CHECK(std::any_cast<int>(system.call(server, std::string("a"))) == 1);
+  CHECK_FALSE(system.call(server, std::string("b")).has_value());
+  system.stop();
+}
+
+TEST_CASE("GenServer: a call that times out returns an error and never hangs; the late answer is dropped") {
+  struct Slow final : Server {
+    explicit Slow(std::counting_semaphore<>* gate) : gate_(gate) {}
+    std::any handle_call(std::any&) override {
+      gate_->acquire();
+      return 42;
+    }
+    std::counting_semaphore<>* gate_;
+  };
+  std::counting_semaphore<> gate(0);
+  System system(2);
+  auto slow = system.spawn<Slow>("slow", &gate);
+  system.start();
+  try {
+    system.call(slow, 1, 20ms);
+    FAIL("the call should have timed out");
+  } catch (const CallError& error) {
+    CHECK(error.kind() == CallError::Kind::timeout);
+    CHECK(std::string(error.what()) == "call to 'slow' timed out after 20 ms");
+  }
+  gate.release();
+  gate.release();
+  CHECK(std::any_cast<int>(system.call(slow, 2)) == 42);
+  system.stop();
+}
+
+TEST_CASE("GenServer: calls to a stage that is gone, or that fails handling them, return errors") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto supervisor = start_supervisor(system, {.name = "sup"});
+  auto& server = supervisor.start_child(child<KeyValue>("kv").restart(Restart::temporary));
+  system.cast(server, "crash");
+  scheduler.run_until_idle();
+  CHECK_THROWS_WITH_AS(system.call(server, std::string("a")), "no such stage 'kv'", CallError);
+  auto numbers = system.spawn<stages::NumberProducer>("numbers", 1);
+  try {
+    system.call(numbers, 1);
+    FAIL("NumberProducer handles no calls");
+  } catch (const CallError& error) {
+    CHECK(error.kind() == CallError::Kind::failed);
+    CHECK(std::string(error.what()) == "'numbers' failed handling the call: 'numbers' does not handle calls");
+  }
+}
+
+TEST_CASE("GenServer: send_after delivers an info message later; a cancelled timer never fires") {
+  struct Waiter final : Server {
+    explicit Waiter(std::counting_semaphore<>* arrived) : arrived_(arrived) {}
+    void handle_info(std::any& message) override {
+      log.push_back(std::any_cast<std::string>(message));
+      arrived_->release();
+    }
+    std::any handle_call(std::any&) override { return log; }
+    std::counting_semaphore<>* arrived_;
+    std::vector<std::string> log;
+  };
+  std::counting_semaphore<> arrived(0);
+  System system(2);
+  auto waiter = system.spawn<Waiter>("waiter", &arrived);
+  system.start();
+  const auto cancelled = system.send_after(waiter.core(), 10s, std::string("never"));
+  system.send_after(waiter.core(), 30ms, std::string("second"));
+  system.send_after(waiter.core(), 1ms, std::string("first"));
+  CHECK(system.cancel_timer(cancelled));
+  CHECK(arrived.try_acquire_for(10s));
+  CHECK(arrived.try_acquire_for(10s));
+  CHECK(std::any_cast<std::vector<std::string>>(system.call(waiter, 0)) == std::vector<std::string>{"first", "second"});
+  system.stop();
+}
+
+TEST_CASE("monitors: the watcher is told when the monitored stage stops, and why; a late monitor gets noproc") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto watcher = system.spawn<KeyValue>("watcher");
+  auto supervisor = start_supervisor(system, {.name = "sup"});
+  auto& target = supervisor.start_child(child<KeyValue>("target").restart(Restart::temporary));
+  system.monitor(watcher.core(), target);
+  scheduler.run_until_idle();
+  system.cast(target, "crash");
+  scheduler.run_until_idle();
+  REQUIRE(watcher->downs.size() == 1);
+  CHECK(watcher->downs[0].stage == "target");
+  CHECK(watcher->downs[0].reason.describe() == "stage 'target' failed: asked to crash");
+  system.monitor(watcher.core(), target);
+  scheduler.run_until_idle();
+  REQUIRE(watcher->downs.size() == 2);
+  CHECK(watcher->downs[1].reason.kind == ExitReason::Kind::noproc);
+  system.stop();
+}
+
+TEST_CASE("a stage can stop itself after a callback (GenServer's {:stop, reason, state})") {
+  struct Quitter final : Server {
+    void handle_cast(std::any&) override { context().stop(); }
+  };
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto quitter = system.spawn<Quitter>("quitter");
+  system.cast(quitter, 0);
+  system.wait();
+  CHECK(system.running() == 0);
+  CHECK_FALSE(system.failure());
+}
+
+TEST_CASE("ConsumerSupervisor: max 3 / min 2 runs three tasks; after two finish it asks for 2 more") {
+  std::mutex mutex;
+  std::condition_variable changed;
+  int started = 0;
+  std::vector<std::unique_ptr<std::binary_semaphore>> gates;
+  for (int i = 0; i < 10; ++i) gates.push_back(std::make_unique<std::binary_semaphore>(0));
+  auto task = [&](std::int64_t event) {
+    {
+      std::lock_guard lock(mutex);
+      ++started;
+    }
+    changed.notify_all();
+    gates[static_cast<std::size_t>(event)]->acquire();
+  };
+  auto started_is = [&](int n) {
+    std::unique_lock lock(mutex);
+    return changed.wait_for(lock, 10s, [&] { return started == n; });
+  };
+
+  System system(2);
+  auto producer = system.spawn<test::CountingProducer>("producer");
+  auto tasks = system.spawn<ConsumerSupervisor<std::int64_t>>("tasks", task);
+  system.subscribe(tasks, producer, {.max_demand = 3, .min_demand = 2});
+  system.start();
+  auto demands = [&] { return std::any_cast<std::vector<std::size_t>>(system.call(producer, 0)); };
+  CHECK(started_is(3));
+  CHECK(demands() == std::vector<std::size_t>{3});  // so no fourth task can have started
+  gates[0]->release();
+  CHECK(demands() == std::vector<std::size_t>{3});
+  gates[1]->release();
+  CHECK(started_is(5));
+  CHECK(demands() == std::vector<std::size_t>{3, 2});
+  for (auto& gate : gates) gate->release();
+  system.stop();
+}
