@@ -23,18 +23,18 @@ namespace sluice {
 enum class BufferKeep { last, first };
 
 struct StageOptions {
-  std::string name;
+  std::string name{};
   std::size_t buffer_size = defaults::buffer_size;
   BufferKeep buffer_keep = BufferKeep::last;
   // Called on the stage's own thread with the number of events just discarded from a full
   // buffer; the running total is in StageStats::discarded too.
-  std::function<void(std::size_t)> on_discard;
+  std::function<void(std::size_t)> on_discard{};
   // A producer whose last consumer cancelled completes, so that a `take`-like consumer ends the
   // stream upstream. GenStage keeps such a producer alive; set false to do the same.
   bool complete_when_unsubscribed = true;
   // How a producer shares events among its consumers: dispatch::Demand (the default),
   // dispatch::Broadcast, or dispatch::Partition<Out> (see <sluice/dispatcher.hpp>).
-  std::any dispatcher;
+  std::any dispatcher{};
   // Register the stage under `name` in the System's registry: it can then be looked up and
   // subscribed to by name. A registered name must be unique; it is freed when the stage stops.
   bool register_name = false;

@@ -35,7 +35,7 @@ enum class Restart {
 };
 
 struct SupervisorOptions {
-  std::string name;
+  std::string name{};
   Strategy strategy = Strategy::one_for_one;
   // Restart intensity, OTP's defaults: more than max_restarts restarts within max_seconds
   // and the supervisor gives up: it stops its children and fails, escalating to its parent.

@@ -1,0 +1,270 @@
+// Supervision, with OTP's semantics: which children restart, in what order, and what happens
+// past the restart intensity. Each case names the rule it pins down.
+#include "support.hpp"
+
+#include <sluice/stages/number_producer.hpp>
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+
+using namespace sluice;
+
+namespace {
+
+using Log = std::vector<std::string>;
+
+// Logs its start; a "crash" cast makes it fail, a "quit" cast makes it stop normally.
+struct Worker final : Server {
+  Worker(Log* log, std::string id) { log->push_back(std::move(id)); }
+  void handle_cast(std::any& message) override {
+    const std::string command = std::any_cast<const char*>(message);
+    if (command == "crash") throw std::runtime_error("asked to crash");
+    if (command == "quit") context().stop();
+  }
+};
+
+std::size_t starts_of(const SupervisorRef& supervisor, const std::string& id) {
+  for (const auto& child : supervisor.which_children())
+    if (child.id == id) return child.starts;
+  return 0;
+}
+
+bool running(const SupervisorRef& supervisor, const std::string& id) { return supervisor.child<Worker>(id).has_value(); }
+
+// A supervisor of workers a, b and c on a deterministic scheduler.
+struct Tree {
+  ManualScheduler scheduler;
+  System system{scheduler};
+  Log log;
+  SupervisorRef supervisor;
+
+  explicit Tree(SupervisorOptions options, std::vector<Restart> restarts = {}) {
+    options.name = "sup";
+    std::vector<ChildSpec> children;
+    for (std::string id : {"a", "b", "c"}) {
+      children.push_back(child<Worker>(id, &log, id));
+      if (!restarts.empty()) {
+        children.back().restart(restarts.front());
+        restarts.erase(restarts.begin());
+      }
+    }
+    supervisor = start_supervisor(system, options, std::move(children));
+    scheduler.run_until_idle();
+  }
+  void cast(const std::string& id, const char* command) {
+    system.cast(*supervisor.child<Worker>(id), command);
+    scheduler.run_until_idle();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("one_for_one: only the failed child restarts") {
+  Tree tree({.strategy = Strategy::one_for_one});
+  tree.cast("b", "crash");
+  CHECK(tree.log == Log{"a", "b", "c", "b"});
+  CHECK(starts_of(tree.supervisor, "a") == 1);
+  CHECK(starts_of(tree.supervisor, "b") == 2);
+  CHECK(starts_of(tree.supervisor, "c") == 1);
+  CHECK_FALSE(tree.system.failure());
+}
+
+TEST_CASE("one_for_all: every child is stopped and all restart, in start order") {
+  Tree tree({.strategy = Strategy::one_for_all});
+  tree.cast("b", "crash");
+  CHECK(tree.log == Log{"a", "b", "c", "a", "b", "c"});
+  for (std::string id : {"a", "b", "c"}) CHECK(running(tree.supervisor, id));
+}
+
+TEST_CASE("rest_for_one: the failed child and those started after it restart, in order") {
+  Tree tree({.strategy = Strategy::rest_for_one});
+  tree.cast("b", "crash");
+  CHECK(tree.log == Log{"a", "b", "c", "b", "c"});
+  CHECK(starts_of(tree.supervisor, "a") == 1);
+  CHECK(starts_of(tree.supervisor, "c") == 2);
+}
+
+TEST_CASE("restart types: permanent restarts even after a normal exit") {
+  Tree tree({}, {Restart::permanent});
+  tree.cast("a", "quit");
+  CHECK(starts_of(tree.supervisor, "a") == 2);
+}
+
+TEST_CASE("restart types: transient restarts after a failure, not after a normal exit") {
+  Tree tree({}, {Restart::transient});
+  tree.cast("a", "crash");
+  CHECK(starts_of(tree.supervisor, "a") == 2);
+  tree.cast("a", "quit");
+  CHECK(starts_of(tree.supervisor, "a") == 2);
+  CHECK_FALSE(running(tree.supervisor, "a"));
+}
+
+TEST_CASE("restart types: temporary never restarts, and is forgotten") {
+  Tree tree({}, {Restart::temporary});
+  tree.cast("a", "crash");
+  CHECK(tree.log == Log{"a", "b", "c"});
+  CHECK(tree.supervisor.which_children().size() == 2);
+}
+
+TEST_CASE("restart intensity: past max_restarts within max_seconds the supervisor fails and escalates") {
+  Tree tree({.max_restarts = 3});
+  for (int crash = 0; crash < 3; ++crash) tree.cast("a", "crash");
+  CHECK(starts_of(tree.supervisor, "a") == 4);
+  CHECK_FALSE(tree.system.failure());
+  tree.cast("a", "crash");
+  // A top-level supervisor escalates to its System: the failure stops everything.
+  CHECK_THROWS_WITH_AS(tree.system.wait(),
+                       "stage 'sup' failed: reached its maximum restart intensity (3 restarts in 5000 ms); "
+                       "the last failure: stage 'a' failed: asked to crash",
+                       StageError);
+  CHECK(tree.system.running() == 0);
+}
+
+TEST_CASE("nested trees: a child supervisor past its intensity is restarted by its parent, with fresh children") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  Log log;
+  auto root = start_supervisor(
+      system, {.name = "root", .max_restarts = 10},
+      {supervisor_child({.name = "inner", .max_restarts = 1},
+                        {child<Worker>(StageOptions{.name = "w", .register_name = true}, &log, std::string("w"))})});
+  scheduler.run_until_idle();
+  auto crash_w = [&] {
+    system.cast(*system.lookup<Worker>("w"), "crash");
+    scheduler.run_until_idle();
+  };
+  crash_w();  // inner restarts w: 1 restart, within its intensity of 1
+  CHECK(log == Log{"w", "w"});
+  CHECK(starts_of(root, "inner") == 1);
+  crash_w();  // inner gives up; root restarts inner, which starts w afresh
+  CHECK(log == Log{"w", "w", "w"});
+  CHECK(starts_of(root, "inner") == 2);
+  CHECK_FALSE(system.failure());
+  CHECK(system.lookup<Worker>("w").has_value());
+}
+
+namespace {
+
+// A consumer that counts its starts and can be made to fail by a cast.
+struct Crashable final : Consumer<std::int64_t> {
+  explicit Crashable(std::vector<test::Batch>* seen) : seen_(seen) {}
+  void handle_events(std::span<std::int64_t> events) override { seen_->emplace_back(events.begin(), events.end()); }
+  void handle_cast(std::any&) override { throw std::runtime_error("asked to crash"); }
+  std::vector<test::Batch>* seen_;
+};
+
+}  // namespace
+
+TEST_CASE("after a restart, the subscriptions declared in the child spec are made again") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  std::vector<test::Batch> seen;
+  auto supervisor = start_supervisor(system, {.name = "sup"},
+                                     {child<test::QueueProducer<>>("producer"),
+                                      child<Crashable>("consumer", &seen).subscribe_to("producer", {.max_demand = 10})});
+  scheduler.run_until_idle();
+  auto producer = *supervisor.child<test::QueueProducer<>>("producer");
+  system.send_info(producer, test::iota_batch(1, 3));
+  scheduler.run_until_idle();
+  system.cast(*supervisor.child<Crashable>("consumer"), 0);
+  scheduler.run_until_idle();
+  CHECK(starts_of(supervisor, "consumer") == 2);
+  system.send_info(producer, test::iota_batch(4, 6));
+  scheduler.run_until_idle();
+  CHECK(seen == std::vector<test::Batch>{{1, 2, 3}, {4, 5, 6}});
+  // The producer saw the old subscription cancelled with the crash, and a new one.
+  REQUIRE(producer->cancels.size() == 1);
+  CHECK(producer->cancels[0].describe() == "stage 'consumer' failed: asked to crash");
+}
+
+TEST_CASE("DynamicSupervisor: children are started at run time; ids are unique") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  Log log;
+  auto dynamic = start_dynamic_supervisor(system, {.name = "dynamic"});
+  CHECK(dynamic.which_children().empty());
+  dynamic.start_child(child<Worker>("x", &log, std::string("x")));
+  dynamic.start_child(child<Worker>("y", &log, std::string("y")));
+  CHECK(log == Log{"x", "y"});
+  CHECK_THROWS_WITH_AS(dynamic.start_child(child<Worker>("x", &log, std::string("x"))),
+                       "supervisor 'dynamic' already has a child 'x'", std::invalid_argument);
+  system.cast(*dynamic.child<Worker>("y"), "crash");
+  scheduler.run_until_idle();
+  CHECK(log == Log{"x", "y", "y"});
+}
+
+namespace {
+
+// What a stage that fails on every 100th event did: shared by its successive instances.
+struct Ledger {
+  std::mutex mutex;
+  std::vector<std::int64_t> processed;
+  std::vector<std::int64_t> raised;
+};
+
+struct EveryHundredth final : Consumer<std::int64_t> {
+  explicit EveryHundredth(Ledger* ledger) : ledger_(ledger) {}
+  void handle_events(std::span<std::int64_t> events) override {
+    std::lock_guard lock(ledger_->mutex);
+    for (std::int64_t x : events) {
+      if (x % 100 == 0) {
+        ledger_->raised.push_back(x);
+        throw std::runtime_error("cannot take " + std::to_string(x));
+      }
+      ledger_->processed.push_back(x);
+    }
+  }
+  Ledger* ledger_;
+};
+
+// The supervised pipeline of the README's fault-tolerance section, on `system`.
+void run_every_hundredth(System& system, Ledger& ledger, std::int64_t events) {
+  start_supervisor(system, {.name = "pipeline", .max_restarts = 1000, .stop_when_children_done = true},
+                   {child<stages::NumberProducer>("numbers", std::int64_t{1}, events).restart(Restart::transient),
+                    child<EveryHundredth>("picky", &ledger)
+                        .restart(Restart::transient)
+                        .subscribe_to("numbers", {.max_demand = 10, .min_demand = 5})});
+  system.wait();
+}
+
+// What the README promises: every event is processed once or lost; what is lost, per crash, is
+// the event that raised and the events after it that had already reached that instance.
+void check_every_hundredth(Ledger& ledger, std::int64_t events) {
+  std::set<std::int64_t> processed(ledger.processed.begin(), ledger.processed.end());
+  CHECK(processed.size() == ledger.processed.size());  // nothing twice
+  std::vector<std::int64_t> multiples;
+  for (std::int64_t k = 100; k <= events; k += 100) multiples.push_back(k);
+  CHECK(ledger.raised == multiples);  // each 100th event raised once, in order
+  std::vector<std::int64_t> lost;
+  for (std::int64_t x = 1; x <= events; ++x)
+    if (!processed.contains(x)) lost.push_back(x);
+  CHECK(processed.size() + lost.size() == static_cast<std::size_t>(events));
+  for (std::size_t i = 0; i < lost.size(); ++i) {
+    const bool starts_run = i == 0 || lost[i - 1] != lost[i] - 1;
+    if (starts_run) CHECK(lost[i] % 100 == 0);  // every lost run begins where a crash was
+    CHECK(lost[i] - lost[i] / 100 * 100 < 10);  // and holds at most what was in flight (max_demand 10)
+  }
+  MESSAGE("processed " << processed.size() << ", lost " << lost.size() << " (of which " << ledger.raised.size()
+                       << " raised)");
+}
+
+}  // namespace
+
+TEST_CASE("a supervision tree survives a stage that throws on every 100th event (deterministic)") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  Ledger ledger;
+  run_every_hundredth(system, ledger, 2050);
+  check_every_hundredth(ledger, 2050);
+}
+
+TEST_CASE("a supervision tree survives a stage that throws on every 100th event (on worker threads)") {
+  System system(2);
+  Ledger ledger;
+  run_every_hundredth(system, ledger, 20'050);
+  check_every_hundredth(ledger, 20'050);
+}
