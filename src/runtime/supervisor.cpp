@@ -36,7 +36,7 @@ class SupervisorCore final : public ActorCore {
     const std::size_t throughput = scheduler_.throughput();
     for (std::size_t handled = 0; handled < throughput; ++handled) {
       Control* message = mailbox_.next();
-      if (message == nullptr) break;
+      if (message == nullptr) return false;  // idle now: touch nothing more
       std::visit([this](auto& m) { handle(m); }, *message);
     }
     return mailbox_.finish_slice();

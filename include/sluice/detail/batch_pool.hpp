@@ -4,7 +4,8 @@
 #include <sluice/defaults.hpp>
 #include <sluice/detail/batch.hpp>
 
-#include <mutex>
+#include <oneapi/tbb/spin_mutex.h>
+
 #include <vector>
 
 namespace sluice::detail {
@@ -13,7 +14,7 @@ template <class T>
 class BatchPool {
  public:
   Batch<T> acquire() {
-    std::lock_guard lock(mutex_);
+    oneapi::tbb::spin_mutex::scoped_lock lock(mutex_);
     if (spares_.empty()) return {};
     Batch<T> batch = std::move(spares_.back());
     spares_.pop_back();
@@ -23,12 +24,12 @@ class BatchPool {
   void release(Batch<T>&& batch) {
     if (batch.capacity() == 0) return;
     batch.clear();
-    std::lock_guard lock(mutex_);
+    oneapi::tbb::spin_mutex::scoped_lock lock(mutex_);
     if (spares_.size() < defaults::batch_pool_size) spares_.push_back(std::move(batch));
   }
 
  private:
-  std::mutex mutex_;
+  oneapi::tbb::spin_mutex mutex_;  // guards a push_back or pop_back
   std::vector<Batch<T>> spares_;
 };
 

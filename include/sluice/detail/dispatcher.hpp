@@ -86,10 +86,14 @@ class DemandDispatcher final : public Dispatcher<T> {
   std::size_t ask(SubscriptionId id, std::size_t count) override {
     auto entry = find(id);
     if (entry == demands_.end()) return 0;
-    Entry updated = *entry;
-    demands_.erase(entry);
-    updated.demand += count;
-    add_demand(updated);
+    if (demands_.size() == 1) {
+      entry->demand += count;  // one consumer: nothing to reorder
+    } else {
+      Entry updated = *entry;
+      demands_.erase(entry);
+      updated.demand += count;
+      add_demand(updated);
+    }
     // Demand that cancelled consumers had already asked for was forwarded once: not again.
     const std::size_t already_sent = std::min(pending_, count);
     pending_ -= already_sent;
@@ -111,6 +115,13 @@ class DemandDispatcher final : public Dispatcher<T> {
     }
     const std::size_t total = batch.size();
     std::size_t sent = 0;
+    if (demands_.size() == 1 && demands_.front().demand >= total) {
+      // One consumer with room for the whole batch: it moves as it is.
+      demands_.front().demand -= total;
+      demands_.front().consumer.inlet->post_events(demands_.front().consumer.id, std::move(batch), &pool);
+      batch = {};
+      return total;
+    }
     while (sent < total && !demands_.empty() && demands_.front().demand > 0) {
       Entry head = demands_.front();
       demands_.erase(demands_.begin());

@@ -69,7 +69,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     const std::size_t throughput = scheduler_.throughput();
     for (std::size_t handled = 0; handled < throughput; ++handled) {
       Message* message = mailbox_.next();
-      if (message == nullptr) break;
+      if (message == nullptr) return false;  // idle now: touch nothing more
       if (stopped_) {
         handle_after_stop(*message);
         continue;
