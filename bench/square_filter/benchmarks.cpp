@@ -1,0 +1,60 @@
+// W1 side by side, registered for T = 1000 and T = 2^62. Run interleaved (see RESULTS.md):
+// this machine kind switches between two speed modes, so only ratios within one run count.
+#include "workload.hpp"
+
+#include <benchmark/benchmark.h>
+
+#include <functional>
+#include <string>
+
+namespace {
+
+using namespace bench::square_filter;
+
+using Variant = std::function<std::uint64_t(std::int64_t n, std::int64_t limit)>;
+
+void run(benchmark::State& state, const Variant& variant, std::int64_t n, std::int64_t limit) {
+  const std::uint64_t expected = expected_sum(n, limit);
+  for (auto _ : state) {
+    const std::uint64_t sum = variant(n, limit);
+    if (sum != expected) {
+      state.SkipWithError(("wrong sum " + std::to_string(sum) + ", expected " + std::to_string(expected)).c_str());
+      break;
+    }
+    benchmark::DoNotOptimize(sum);
+  }
+  state.counters["events/s"] = benchmark::Counter(static_cast<double>(n), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+struct Registration {
+  const char* name;
+  std::int64_t n;  // per iteration: large for batched variants, smaller for per-item ones
+  Variant variant;
+};
+
+const bool registered = [] {
+  const Registration variants[] = {
+      {"loop", 100'000'000, plain_loop},
+      {"sluice/default_demand", 100'000'000, [](auto n, auto t) { return sluice_pipeline(n, t, 1000); }},
+      {"sluice/max_demand_1", 2'000'000, [](auto n, auto t) { return sluice_pipeline(n, t, 1); }},
+      {"tbb_pipeline/batch_1000_tokens_8", 100'000'000, [](auto n, auto t) { return tbb_pipeline(n, t, 1000, 8); }},
+      {"tbb_pipeline/batch_1_tokens_8", 2'000'000, [](auto n, auto t) { return tbb_pipeline(n, t, 1, 8); }},
+      {"tbb_flow_graph/batch_1000", 100'000'000, [](auto n, auto t) { return tbb_flow_graph(n, t, 1000); }},
+      {"tbb_flow_graph/per_item", 1'000'000, [](auto n, auto t) { return tbb_flow_graph(n, t, 1); }},
+  };
+  const std::pair<const char*, std::int64_t> limits[] = {{"T=1000", 1000}, {"T=2^62", std::int64_t{1} << 62}};
+  for (const auto& [limit_name, limit] : limits) {
+    for (const auto& v : variants) {
+      benchmark::RegisterBenchmark(("W1/" + std::string(limit_name) + "/" + v.name).c_str(),
+                                   [variant = v.variant, n = v.n, limit = limit](benchmark::State& state) {
+                                     run(state, variant, n, limit);
+                                   })
+          ->UseRealTime()
+          ->Unit(benchmark::kMillisecond)
+          ->MinTime(0.5);
+    }
+  }
+  return true;
+}();
+
+}  // namespace

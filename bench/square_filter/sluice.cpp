@@ -1,0 +1,23 @@
+// W1 on sluice: NumberProducer -> NumberProcessor -> SumConsumer, three stages on the System's
+// workers, at a given max_demand (min_demand at its default, max_demand / 2).
+#include "workload.hpp"
+
+#include <sluice/pipeline.hpp>
+#include <sluice/stages/number_processor.hpp>
+#include <sluice/stages/number_producer.hpp>
+#include <sluice/stages/sum_consumer.hpp>
+
+namespace bench::square_filter {
+
+std::uint64_t sluice_pipeline(std::int64_t n, std::int64_t limit, std::size_t max_demand) {
+  using namespace sluice::stages;
+  sluice::System system;
+  const sluice::StepOptions demand{.max_demand = max_demand};
+  auto sum = sluice::from<NumberProducer>(system, std::int64_t{1}, n)  //
+             | sluice::via<NumberProcessor>(limit).with(demand)        //
+             | sluice::into<SumConsumer>().with(demand);
+  system.wait();
+  return sum->sum();
+}
+
+}  // namespace bench::square_filter

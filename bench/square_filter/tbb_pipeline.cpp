@@ -1,0 +1,90 @@
+// W1 on oneTBB's parallel_pipeline: a serial source, a parallel square-and-filter, a serial sum.
+#include "workload.hpp"
+
+#include <oneapi/tbb/parallel_pipeline.h>
+
+#include <cstddef>
+#include <limits>
+#include <vector>
+
+namespace bench::square_filter {
+
+namespace {
+
+// parallel_pipeline filters cannot drop an item, so a dropped value travels as this sentinel.
+constexpr std::int64_t dropped = std::numeric_limits<std::int64_t>::max();
+
+std::uint64_t per_item(std::int64_t n, std::int64_t limit, std::size_t tokens) {
+  std::int64_t next = 1;
+  std::uint64_t sum = 0;
+  oneapi::tbb::parallel_pipeline(
+      tokens,
+      oneapi::tbb::make_filter<void, std::int64_t>(oneapi::tbb::filter_mode::serial_in_order,
+                                                   [&](oneapi::tbb::flow_control& control) -> std::int64_t {
+                                                     if (next > n) {
+                                                       control.stop();
+                                                       return 0;
+                                                     }
+                                                     return next++;
+                                                   }) &
+          oneapi::tbb::make_filter<std::int64_t, std::int64_t>(oneapi::tbb::filter_mode::parallel,
+                                                               [limit](std::int64_t x) {
+                                                                 const std::int64_t s = square(x);
+                                                                 return s < limit ? s : dropped;
+                                                               }) &
+          oneapi::tbb::make_filter<std::int64_t, void>(oneapi::tbb::filter_mode::serial_in_order, [&](std::int64_t s) {
+            if (s != dropped) sum += static_cast<std::uint64_t>(s);
+          }));
+  return sum;
+}
+
+// Batches travel as indices into a ring of `tokens` buffers: at most `tokens` batches are in
+// flight, so batch i's buffer is free again by the time batch i + tokens is made.
+std::uint64_t batched(std::int64_t n, std::int64_t limit, std::size_t batch, std::size_t tokens) {
+  std::vector<std::vector<std::int64_t>> buffers(tokens);
+  for (auto& buffer : buffers) buffer.reserve(batch);
+  std::int64_t next = 1;
+  std::size_t made = 0;
+  std::uint64_t sum = 0;
+  oneapi::tbb::parallel_pipeline(
+      tokens,
+      oneapi::tbb::make_filter<void, std::vector<std::int64_t>*>(
+          oneapi::tbb::filter_mode::serial_in_order,
+          [&](oneapi::tbb::flow_control& control) -> std::vector<std::int64_t>* {
+            if (next > n) {
+              control.stop();
+              return nullptr;
+            }
+            auto* buffer = &buffers[made++ % tokens];
+            buffer->resize(static_cast<std::size_t>(std::min<std::int64_t>(static_cast<std::int64_t>(batch), n - next + 1)));
+            for (auto& value : *buffer) value = next++;
+            return buffer;
+          }) &
+          oneapi::tbb::make_filter<std::vector<std::int64_t>*, std::vector<std::int64_t>*>(
+              oneapi::tbb::filter_mode::parallel,
+              [limit](std::vector<std::int64_t>* buffer) {
+                std::size_t kept = 0;
+                for (std::int64_t x : *buffer) {
+                  const std::int64_t s = square(x);
+                  (*buffer)[kept] = s;
+                  kept += s < limit ? 1 : 0;
+                }
+                buffer->resize(kept);
+                return buffer;
+              }) &
+          oneapi::tbb::make_filter<std::vector<std::int64_t>*, void>(oneapi::tbb::filter_mode::serial_in_order,
+                                                                      [&](std::vector<std::int64_t>* buffer) {
+                                                                        std::uint64_t local = 0;
+                                                                        for (std::int64_t s : *buffer) local += static_cast<std::uint64_t>(s);
+                                                                        sum += local;
+                                                                      }));
+  return sum;
+}
+
+}  // namespace
+
+std::uint64_t tbb_pipeline(std::int64_t n, std::int64_t limit, std::size_t batch, std::size_t tokens) {
+  return batch == 1 ? per_item(n, limit, tokens) : batched(n, limit, batch, tokens);
+}
+
+}  // namespace bench::square_filter

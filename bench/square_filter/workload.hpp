@@ -1,0 +1,22 @@
+#pragma once
+// W1, the square-and-filter workload: a producer emits int64 1..N, the middle stage squares
+// each value and keeps the squares below `limit`, and the consumer sums them (uint64, mod 2^64).
+// Each framework implements it once, in its own file, as in Taskflow's benchmarks/.
+#include <cstdint>
+
+namespace bench::square_filter {
+
+// The square as every implementation computes it: unsigned, so wrapping is defined.
+inline std::int64_t square(std::int64_t x) {
+  return static_cast<std::int64_t>(static_cast<std::uint64_t>(x) * static_cast<std::uint64_t>(x));
+}
+
+// k(k+1)(2k+1)/6 mod 2^64, with k = min(n, the largest x with x*x < limit).
+std::uint64_t expected_sum(std::int64_t n, std::int64_t limit);
+
+std::uint64_t plain_loop(std::int64_t n, std::int64_t limit);
+std::uint64_t tbb_pipeline(std::int64_t n, std::int64_t limit, std::size_t batch, std::size_t tokens);
+std::uint64_t tbb_flow_graph(std::int64_t n, std::int64_t limit, std::size_t batch);
+std::uint64_t sluice_pipeline(std::int64_t n, std::int64_t limit, std::size_t max_demand);
+
+}  // namespace bench::square_filter
