@@ -1,0 +1,716 @@
+// The expression language: a lexer, a precedence-climbing parser that type-checks as it builds,
+// and nodes that each evaluate a whole column (one value per event of the batch) at a time.
+#include <sluice/expr.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <optional>
+
+namespace sluice::expr {
+
+std::string_view type_name(Type type) {
+  switch (type) {
+    case Type::integer: return "integer";
+    case Type::floating: return "float";
+    case Type::string: return "string";
+    case Type::boolean: return "boolean";
+  }
+  return "?";
+}
+
+namespace {
+
+// --- columns ---------------------------------------------------------------------------------
+
+// One value per event. Integers and booleans (0/1) share `ints`.
+struct Column {
+  Type type = Type::integer;
+  std::vector<std::int64_t> ints;
+  std::vector<double> floats;
+  std::vector<std::string> strings;
+
+  std::size_t size() const {
+    switch (type) {
+      case Type::floating: return floats.size();
+      case Type::string: return strings.size();
+      default: return ints.size();
+    }
+  }
+  void resize(std::size_t n) {
+    switch (type) {
+      case Type::floating: floats.resize(n); break;
+      case Type::string: strings.resize(n); break;
+      default: ints.resize(n);
+    }
+  }
+};
+
+// The rows of `column` listed in `rows`, as a column of their own.
+Column gather(const Column& column, const std::vector<std::size_t>& rows) {
+  Column out{column.type, {}, {}, {}};
+  out.resize(rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    switch (column.type) {
+      case Type::floating: out.floats[i] = column.floats[rows[i]]; break;
+      case Type::string: out.strings[i] = column.strings[rows[i]]; break;
+      default: out.ints[i] = column.ints[rows[i]];
+    }
+  }
+  return out;
+}
+
+void scatter(const Column& part, const std::vector<std::size_t>& rows, Column& out) {
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    switch (out.type) {
+      case Type::floating: out.floats[rows[i]] = part.floats[i]; break;
+      case Type::string: out.strings[rows[i]] = part.strings[i]; break;
+      default: out.ints[rows[i]] = part.ints[i];
+    }
+  }
+}
+
+}  // namespace
+
+// --- nodes -----------------------------------------------------------------------------------
+
+class Node {
+ public:
+  Node(Type type, std::size_t column) : type_(type), column_(column) {}
+  virtual ~Node() = default;
+  Type type() const noexcept { return type_; }
+  std::size_t column() const noexcept { return column_; }
+  // Evaluates over every row of `x`; an EvalError's index is a row of `x`.
+  virtual Column eval(const Column& x) const = 0;
+
+ private:
+  Type type_;
+  std::size_t column_;  // where in the source, for messages
+};
+
+namespace {
+
+using NodePtr = std::shared_ptr<const Node>;
+
+class XNode final : public Node {
+ public:
+  using Node::Node;
+  Column eval(const Column& x) const override { return x; }
+};
+
+class Literal final : public Node {
+ public:
+  Literal(Type type, std::size_t column, Value value) : Node(type, column), value_(std::move(value)) {}
+  Column eval(const Column& x) const override {
+    Column out{type(), {}, {}, {}};
+    const std::size_t n = x.size();
+    if (const auto* i = std::get_if<std::int64_t>(&value_)) out.ints.assign(n, *i);
+    if (const auto* d = std::get_if<double>(&value_)) out.floats.assign(n, *d);
+    if (const auto* s = std::get_if<std::string>(&value_)) out.strings.assign(n, *s);
+    return out;
+  }
+
+ private:
+  Value value_;
+};
+
+// Applies `op` row by row to one evaluated argument: the kernels of unary operators, functions
+// and conversions. `op(row, in, out)` writes row `row` of `out`.
+class Map1 final : public Node {
+ public:
+  using Op = std::function<void(std::size_t, const Column&, Column&)>;
+  Map1(Type type, std::size_t column, NodePtr arg, Op op) : Node(type, column), arg_(std::move(arg)), op_(std::move(op)) {}
+  Column eval(const Column& x) const override {
+    const Column in = arg_->eval(x);
+    Column out{type(), {}, {}, {}};
+    out.resize(in.size());
+    for (std::size_t row = 0; row < in.size(); ++row) op_(row, in, out);
+    return out;
+  }
+
+ private:
+  NodePtr arg_;
+  Op op_;
+};
+
+class Map2 final : public Node {
+ public:
+  using Op = std::function<void(std::size_t, const Column&, const Column&, Column&)>;
+  Map2(Type type, std::size_t column, NodePtr left, NodePtr right, Op op)
+      : Node(type, column), left_(std::move(left)), right_(std::move(right)), op_(std::move(op)) {}
+  Column eval(const Column& x) const override {
+    const Column a = left_->eval(x);
+    const Column b = right_->eval(x);
+    Column out{type(), {}, {}, {}};
+    out.resize(a.size());
+    for (std::size_t row = 0; row < a.size(); ++row) op_(row, a, b, out);
+    return out;
+  }
+
+ private:
+  NodePtr left_, right_;
+  Op op_;
+};
+
+// cond ? a : b, and (as cond ? right : false / cond ? true : right) && and ||: each branch is
+// evaluated only on the rows that take it, so `x != 0 && 10 / x > 1` never divides by zero.
+class Choose final : public Node {
+ public:
+  Choose(Type type, std::size_t column, NodePtr condition, NodePtr when_true, NodePtr when_false)
+      : Node(type, column), condition_(std::move(condition)), when_true_(std::move(when_true)), when_false_(std::move(when_false)) {}
+  Column eval(const Column& x) const override {
+    const Column condition = condition_->eval(x);
+    std::vector<std::size_t> yes, no;
+    for (std::size_t row = 0; row < condition.ints.size(); ++row) (condition.ints[row] ? yes : no).push_back(row);
+    Column out{type(), {}, {}, {}};
+    out.resize(x.size());
+    branch(*when_true_, x, yes, out);
+    branch(*when_false_, x, no, out);
+    return out;
+  }
+
+ private:
+  static void branch(const Node& node, const Column& x, const std::vector<std::size_t>& rows, Column& out) {
+    if (rows.empty()) return;
+    try {
+      scatter(node.eval(gather(x, rows)), rows, out);
+    } catch (const EvalError& error) {
+      throw EvalError(rows[error.index()], error.what());
+    }
+  }
+  NodePtr condition_, when_true_, when_false_;
+};
+
+[[noreturn]] void fail(std::size_t row, const std::string& message) { throw EvalError(row, message); }
+
+// x op y for + - *, failing on overflow.
+template <class Op>
+std::int64_t checked(Op op, std::int64_t x, std::int64_t y, std::size_t row, const char* what) {
+  std::int64_t result = 0;
+  if (op(x, y, &result)) fail(row, std::string("integer overflow in ") + what);
+  return result;
+}
+constexpr auto add = [](std::int64_t x, std::int64_t y, std::int64_t* r) { return __builtin_add_overflow(x, y, r); };
+constexpr auto subtract = [](std::int64_t x, std::int64_t y, std::int64_t* r) { return __builtin_sub_overflow(x, y, r); };
+constexpr auto multiply = [](std::int64_t x, std::int64_t y, std::int64_t* r) { return __builtin_mul_overflow(x, y, r); };
+
+std::string trimmed(std::string_view s) {
+  const auto first = s.find_first_not_of(" \t\r\n");
+  if (first == std::string_view::npos) return {};
+  const auto last = s.find_last_not_of(" \t\r\n");
+  return std::string(s.substr(first, last - first + 1));
+}
+
+// --- lexer -----------------------------------------------------------------------------------
+
+enum class Kind { number, string, name, symbol, end };
+
+struct Token {
+  Kind kind;
+  std::string text;
+  std::size_t column;
+};
+
+std::vector<Token> lex(std::string_view source) {
+  std::vector<Token> tokens;
+  std::size_t i = 0;
+  while (i < source.size()) {
+    const char c = source[i];
+    if (std::isspace(static_cast<unsigned char>(c))) {
+      ++i;
+      continue;
+    }
+    const std::size_t start = i;
+    if (std::isdigit(static_cast<unsigned char>(c)) || (c == '.' && i + 1 < source.size() && std::isdigit(static_cast<unsigned char>(source[i + 1])))) {
+      while (i < source.size() && (std::isalnum(static_cast<unsigned char>(source[i])) || source[i] == '.' ||
+                                   ((source[i] == '+' || source[i] == '-') && (source[i - 1] == 'e' || source[i - 1] == 'E'))))
+        ++i;
+      tokens.push_back({Kind::number, std::string(source.substr(start, i - start)), start});
+    } else if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
+      while (i < source.size() && (std::isalnum(static_cast<unsigned char>(source[i])) || source[i] == '_')) ++i;
+      tokens.push_back({Kind::name, std::string(source.substr(start, i - start)), start});
+    } else if (c == '"') {
+      std::string text;
+      ++i;
+      for (;;) {
+        if (i >= source.size()) throw SyntaxError(start, "unterminated string");
+        char d = source[i++];
+        if (d == '"') break;
+        if (d == '\\' && i < source.size()) {
+          const char e = source[i++];
+          d = e == 'n' ? '\n' : e == 't' ? '\t' : e;
+        }
+        text.push_back(d);
+      }
+      tokens.push_back({Kind::string, std::move(text), start});
+    } else {
+      static const char* const two[] = {"&&", "||", "==", "!=", "<=", ">="};
+      std::string symbol(1, c);
+      for (const char* t : two)
+        if (source.substr(i, 2) == t) symbol = t;
+      if (symbol.size() == 1 && std::string_view("+-*/%<>!?:(),").find(c) == std::string_view::npos) {
+        throw SyntaxError(start, std::string("unexpected character '") + c + "'");
+      }
+      i += symbol.size();
+      tokens.push_back({Kind::symbol, std::move(symbol), start});
+    }
+  }
+  tokens.push_back({Kind::end, "", source.size()});
+  return tokens;
+}
+
+// --- parser and type checker -----------------------------------------------------------------
+
+const char* const function_names[] = {"len", "contains", "starts_with", "ends_with", "upper", "lower", "trim",
+                                      "int", "float",   "str",         "abs",       "min",   "max"};
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t previous = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t current = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      previous = current;
+    }
+  }
+  return row[b.size()];
+}
+
+bool numeric(Type t) { return t == Type::integer || t == Type::floating; }
+
+class Parser {
+ public:
+  Parser(std::string_view source, Type x_type) : tokens_(lex(source)), x_type_(x_type) {}
+
+  NodePtr parse() {
+    NodePtr root = ternary();
+    if (peek().kind != Kind::end) throw SyntaxError(peek().column, "expected the end of the expression, found '" + peek().text + "'");
+    return root;
+  }
+
+ private:
+  const Token& peek() const { return tokens_[next_]; }
+  bool accept(std::string_view symbol) {
+    if (peek().kind == Kind::symbol && peek().text == symbol) {
+      ++next_;
+      return true;
+    }
+    return false;
+  }
+  void expect(std::string_view symbol) {
+    if (!accept(symbol)) {
+      throw SyntaxError(peek().column, "expected '" + std::string(symbol) + "', found " +
+                                           (peek().kind == Kind::end ? std::string("the end") : "'" + peek().text + "'"));
+    }
+  }
+
+  static NodePtr to_float(NodePtr node) {
+    if (node->type() != Type::integer) return node;
+    return std::make_shared<Map1>(Type::floating, node->column(), node, [](std::size_t row, const Column& in, Column& out) {
+      out.floats[row] = static_cast<double>(in.ints[row]);
+    });
+  }
+
+  static void require(const NodePtr& node, Type type, const std::string& what) {
+    if (node->type() != type) {
+      throw SyntaxError(node->column(), what + " needs a " + std::string(type_name(type)) + ", got a " + std::string(type_name(node->type())));
+    }
+  }
+
+  NodePtr ternary() {
+    NodePtr condition = logical_or();
+    const std::size_t column = peek().column;
+    if (!accept("?")) return condition;
+    require(condition, Type::boolean, "the condition of '?'");
+    NodePtr yes = ternary();
+    expect(":");
+    NodePtr no = ternary();
+    if (numeric(yes->type()) && numeric(no->type()) && yes->type() != no->type()) {
+      yes = to_float(yes);
+      no = to_float(no);
+    }
+    if (yes->type() != no->type()) {
+      throw SyntaxError(column, "the branches of '?' differ: " + std::string(type_name(yes->type())) + " and " +
+                                    std::string(type_name(no->type())));
+    }
+    return std::make_shared<Choose>(yes->type(), column, condition, yes, no);
+  }
+
+  NodePtr logical_or() {
+    NodePtr left = logical_and();
+    for (;;) {
+      const std::size_t column = peek().column;
+      if (!accept("||")) return left;
+      NodePtr right = logical_and();
+      require(left, Type::boolean, "'||'");
+      require(right, Type::boolean, "'||'");
+      left = std::make_shared<Choose>(Type::boolean, column, left, std::make_shared<Literal>(Type::boolean, column, std::int64_t{1}), right);
+    }
+  }
+
+  NodePtr logical_and() {
+    NodePtr left = equality();
+    for (;;) {
+      const std::size_t column = peek().column;
+      if (!accept("&&")) return left;
+      NodePtr right = equality();
+      require(left, Type::boolean, "'&&'");
+      require(right, Type::boolean, "'&&'");
+      left = std::make_shared<Choose>(Type::boolean, column, left, right, std::make_shared<Literal>(Type::boolean, column, std::int64_t{0}));
+    }
+  }
+
+  NodePtr equality() {
+    NodePtr left = relation();
+    for (;;) {
+      const Token op = peek();
+      if (!accept("==") && !accept("!=")) return left;
+      left = compare(op, left, relation());
+    }
+  }
+
+  NodePtr relation() {
+    NodePtr left = additive();
+    for (;;) {
+      const Token op = peek();
+      if (!accept("<") && !accept("<=") && !accept(">") && !accept(">=")) return left;
+      left = compare(op, left, additive());
+    }
+  }
+
+  NodePtr compare(const Token& op, NodePtr left, NodePtr right) {
+    if (numeric(left->type()) && numeric(right->type()) && left->type() != right->type()) {
+      left = to_float(left);
+      right = to_float(right);
+    }
+    if (left->type() != right->type()) {
+      throw SyntaxError(op.column, "'" + op.text + "' cannot compare a " + std::string(type_name(left->type())) + " with a " +
+                                       std::string(type_name(right->type())));
+    }
+    if (left->type() == Type::boolean && op.text != "==" && op.text != "!=") {
+      throw SyntaxError(op.column, "'" + op.text + "' cannot order booleans");
+    }
+    const std::string symbol = op.text;
+    auto decide = [symbol](auto a, auto b) {
+      if (symbol == "==") return a == b;
+      if (symbol == "!=") return a != b;
+      if (symbol == "<") return a < b;
+      if (symbol == "<=") return a <= b;
+      if (symbol == ">") return a > b;
+      return a >= b;
+    };
+    switch (left->type()) {
+      case Type::floating:
+        return std::make_shared<Map2>(Type::boolean, op.column, left, right, [decide](std::size_t row, const Column& a, const Column& b, Column& out) {
+          out.ints[row] = decide(a.floats[row], b.floats[row]);
+        });
+      case Type::string:
+        return std::make_shared<Map2>(Type::boolean, op.column, left, right, [decide](std::size_t row, const Column& a, const Column& b, Column& out) {
+          out.ints[row] = decide(a.strings[row], b.strings[row]);
+        });
+      default:
+        return std::make_shared<Map2>(Type::boolean, op.column, left, right, [decide](std::size_t row, const Column& a, const Column& b, Column& out) {
+          out.ints[row] = decide(a.ints[row], b.ints[row]);
+        });
+    }
+  }
+
+  NodePtr additive() {
+    NodePtr left = multiplicative();
+    for (;;) {
+      const Token op = peek();
+      if (!accept("+") && !accept("-")) return left;
+      left = arithmetic(op, left, multiplicative());
+    }
+  }
+
+  NodePtr multiplicative() {
+    NodePtr left = unary();
+    for (;;) {
+      const Token op = peek();
+      if (!accept("*") && !accept("/") && !accept("%")) return left;
+      left = arithmetic(op, left, unary());
+    }
+  }
+
+  NodePtr arithmetic(const Token& op, NodePtr left, NodePtr right) {
+    const char symbol = op.text[0];
+    if (symbol == '+' && left->type() == Type::string && right->type() == Type::string) {
+      return std::make_shared<Map2>(Type::string, op.column, left, right, [](std::size_t row, const Column& a, const Column& b, Column& out) {
+        out.strings[row] = a.strings[row] + b.strings[row];
+      });
+    }
+    if (!numeric(left->type()) || !numeric(right->type())) {
+      throw SyntaxError(op.column, "'" + op.text + "' needs numbers" + std::string(symbol == '+' ? " or two strings" : "") + ", got a " +
+                                       std::string(type_name(left->type())) + " and a " + std::string(type_name(right->type())));
+    }
+    if (left->type() == Type::integer && right->type() == Type::integer) {
+      return std::make_shared<Map2>(Type::integer, op.column, left, right, [symbol](std::size_t row, const Column& a, const Column& b, Column& out) {
+        const std::int64_t x = a.ints[row], y = b.ints[row];
+        switch (symbol) {
+          case '+': out.ints[row] = checked(add, x, y, row, "+"); break;
+          case '-': out.ints[row] = checked(subtract, x, y, row, "-"); break;
+          case '*': out.ints[row] = checked(multiply, x, y, row, "*"); break;
+          default:
+            if (y == 0) fail(row, symbol == '/' ? "division by zero" : "modulo by zero");
+            if (x == std::numeric_limits<std::int64_t>::min() && y == -1) fail(row, std::string("integer overflow in ") + symbol);
+            out.ints[row] = symbol == '/' ? x / y : x % y;
+        }
+      });
+    }
+    return std::make_shared<Map2>(Type::floating, op.column, to_float(left), to_float(right),
+                                  [symbol](std::size_t row, const Column& a, const Column& b, Column& out) {
+                                    const double x = a.floats[row], y = b.floats[row];
+                                    if ((symbol == '/' || symbol == '%') && y == 0.0) fail(row, symbol == '/' ? "division by zero" : "modulo by zero");
+                                    out.floats[row] = symbol == '+' ? x + y : symbol == '-' ? x - y : symbol == '*' ? x * y : symbol == '/' ? x / y : std::fmod(x, y);
+                                  });
+  }
+
+  NodePtr unary() {
+    const Token op = peek();
+    if (accept("-")) {
+      NodePtr arg = unary();
+      if (arg->type() == Type::integer) {
+        return std::make_shared<Map1>(Type::integer, op.column, arg, [](std::size_t row, const Column& in, Column& out) {
+          out.ints[row] = checked(subtract, 0, in.ints[row], row, "unary -");
+        });
+      }
+      require(arg, Type::floating, "unary '-'");
+      return std::make_shared<Map1>(Type::floating, op.column, arg, [](std::size_t row, const Column& in, Column& out) { out.floats[row] = -in.floats[row]; });
+    }
+    if (accept("!")) {
+      NodePtr arg = unary();
+      require(arg, Type::boolean, "'!'");
+      return std::make_shared<Map1>(Type::boolean, op.column, arg, [](std::size_t row, const Column& in, Column& out) { out.ints[row] = !in.ints[row]; });
+    }
+    return primary();
+  }
+
+  NodePtr primary() {
+    const Token token = peek();
+    switch (token.kind) {
+      case Kind::number: {
+        ++next_;
+        const char* first = token.text.data();
+        const char* last = first + token.text.size();
+        if (token.text.find_first_of(".eE") == std::string::npos) {
+          std::int64_t value = 0;
+          auto [end, error] = std::from_chars(first, last, value);
+          if (error != std::errc() || end != last) throw SyntaxError(token.column, "bad integer '" + token.text + "'");
+          return std::make_shared<Literal>(Type::integer, token.column, value);
+        }
+        double value = 0;
+        auto [end, error] = std::from_chars(first, last, value);
+        if (error != std::errc() || end != last) throw SyntaxError(token.column, "bad number '" + token.text + "'");
+        return std::make_shared<Literal>(Type::floating, token.column, value);
+      }
+      case Kind::string:
+        ++next_;
+        return std::make_shared<Literal>(Type::string, token.column, token.text);
+      case Kind::name:
+        ++next_;
+        if (token.text == "x") return std::make_shared<XNode>(x_type_, token.column);
+        if (token.text == "true" || token.text == "false") {
+          return std::make_shared<Literal>(Type::boolean, token.column, std::int64_t{token.text == "true"});
+        }
+        if (peek().kind == Kind::symbol && peek().text == "(") return call(token);
+        throw SyntaxError(token.column, "unknown name '" + token.text + "' (the event is x)");
+      case Kind::symbol:
+        if (accept("(")) {
+          NodePtr inner = ternary();
+          expect(")");
+          return inner;
+        }
+        [[fallthrough]];
+      case Kind::end:
+        break;
+    }
+    throw SyntaxError(token.column, "expected a value, found " + (token.kind == Kind::end ? std::string("the end") : "'" + token.text + "'"));
+  }
+
+  NodePtr call(const Token& name) {
+    expect("(");
+    std::vector<NodePtr> args;
+    if (!accept(")")) {
+      do args.push_back(ternary());
+      while (accept(","));
+      expect(")");
+    }
+    const std::string& f = name.text;
+    const std::size_t column = name.column;
+    auto arity = [&](std::size_t n) {
+      if (args.size() != n) {
+        throw SyntaxError(column, f + "() takes " + std::to_string(n) + " argument" + (n == 1 ? "" : "s") + ", got " + std::to_string(args.size()));
+      }
+    };
+    if (f == "len") {
+      arity(1);
+      require(args[0], Type::string, "len()");
+      return std::make_shared<Map1>(Type::integer, column, args[0], [](std::size_t row, const Column& in, Column& out) {
+        out.ints[row] = static_cast<std::int64_t>(in.strings[row].size());
+      });
+    }
+    if (f == "contains" || f == "starts_with" || f == "ends_with") {
+      arity(2);
+      require(args[0], Type::string, f + "()");
+      require(args[1], Type::string, f + "()");
+      const int which = f == "contains" ? 0 : f == "starts_with" ? 1 : 2;
+      return std::make_shared<Map2>(Type::boolean, column, args[0], args[1], [which](std::size_t row, const Column& a, const Column& b, Column& out) {
+        const std::string_view s = a.strings[row], t = b.strings[row];
+        out.ints[row] = which == 0 ? s.find(t) != std::string_view::npos : which == 1 ? s.starts_with(t) : s.ends_with(t);
+      });
+    }
+    if (f == "upper" || f == "lower" || f == "trim") {
+      arity(1);
+      require(args[0], Type::string, f + "()");
+      const int which = f == "upper" ? 0 : f == "lower" ? 1 : 2;
+      return std::make_shared<Map1>(Type::string, column, args[0], [which](std::size_t row, const Column& in, Column& out) {
+        if (which == 2) {
+          out.strings[row] = trimmed(in.strings[row]);
+          return;
+        }
+        out.strings[row] = in.strings[row];
+        for (char& c : out.strings[row]) c = static_cast<char>(which == 0 ? std::toupper(static_cast<unsigned char>(c)) : std::tolower(static_cast<unsigned char>(c)));
+      });
+    }
+    if (f == "int") {
+      arity(1);
+      return std::make_shared<Map1>(Type::integer, column, args[0], [from = args[0]->type()](std::size_t row, const Column& in, Column& out) {
+        switch (from) {
+          case Type::floating: {
+            const double d = in.floats[row];
+            if (!(d >= -9.2233720368547758e18 && d < 9.2233720368547758e18)) fail(row, "int() of " + to_string(Value(d)) + " overflows");
+            out.ints[row] = static_cast<std::int64_t>(d);
+            return;
+          }
+          case Type::string: {
+            const std::string text = trimmed(in.strings[row]);
+            auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), out.ints[row]);
+            if (error != std::errc() || end != text.data() + text.size() || text.empty()) fail(row, "int() cannot read \"" + in.strings[row] + "\"");
+            return;
+          }
+          default: out.ints[row] = in.ints[row];
+        }
+      });
+    }
+    if (f == "float") {
+      arity(1);
+      return std::make_shared<Map1>(Type::floating, column, args[0], [from = args[0]->type()](std::size_t row, const Column& in, Column& out) {
+        switch (from) {
+          case Type::floating: out.floats[row] = in.floats[row]; return;
+          case Type::string: {
+            const std::string text = trimmed(in.strings[row]);
+            auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), out.floats[row]);
+            if (error != std::errc() || end != text.data() + text.size() || text.empty()) fail(row, "float() cannot read \"" + in.strings[row] + "\"");
+            return;
+          }
+          default: out.floats[row] = static_cast<double>(in.ints[row]);
+        }
+      });
+    }
+    if (f == "str") {
+      arity(1);
+      return std::make_shared<Map1>(Type::string, column, args[0], [from = args[0]->type()](std::size_t row, const Column& in, Column& out) {
+        switch (from) {
+          case Type::floating: out.strings[row] = to_string(Value(in.floats[row])); return;
+          case Type::string: out.strings[row] = in.strings[row]; return;
+          case Type::boolean: out.strings[row] = in.ints[row] ? "true" : "false"; return;
+          default: out.strings[row] = to_string(Value(in.ints[row]));
+        }
+      });
+    }
+    if (f == "abs") {
+      arity(1);
+      if (args[0]->type() == Type::integer) {
+        return std::make_shared<Map1>(Type::integer, column, args[0], [](std::size_t row, const Column& in, Column& out) {
+          if (in.ints[row] == std::numeric_limits<std::int64_t>::min()) fail(row, "integer overflow in abs()");
+          out.ints[row] = in.ints[row] < 0 ? -in.ints[row] : in.ints[row];
+        });
+      }
+      require(args[0], Type::floating, "abs()");
+      return std::make_shared<Map1>(Type::floating, column, args[0], [](std::size_t row, const Column& in, Column& out) { out.floats[row] = std::fabs(in.floats[row]); });
+    }
+    if (f == "min" || f == "max") {
+      arity(2);
+      if (!numeric(args[0]->type()) || !numeric(args[1]->type())) throw SyntaxError(column, f + "() needs numbers");
+      const bool is_min = f == "min";
+      if (args[0]->type() == Type::integer && args[1]->type() == Type::integer) {
+        return std::make_shared<Map2>(Type::integer, column, args[0], args[1], [is_min](std::size_t row, const Column& a, const Column& b, Column& out) {
+          out.ints[row] = is_min ? std::min(a.ints[row], b.ints[row]) : std::max(a.ints[row], b.ints[row]);
+        });
+      }
+      return std::make_shared<Map2>(Type::floating, column, to_float(args[0]), to_float(args[1]), [is_min](std::size_t row, const Column& a, const Column& b, Column& out) {
+        out.floats[row] = is_min ? std::min(a.floats[row], b.floats[row]) : std::max(a.floats[row], b.floats[row]);
+      });
+    }
+    std::string hint;
+    for (const char* known : function_names)
+      if (edit_distance(f, known) <= 2) hint = "; did you mean '" + std::string(known) + "'?";
+    throw SyntaxError(column, "unknown function '" + f + "'" + hint);
+  }
+
+  std::vector<Token> tokens_;
+  std::size_t next_ = 0;
+  Type x_type_;
+};
+
+Column column_of(std::span<const Value> events, Type type) {
+  Column x{type, {}, {}, {}};
+  x.resize(events.size());
+  for (std::size_t row = 0; row < events.size(); ++row) {
+    const Value& event = events[row];
+    bool ok = true;
+    switch (type) {
+      case Type::floating:
+        if (const auto* d = std::get_if<double>(&event)) x.floats[row] = *d;
+        else if (const auto* i = std::get_if<std::int64_t>(&event)) x.floats[row] = static_cast<double>(*i);
+        else ok = false;
+        break;
+      case Type::string:
+        if (const auto* s = std::get_if<std::string>(&event)) x.strings[row] = *s;
+        else ok = false;
+        break;
+      default:
+        if (const auto* i = std::get_if<std::int64_t>(&event)) x.ints[row] = *i;
+        else ok = false;
+    }
+    if (!ok) fail(row, "expected a " + std::string(type_name(type)) + " event");
+  }
+  return x;
+}
+
+}  // namespace
+
+Expression Expression::compile(std::string_view source, Type x_type) {
+  Parser parser(source, x_type);
+  NodePtr root = parser.parse();
+  const Type type = root->type();
+  return Expression(std::move(root), type, x_type, std::string(source));
+}
+
+std::vector<Value> Expression::evaluate(std::span<const Value> events) const {
+  const Column out = root_->eval(column_of(events, x_type_));
+  std::vector<Value> values;
+  values.reserve(out.size());
+  for (std::size_t row = 0; row < out.size(); ++row) {
+    switch (out.type) {
+      case Type::floating: values.emplace_back(out.floats[row]); break;
+      case Type::string: values.emplace_back(out.strings[row]); break;
+      default: values.emplace_back(out.ints[row]);  // booleans as 1 and 0
+    }
+  }
+  return values;
+}
+
+std::vector<bool> Expression::test(std::span<const Value> events) const {
+  const Column out = root_->eval(column_of(events, x_type_));
+  return std::vector<bool>(out.ints.begin(), out.ints.end());
+}
+
+}  // namespace sluice::expr
