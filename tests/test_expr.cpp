@@ -84,11 +84,11 @@ TEST_CASE("integer overflow and division by zero are errors naming the event, ne
 
 TEST_CASE("parse and type errors point at the column inside the expression") {
   CHECK(error_of("x * ") == "4: expected a value, found the end");
-  CHECK(error_of("x + \"a\"") == "2: '+' needs numbers or two strings, got a integer and a string");
+  CHECK(error_of("x + \"a\"") == "2: '+' needs numbers or two strings, got an integer and a string");
   CHECK(error_of("uper(x)", Type::string) == "0: unknown function 'uper'; did you mean 'upper'?");
   CHECK(error_of("y + 1") == "0: unknown name 'y' (the event is x)");
   CHECK(error_of("x > 1 ? 1 : \"no\"") == "6: the branches of '?' differ: integer and string");
-  CHECK(error_of("len(x)") == "4: len() needs a string, got a integer");
+  CHECK(error_of("len(x)") == "4: len() needs a string, got an integer");
   CHECK(error_of("(x + 1") == "6: expected ')', found the end");
   CHECK(error_of("x # 2") == "2: unexpected character '#'");
 }

@@ -49,8 +49,8 @@ class Node;
 
 class Expression {
  public:
-  // Throws SyntaxError.
-  static Expression compile(std::string_view source, Type x_type);
+  // Throws SyntaxError. The event is named `variable` (x, or i for generated indices).
+  static Expression compile(std::string_view source, Type x_type, std::string_view variable = "x");
 
   Type type() const noexcept { return type_; }
   Type x_type() const noexcept { return x_type_; }

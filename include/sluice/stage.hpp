@@ -110,6 +110,8 @@ class Producer : public detail::StageBase {
   // handle calls fails when called.
   virtual std::any handle_call(std::any& request, Emitter<Out>&) { return unhandled_call(request); }
   virtual void handle_cast(std::any&, Emitter<Out>&) {}
+  // The stage stops, for `reason` (GenServer's terminate/2): flush, close, report.
+  virtual void terminate(const ExitReason&) {}
 };
 
 // A middle stage: receives batches and emits events, only while its consumers have demand.
@@ -126,6 +128,8 @@ class ProducerConsumer : public detail::StageBase {
   virtual void handle_info(std::any&, Emitter<Out>&) {}
   virtual std::any handle_call(std::any& request, Emitter<Out>&) { return unhandled_call(request); }
   virtual void handle_cast(std::any&, Emitter<Out>&) {}
+  // The stage stops, for `reason` (GenServer's terminate/2): flush, close, report.
+  virtual void terminate(const ExitReason&) {}
 };
 
 // A sink.
@@ -141,6 +145,7 @@ class Consumer : public detail::StageBase {
   virtual void handle_info(std::any&) {}
   virtual std::any handle_call(std::any& request) { return unhandled_call(request); }
   virtual void handle_cast(std::any&) {}
+  virtual void terminate(const ExitReason&) {}
 };
 
 // A GenServer: an actor with no events, only calls, casts and info messages. It runs on the
@@ -151,6 +156,7 @@ class Server : public detail::StageBase {
   virtual std::any handle_call(std::any& request) { return unhandled_call(request); }
   virtual void handle_cast(std::any&) {}
   virtual void handle_info(std::any&) {}
+  virtual void terminate(const ExitReason&) {}
 };
 
 template <class S>

@@ -24,6 +24,9 @@ std::string_view type_name(Type type) {
 
 namespace {
 
+// "an integer", "a float", ...: for messages.
+std::string a(Type type) { return (type == Type::integer ? "an " : "a ") + std::string(type_name(type)); }
+
 // --- columns ---------------------------------------------------------------------------------
 
 // One value per event. Integers and booleans (0/1) share `ints`.
@@ -286,7 +289,8 @@ bool numeric(Type t) { return t == Type::integer || t == Type::floating; }
 
 class Parser {
  public:
-  Parser(std::string_view source, Type x_type) : tokens_(lex(source)), x_type_(x_type) {}
+  Parser(std::string_view source, Type x_type, std::string_view variable)
+      : tokens_(lex(source)), x_type_(x_type), variable_(variable) {}
 
   NodePtr parse() {
     NodePtr root = ternary();
@@ -319,7 +323,7 @@ class Parser {
 
   static void require(const NodePtr& node, Type type, const std::string& what) {
     if (node->type() != type) {
-      throw SyntaxError(node->column(), what + " needs a " + std::string(type_name(type)) + ", got a " + std::string(type_name(node->type())));
+      throw SyntaxError(node->column(), what + " needs " + a(type) + ", got " + a(node->type()));
     }
   }
 
@@ -390,8 +394,7 @@ class Parser {
       right = to_float(right);
     }
     if (left->type() != right->type()) {
-      throw SyntaxError(op.column, "'" + op.text + "' cannot compare a " + std::string(type_name(left->type())) + " with a " +
-                                       std::string(type_name(right->type())));
+      throw SyntaxError(op.column, "'" + op.text + "' cannot compare " + a(left->type()) + " with " + a(right->type()));
     }
     if (left->type() == Type::boolean && op.text != "==" && op.text != "!=") {
       throw SyntaxError(op.column, "'" + op.text + "' cannot order booleans");
@@ -447,8 +450,8 @@ class Parser {
       });
     }
     if (!numeric(left->type()) || !numeric(right->type())) {
-      throw SyntaxError(op.column, "'" + op.text + "' needs numbers" + std::string(symbol == '+' ? " or two strings" : "") + ", got a " +
-                                       std::string(type_name(left->type())) + " and a " + std::string(type_name(right->type())));
+      throw SyntaxError(op.column, "'" + op.text + "' needs numbers" + std::string(symbol == '+' ? " or two strings" : "") + ", got " +
+                                       a(left->type()) + " and " + a(right->type()));
     }
     if (left->type() == Type::integer && right->type() == Type::integer) {
       return std::make_shared<Map2>(Type::integer, op.column, left, right, [symbol](std::size_t row, const Column& a, const Column& b, Column& out) {
@@ -515,12 +518,12 @@ class Parser {
         return std::make_shared<Literal>(Type::string, token.column, token.text);
       case Kind::name:
         ++next_;
-        if (token.text == "x") return std::make_shared<XNode>(x_type_, token.column);
+        if (token.text == variable_) return std::make_shared<XNode>(x_type_, token.column);
         if (token.text == "true" || token.text == "false") {
           return std::make_shared<Literal>(Type::boolean, token.column, std::int64_t{token.text == "true"});
         }
         if (peek().kind == Kind::symbol && peek().text == "(") return call(token);
-        throw SyntaxError(token.column, "unknown name '" + token.text + "' (the event is x)");
+        throw SyntaxError(token.column, "unknown name '" + token.text + "' (the event is " + std::string(variable_) + ")");
       case Kind::symbol:
         if (accept("(")) {
           NodePtr inner = ternary();
@@ -658,6 +661,7 @@ class Parser {
   std::vector<Token> tokens_;
   std::size_t next_ = 0;
   Type x_type_;
+  std::string_view variable_;
 };
 
 Column column_of(std::span<const Value> events, Type type) {
@@ -680,15 +684,15 @@ Column column_of(std::span<const Value> events, Type type) {
         if (const auto* i = std::get_if<std::int64_t>(&event)) x.ints[row] = *i;
         else ok = false;
     }
-    if (!ok) fail(row, "expected a " + std::string(type_name(type)) + " event");
+    if (!ok) fail(row, "expected " + a(type) + " event");
   }
   return x;
 }
 
 }  // namespace
 
-Expression Expression::compile(std::string_view source, Type x_type) {
-  Parser parser(source, x_type);
+Expression Expression::compile(std::string_view source, Type x_type, std::string_view variable) {
+  Parser parser(source, x_type, variable);
   NodePtr root = parser.parse();
   const Type type = root->type();
   return Expression(std::move(root), type, x_type, std::string(source));

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <mutex>
+#include <optional>
 #include <vector>
 #include <thread>
 #include <utility>
@@ -74,9 +75,12 @@ class TbbScheduler final : public Scheduler {
         parallelism_(oneapi::tbb::global_control::max_allowed_parallelism, threads_ + 1),
         arena_(static_cast<int>(threads_), 0) {}
 
-  // task_group's destructor may throw missing_wait; waiting first makes that impossible.
+  // The stages are stopped by now. Blocking tasks still running may post to them, which
+  // spawns tasks: so they are joined first, and then the task group is waited for (a
+  // task_group destroyed with tasks pending terminates the program).
   ~TbbScheduler() noexcept override {
     start();
+    blocking_.reset();
     arena_.execute([this] { group_.wait(); });
   }
 
@@ -85,7 +89,7 @@ class TbbScheduler final : public Scheduler {
     arena_.enqueue(group_.defer(std::move(task)));
   }
 
-  void run_blocking(std::function<void()> task) override { blocking_.submit(std::move(task)); }
+  void run_blocking(std::function<void()> task) override { blocking_->submit(std::move(task)); }
 
   void start() override {
     std::vector<ActorCore*> held;
@@ -158,7 +162,7 @@ class TbbScheduler final : public Scheduler {
   oneapi::tbb::global_control parallelism_;
   oneapi::tbb::task_arena arena_;
   oneapi::tbb::task_group group_;
-  BlockingPool blocking_;  // destroyed (joined) first: its tasks post to stages
+  std::optional<BlockingPool> blocking_{std::in_place};  // joined first: its tasks post to stages
 };
 
 }  // namespace

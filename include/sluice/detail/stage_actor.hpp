@@ -426,6 +426,11 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   void terminate(ExitReason reason) {
     if (stopped_) return;
     stopped_ = true;
+    try {
+      stage_.terminate(reason);
+    } catch (const std::exception& e) {
+      if (!reason.is_abnormal()) reason = ExitReason::error(name_, std::string("in terminate: ") + e.what());
+    }
     if constexpr (emits) {
       for (const auto& consumer : dispatcher_->consumers()) consumer.actor->post(Down{consumer.id, reason});
       buffer_.clear();

@@ -1,0 +1,149 @@
+// The sluice command line: run, validate, graph and list YAML-described pipelines.
+#include "../yaml/pipeline_config.hpp"
+#include "runner.hpp"
+
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace sluice;
+
+// sysexits.h's EX_CONFIG: the configuration was wrong.
+constexpr int config_error_exit = 78;
+
+int report(const yaml::ConfigErrors& errors) {
+  for (const auto& line : errors.lines()) fmt::print(stderr, "{}\n", line);
+  fmt::print(stderr, "{} error{} in the configuration\n", errors.lines().size(), errors.lines().size() == 1 ? "" : "s");
+  return config_error_exit;
+}
+
+std::string escape_json(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '"' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  return out;
+}
+
+void list(const std::string& format) {
+  if (format == "json") {
+    std::string json = "[";
+    for (const auto& type : yaml::catalog()) {
+      json += fmt::format("{}{{\"type\":\"{}\",\"role\":\"{}\",\"description\":\"{}\",\"options\":[", json.size() > 1 ? "," : "", type.name,
+                          yaml::role_name(type.role), escape_json(type.description));
+      bool first = true;
+      for (const auto& option : type.options) {
+        json += fmt::format("{}{{\"name\":\"{}\",\"type\":\"{}\",\"required\":{},\"default\":\"{}\",\"description\":\"{}\"}}", first ? "" : ",",
+                            option.name, yaml::option_type_name(option.type), option.required, escape_json(option.default_value),
+                            escape_json(option.description));
+        first = false;
+      }
+      json += "]}";
+    }
+    fmt::print("{}]\n", json);
+    return;
+  }
+  for (const auto& type : yaml::catalog()) {
+    fmt::print("{} ({}): {}\n", type.name, yaml::role_name(type.role), type.description);
+    for (const auto& option : type.options) {
+      fmt::print("  {:<8} {:<10} {:<9} {}\n", option.name, yaml::option_type_name(option.type),
+                 option.required ? "required" : "default " + (option.default_value.empty() ? std::string("none") : option.default_value),
+                 option.description);
+    }
+  }
+  fmt::print("keys every stage accepts:\n");
+  for (const auto& option : yaml::common_options()) {
+    fmt::print("  {:<12} default {:<14} {}\n", option.name, option.default_value.empty() ? "none" : option.default_value, option.description);
+  }
+}
+
+void graph(const yaml::PipelineConfig& config, const std::string& format) {
+  const bool dot = format != "mermaid";
+  fmt::print("{}\n", dot ? "digraph pipeline {\n  rankdir=LR;" : "flowchart LR");
+  for (const auto& stage : config.stages) {
+    const std::string label = fmt::format("{}\\n{}{}", stage.id, stage.type->name, stage.concurrency > 1 ? fmt::format(" x{}", stage.concurrency) : "");
+    if (dot) {
+      fmt::print("  \"{}\" [label=\"{}\"];\n", stage.id, label);
+    } else {
+      fmt::print("  {}[\"{}\"]\n", stage.id, fmt::format("{}: {}", stage.id, stage.type->name));
+    }
+  }
+  for (const auto& stage : config.stages) {
+    for (const auto& subscription : stage.subscribe_to) {
+      const auto& producer = *config.find(subscription.stage);
+      const std::string label =
+          fmt::format("{} max {} / min {}", producer.broadcast ? "broadcast" : "demand", subscription.options.max_demand,
+                      subscription.options.effective_min_demand());
+      if (dot) {
+        fmt::print("  \"{}\" -> \"{}\" [label=\"{}\"];\n", subscription.stage, stage.id, label);
+      } else {
+        fmt::print("  {} -->|{}| {}\n", subscription.stage, label, stage.id);
+      }
+    }
+  }
+  if (dot) fmt::print("}}\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"sluice: run back-pressured stream pipelines described in YAML"};
+  app.require_subcommand(1);
+
+  std::string file;
+  std::vector<std::string> sets;
+  cli::RunOptions run_options;
+  int drain_timeout_ms = 10'000;
+  bool quiet = false;
+  auto* run = app.add_subcommand("run", "run a pipeline: data to stdout, logs and the summary to stderr");
+  run->add_option("file", file, "the pipeline's YAML file")->required();
+  run->add_option("--set", sets, "override a value: stages.ID.KEY=VALUE (repeatable)");
+  run->add_option("--threads", run_options.threads, "worker threads (default: one per hardware thread)");
+  run->add_option("--drain-timeout", drain_timeout_ms, "milliseconds a SIGINT/SIGTERM drain may take (default 10000)");
+  run->add_flag("--quiet", quiet, "no summary on stderr");
+
+  auto* validate = app.add_subcommand("validate", "check a pipeline and report every error; exit 0 when valid");
+  validate->add_option("file", file, "the pipeline's YAML file")->required();
+  validate->add_option("--set", sets, "override a value: stages.ID.KEY=VALUE (repeatable)");
+
+  std::string format = "dot";
+  auto* graph_command = app.add_subcommand("graph", "print the topology, with dispatchers and demand on the edges");
+  graph_command->add_option("file", file, "the pipeline's YAML file")->required();
+  graph_command->add_option("--format", format, "dot or mermaid")->check(CLI::IsMember({"dot", "mermaid"}));
+
+  std::string list_format = "text";
+  auto* list_command = app.add_subcommand("list", "every stage type, its options, their types and defaults");
+  list_command->add_option("--format", list_format, "text or json")->check(CLI::IsMember({"text", "json"}));
+
+  CLI11_PARSE(app, argc, argv);
+
+  if (*list_command) {
+    list(list_format);
+    return 0;
+  }
+  try {
+    const yaml::PipelineConfig config = yaml::load_pipeline(file, sets);
+    if (*validate) {
+      fmt::print(stderr, "{}: valid, {} stage{}\n", file, config.stages.size(), config.stages.size() == 1 ? "" : "s");
+      return 0;
+    }
+    if (*graph_command) {
+      graph(config, format);
+      return 0;
+    }
+    run_options.drain_timeout = std::chrono::milliseconds(drain_timeout_ms);
+    run_options.summary = quiet ? nullptr : stderr;
+    const cli::RunResult result = cli::run_pipeline(config, run_options);
+    std::fflush(stdout);
+    if (result.error) fmt::print(stderr, "error: {}\n", *result.error);
+    return result.exit_code;
+  } catch (const yaml::ConfigErrors& errors) {
+    return report(errors);
+  }
+}

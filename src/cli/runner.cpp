@@ -1,0 +1,156 @@
+#include "runner.hpp"
+
+#include <sluice/stages/value_stages.hpp>
+
+#include <csignal>
+#include <ctime>
+#include <map>
+#include <memory>
+#include <stop_token>
+#include <thread>
+
+namespace sluice::cli {
+
+namespace {
+
+using stages::ExpressionStep;
+
+std::int64_t integer_option(const yaml::StageConfig& stage, const std::string& name, std::int64_t fallback) {
+  auto found = stage.options.find(name);
+  return found == stage.options.end() ? fallback : std::stoll(found->second);
+}
+
+// Spawns one copy of `stage`; an expression stage's step goes into `steps` too, by name.
+detail::ActorCore& spawn(System& system, const yaml::StageConfig& stage, StageOptions options,
+                         const std::shared_ptr<stages::Failures>& failures,
+                         std::map<std::string, std::shared_ptr<ExpressionStep>>& steps) {
+  const std::string& type = stage.type->name;
+  auto step = [&] {
+    auto made = std::make_shared<ExpressionStep>(options.name, *stage.expression, stage.on_error, failures);
+    steps[options.name] = made;
+    return made;
+  };
+  if (type == "range") {
+    std::optional<std::int64_t> to;
+    if (stage.options.contains("to")) to = integer_option(stage, "to", 0);
+    return system.spawn<stages::RangeSource>(options, integer_option(stage, "from", 1), to, integer_option(stage, "step", 1)).core();
+  }
+  if (type == "generate") return system.spawn<stages::GenerateSource>(options, integer_option(stage, "count", 0), step()).core();
+  if (type == "lines") return system.spawn<stages::LinesSource>(options, stage.options.at("path")).core();
+  if (type == "map") return system.spawn<stages::MapStage>(options, step()).core();
+  if (type == "filter") return system.spawn<stages::FilterStage>(options, step()).core();
+  if (type == "flat_map") return system.spawn<stages::FlatMapStage>(options, stage.options.at("split")).core();
+  if (type == "take") return system.spawn<stages::TakeStage>(options, static_cast<std::uint64_t>(integer_option(stage, "count", 0))).core();
+  if (type == "stdout") return system.spawn<stages::WriterSink>(options, stdout).core();
+  if (type == "file") {
+    auto append = stage.options.find("append");
+    return system.spawn<stages::WriterSink>(options, stage.options.at("path"), append != stage.options.end() && append->second == "true").core();
+  }
+  if (type == "null") return system.spawn<stages::NullSink>(options).core();
+  if (type == "count") return system.spawn<stages::ReduceSink>(options, stages::ReduceSink::Kind::count, stdout).core();
+  return system.spawn<stages::ReduceSink>(options, stages::ReduceSink::Kind::sum, stdout).core();
+}
+
+// SIGINT and SIGTERM are taken by one thread with sigwait: the first drains the pipeline (and
+// stops it if the drain outlasts its deadline), a second exits at once.
+class SignalWatch {
+ public:
+  SignalWatch(System& system, std::chrono::milliseconds drain_timeout) {
+    sigemptyset(&signals_);
+    sigaddset(&signals_, SIGINT);
+    sigaddset(&signals_, SIGTERM);
+    thread_ = std::jthread([this, &system, drain_timeout](std::stop_token stop) { watch(stop, system, drain_timeout); });
+  }
+  bool interrupted() const noexcept { return interrupted_.load(); }
+
+  // Blocks the signals in the calling thread and in every thread it starts afterwards.
+  static void block() {
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  }
+
+ private:
+  void watch(std::stop_token stop, System& system, std::chrono::milliseconds drain_timeout) {
+    std::optional<std::chrono::steady_clock::time_point> deadline;
+    while (!stop.stop_requested()) {
+      const timespec tick{0, 50'000'000};  // also checks, this often, whether the run ended
+      if (sigtimedwait(&signals_, nullptr, &tick) > 0) {
+        if (interrupted_.exchange(true)) {
+          std::fputs("sluice: interrupted again, exiting now\n", stderr);
+          std::_Exit(130);
+        }
+        std::fputs("sluice: interrupted, draining (again to exit at once)\n", stderr);
+        system.drain();
+        deadline = std::chrono::steady_clock::now() + drain_timeout;
+      }
+      if (deadline && std::chrono::steady_clock::now() > *deadline) {
+        std::fputs("sluice: the drain timed out, stopping\n", stderr);
+        system.stop();
+        deadline.reset();
+      }
+    }
+  }
+
+  sigset_t signals_{};
+  std::atomic<bool> interrupted_{false};
+  std::jthread thread_;
+};
+
+void print_summary(std::FILE* out, const std::vector<std::pair<std::string, detail::ActorCore*>>& stages,
+                   const std::map<std::string, std::shared_ptr<ExpressionStep>>& steps) {
+  std::fprintf(out, "%-20s %12s %12s %10s %10s\n", "stage", "events in", "events out", "discarded", "skipped");
+  for (const auto& [id, core] : stages) {
+    const auto stats = core->stats().snapshot();
+    auto step = steps.find(core->name());
+    std::fprintf(out, "%-20s %12llu %12llu %10llu %10llu\n", core->name().c_str(), static_cast<unsigned long long>(stats.events_in),
+                 static_cast<unsigned long long>(stats.events_out), static_cast<unsigned long long>(stats.discarded),
+                 static_cast<unsigned long long>(step == steps.end() ? 0 : step->second->skipped()));
+  }
+}
+
+}  // namespace
+
+RunResult run_pipeline(const yaml::PipelineConfig& config, const RunOptions& options) {
+  SignalWatch::block();
+  System system(options.threads);
+  auto failures = std::make_shared<stages::Failures>([&system] { system.drain(); });
+  SignalWatch signals(system, options.drain_timeout);
+
+  std::map<std::string, std::vector<detail::ActorCore*>> copies;  // by stage id
+  std::vector<std::pair<std::string, detail::ActorCore*>> all;
+  std::map<std::string, std::shared_ptr<ExpressionStep>> steps;  // by stage name, for the summary
+  RunResult result;
+  try {
+    for (const auto& stage : config.stages) {
+      for (std::size_t copy = 0; copy < stage.concurrency; ++copy) {
+        StageOptions stage_options;
+        stage_options.name = stage.concurrency > 1 ? stage.id + "." + std::to_string(copy + 1) : stage.id;
+        stage_options.buffer_size = stage.buffer_size;
+        stage_options.buffer_keep = stage.buffer_keep;
+        if (stage.broadcast) stage_options.dispatcher = dispatch::Broadcast{};
+        detail::ActorCore& core = spawn(system, stage, stage_options, failures, steps);
+        copies[stage.id].push_back(&core);
+        all.emplace_back(stage.id, &core);
+      }
+    }
+    for (const auto& stage : config.stages)
+      for (auto* consumer : copies[stage.id])
+        for (const auto& subscription : stage.subscribe_to)
+          for (auto* producer : copies[subscription.stage]) system.subscribe_untyped(*consumer, *producer, subscription.options);
+    system.wait();
+  } catch (const StageError& error) {
+    result.error = error.what();
+  } catch (const std::exception& error) {
+    system.stop();
+    result.error = error.what();
+  }
+  if (auto failure = failures->first()) result.error = *failure;
+  if (options.summary != nullptr) print_summary(options.summary, all, steps);
+  result.exit_code = result.error ? 1 : signals.interrupted() ? 130 : 0;
+  return result;
+}
+
+}  // namespace sluice::cli

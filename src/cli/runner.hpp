@@ -1,0 +1,30 @@
+#pragma once
+// Runs a checked pipeline configuration on a System.
+#include "../yaml/pipeline_config.hpp"
+
+#include <sluice/system.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace sluice::cli {
+
+struct RunOptions {
+  std::size_t threads = 0;                          // 0: one per hardware thread
+  std::chrono::milliseconds drain_timeout{10'000};  // after SIGINT/SIGTERM
+  std::FILE* summary = stderr;                      // the per-stage summary, or nullptr
+};
+
+struct RunResult {
+  int exit_code = 0;                  // 0, 1 (a stage failed) or 130 (interrupted)
+  std::optional<std::string> error;  // what failed, naming the stage and the event
+};
+
+// Builds the stages, runs them to completion (or until SIGINT/SIGTERM, which drain the
+// pipeline), and prints the summary. Data goes to stdout; everything else to stderr.
+RunResult run_pipeline(const yaml::PipelineConfig& config, const RunOptions& options);
+
+}  // namespace sluice::cli

@@ -1,0 +1,560 @@
+#include "pipeline_config.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <sstream>
+
+namespace sluice::yaml {
+
+namespace {
+
+const OptionSpec expression(const char* description) { return {"expr", OptionType::expression, true, "", description}; }
+
+}  // namespace
+
+const std::vector<StageTypeSpec>& catalog() {
+  static const std::vector<StageTypeSpec> types = {
+      {"range", Role::producer, "the integers from, from + step, ... up to `to` (inclusive); endless without `to`",
+       {{"from", OptionType::integer, false, "1", "first value"},
+        {"to", OptionType::integer, false, "", "last value (inclusive); omit for an endless stream"},
+        {"step", OptionType::integer, false, "1", "increment, not 0"}}},
+      {"generate", Role::producer, "`expr` evaluated over i = 0, 1, ... count - 1",
+       {{"count", OptionType::integer, true, "", "how many events"}, {"expr", OptionType::expression, true, "", "an expression over i"}}},
+      {"lines", Role::producer, "one string event per line of a file", {{"path", OptionType::string, true, "", "a file, or - for standard input"}}},
+      {"map", Role::producer_consumer, "replaces each event x by `expr`", {expression("an expression over x")}},
+      {"filter", Role::producer_consumer, "keeps the events for which `expr` is true", {expression("a boolean expression over x")}},
+      {"flat_map", Role::producer_consumer, "splits each string event into one event per part",
+       {{"split", OptionType::string, true, "", "the separator"}}},
+      {"take", Role::producer_consumer, "passes the first `count` events on, then cancels upstream: the pipeline ends",
+       {{"count", OptionType::integer, true, "", "how many events"}}},
+      {"stdout", Role::consumer, "writes one event per line to standard output", {}},
+      {"file", Role::consumer, "writes one event per line to a file",
+       {{"path", OptionType::string, true, "", "the file"}, {"append", OptionType::boolean, false, "false", "append instead of truncating"}}},
+      {"null", Role::consumer, "discards events", {}},
+      {"count", Role::consumer, "prints the number of events at the end", {}},
+      {"sum", Role::consumer, "prints the sum of the events at the end (integers; floats once any is)", {}},
+  };
+  return types;
+}
+
+const std::vector<OptionSpec>& common_options() {
+  static const std::vector<OptionSpec> options = {
+      {"type", OptionType::string, true, "", "the stage type (see `sluice list`)"},
+      {"subscribe_to", OptionType::string, false, "",
+       "producers: a stage id, or a list of ids or of {stage, max_demand, min_demand, cancel}"},
+      {"max_demand", OptionType::integer, false, "1000", "default max_demand of its subscriptions (>= 1)"},
+      {"min_demand", OptionType::integer, false, "max_demand / 2", "default min_demand (0 .. max_demand - 1)"},
+      {"concurrency", OptionType::integer, false, "1", "parallel copies, fed by the demand dispatcher"},
+      {"dispatcher", OptionType::string, false, "demand", "demand or broadcast"},
+      {"buffer_size", OptionType::integer, false, "10000", "events buffered beyond demand"},
+      {"buffer_keep", OptionType::string, false, "last", "last or first: which events a full buffer keeps"},
+      {"on_error", OptionType::string, false, "stop", "stop or skip: what an expression error does"},
+  };
+  return options;
+}
+
+std::string_view role_name(Role role) {
+  switch (role) {
+    case Role::producer: return "producer";
+    case Role::producer_consumer: return "producer-consumer";
+    case Role::consumer: return "consumer";
+  }
+  return "?";
+}
+
+std::string_view option_type_name(OptionType type) {
+  switch (type) {
+    case OptionType::integer: return "integer";
+    case OptionType::number: return "number";
+    case OptionType::string: return "string";
+    case OptionType::boolean: return "boolean";
+    case OptionType::expression: return "expression";
+  }
+  return "?";
+}
+
+const StageConfig* PipelineConfig::find(std::string_view id) const {
+  for (const auto& stage : stages)
+    if (stage.id == id) return &stage;
+  return nullptr;
+}
+
+ConfigErrors::ConfigErrors(std::vector<std::string> lines)
+    : std::runtime_error(lines.empty() ? "invalid pipeline" : lines.front()), lines_(std::move(lines)) {}
+
+std::optional<std::string> closest(std::string_view name, const std::vector<std::string>& candidates) {
+  std::optional<std::string> best;
+  std::size_t best_distance = 3;
+  for (const auto& candidate : candidates) {
+    std::vector<std::size_t> row(candidate.size() + 1);
+    for (std::size_t j = 0; j <= candidate.size(); ++j) row[j] = j;
+    for (std::size_t i = 1; i <= name.size(); ++i) {
+      std::size_t previous = row[0];
+      row[0] = i;
+      for (std::size_t j = 1; j <= candidate.size(); ++j) {
+        const std::size_t current = row[j];
+        row[j] = std::min({row[j] + 1, row[j - 1] + 1, previous + (name[i - 1] == candidate[j - 1] ? 0 : 1)});
+        previous = current;
+      }
+    }
+    if (row[candidate.size()] < best_distance) {
+      best_distance = row[candidate.size()];
+      best = candidate;
+    }
+  }
+  return best;
+}
+
+namespace {
+
+std::string hint(std::string_view name, const std::vector<std::string>& candidates) {
+  auto near = closest(name, candidates);
+  return near ? "; did you mean '" + *near + "'?" : "";
+}
+
+std::vector<std::string> names_of(const std::vector<OptionSpec>& options) {
+  std::vector<std::string> names;
+  for (const auto& option : options) names.push_back(option.name);
+  return names;
+}
+
+// Collects diagnostics and knows the file, to place them.
+class Checker {
+ public:
+  explicit Checker(std::string file) : file_(std::move(file)) {}
+
+  void error(Location at, const std::string& path, const std::string& message) {
+    std::ostringstream line;
+    line << file_ << ':' << at.line << ':' << at.column << ": error: " << (path.empty() ? "" : path + ": ") << message;
+    errors_.push_back(line.str());
+  }
+  static Location at(const YAML::Node& node) { return {node.Mark().line + 1, node.Mark().column + 1}; }
+  bool failed() const { return !errors_.empty(); }
+  std::vector<std::string> take() { return std::move(errors_); }
+
+ private:
+  std::string file_;
+  std::vector<std::string> errors_;
+};
+
+// ${VAR} and ${VAR:-default} in a scalar; a missing variable with no default is an error.
+std::optional<std::string> interpolate(const std::string& text, Checker& checker, Location at, const std::string& path) {
+  std::string out;
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const std::size_t open = text.find("${", i);
+    if (open == std::string::npos) break;
+    const std::size_t close = text.find('}', open);
+    if (close == std::string::npos) {
+      checker.error(at, path, "unterminated ${ in '" + text + "'");
+      return std::nullopt;
+    }
+    out.append(text, i, open - i);
+    std::string name = text.substr(open + 2, close - open - 2);
+    std::optional<std::string> fallback;
+    if (const std::size_t dash = name.find(":-"); dash != std::string::npos) {
+      fallback = name.substr(dash + 2);
+      name.resize(dash);
+    }
+    if (const char* value = std::getenv(name.c_str())) {
+      out += value;
+    } else if (fallback) {
+      out += *fallback;
+    } else {
+      checker.error(at, path, "environment variable " + name + " is not set, and ${" + name + "} has no default (${" + name + ":-default})");
+      return std::nullopt;
+    }
+    i = close + 1;
+  }
+  out.append(text, i, std::string::npos);
+  return out;
+}
+
+template <class T>
+std::optional<T> scalar(const YAML::Node& node, Checker& checker, const std::string& path, OptionType type) {
+  if (!node.IsScalar()) {
+    checker.error(Checker::at(node), path, "expected " + std::string(option_type_name(type)) + ", got a " + (node.IsMap() ? "map" : node.IsSequence() ? "list" : "null"));
+    return std::nullopt;
+  }
+  auto text = interpolate(node.Scalar(), checker, Checker::at(node), path);
+  if (!text) return std::nullopt;
+  try {
+    return YAML::Node(*text).as<T>();
+  } catch (const YAML::Exception&) {
+    checker.error(Checker::at(node), path, "expected " + std::string(option_type_name(type)) + ", got '" + *text + "'");
+    return std::nullopt;
+  }
+}
+
+std::optional<std::size_t> count_value(const YAML::Node& node, Checker& checker, const std::string& path, std::int64_t minimum) {
+  auto value = scalar<std::int64_t>(node, checker, path, OptionType::integer);
+  if (!value) return std::nullopt;
+  if (*value < minimum) {
+    checker.error(Checker::at(node), path, "must be at least " + std::to_string(minimum) + ", got " + std::to_string(*value));
+    return std::nullopt;
+  }
+  return static_cast<std::size_t>(*value);
+}
+
+void check_demand(const SubscribeOptions& options, Checker& checker, Location at, const std::string& path) {
+  try {
+    options.validate();
+  } catch (const std::invalid_argument& error) {
+    checker.error(at, path, error.what());
+  }
+}
+
+// Applies --set stages.ID.KEY=VALUE to the tree before it is checked.
+void apply_override(YAML::Node& root, const std::string& setting, Checker& checker) {
+  const std::size_t equals = setting.find('=');
+  const std::string path = setting.substr(0, equals);
+  std::vector<std::string> parts;
+  std::stringstream stream(path);
+  for (std::string part; std::getline(stream, part, '.');) parts.push_back(part);
+  if (equals == std::string::npos || parts.size() != 3 || parts[0] != "stages") {
+    checker.error({0, 0}, "--set " + setting, "expected stages.ID.KEY=VALUE");
+    return;
+  }
+  YAML::Node stages = root["stages"];
+  if (!stages.IsMap() || !stages[parts[1]]) {
+    checker.error({0, 0}, "--set " + setting, "there is no stage '" + parts[1] + "'");
+    return;
+  }
+  YAML::Node stage = stages[parts[1]];
+  stage[parts[2]] = YAML::Load(setting.substr(equals + 1));
+}
+
+class Loader {
+ public:
+  Loader(const std::string& file, Checker& checker) : checker_(checker) { config_.file = file; }
+
+  PipelineConfig load(const YAML::Node& root) {
+    if (!root.IsMap()) {
+      checker_.error(Checker::at(root), "", "a pipeline is a map with a `stages` key");
+      return std::move(config_);
+    }
+    for (const auto& entry : root) {
+      const auto key = entry.first.Scalar();
+      if (key == "name") {
+        if (auto name = scalar<std::string>(entry.second, checker_, "name", OptionType::string)) config_.name = *name;
+      } else if (key != "stages") {
+        checker_.error(Checker::at(entry.first), key, "unknown key" + hint(key, {"name", "stages"}));
+      }
+    }
+    const YAML::Node stages = root["stages"];
+    if (!stages || !stages.IsMap()) {
+      checker_.error(Checker::at(root), "stages", "expected a map from stage id to stage");
+      return std::move(config_);
+    }
+    for (const auto& entry : stages) stage(entry.first, entry.second);
+    graph();
+    return std::move(config_);
+  }
+
+ private:
+  void stage(const YAML::Node& key, const YAML::Node& node) {
+    StageConfig stage;
+    stage.id = key.Scalar();
+    stage.location = Checker::at(key);
+    const std::string path = "stages." + stage.id;
+    if (std::find(ids_.begin(), ids_.end(), stage.id) != ids_.end()) checker_.error(stage.location, path, "a stage with this id already exists");
+    ids_.push_back(stage.id);
+    if (!node.IsMap()) {
+      checker_.error(Checker::at(node), path, "expected a map with at least a `type`");
+      return;
+    }
+    const YAML::Node type = node["type"];
+    if (!type) {
+      checker_.error(stage.location, path, "missing required key 'type'");
+      return;
+    }
+    // `type: null` is YAML's null, and also the name of the stage type that discards events.
+    const std::string type_name = type.IsNull() ? "null" : type.IsScalar() ? type.Scalar() : "";
+    std::vector<std::string> type_names;
+    for (const auto& spec : catalog()) type_names.push_back(spec.name);
+    for (const auto& spec : catalog())
+      if (spec.name == type_name) stage.type = &spec;
+    if (stage.type == nullptr) {
+      checker_.error(Checker::at(type), path + ".type", "unknown stage type '" + type_name + "'" + hint(type_name, type_names) + " (see `sluice list`)");
+      return;
+    }
+    std::vector<std::string> allowed = names_of(common_options());
+    for (const auto& option : stage.type->options) allowed.push_back(option.name);
+    for (const auto& entry : node) {
+      const std::string name = entry.first.Scalar();
+      const std::string option_path = path + "." + name;
+      const YAML::Node& value = entry.second;
+      if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
+        checker_.error(Checker::at(entry.first), option_path, "unknown key for a " + stage.type->name + " stage" + hint(name, allowed));
+      } else if (name == "type") {
+      } else if (name == "subscribe_to") {
+        subscriptions(stage, value, option_path);
+      } else if (name == "max_demand") {
+        if (auto n = count_value(value, checker_, option_path, 0)) stage.max_demand = *n;
+      } else if (name == "min_demand") {
+        if (auto n = count_value(value, checker_, option_path, 0)) stage.min_demand = *n;
+      } else if (name == "concurrency") {
+        if (auto n = count_value(value, checker_, option_path, 1)) stage.concurrency = *n;
+      } else if (name == "buffer_size") {
+        if (auto n = count_value(value, checker_, option_path, 0)) stage.buffer_size = *n;
+      } else if (name == "buffer_keep" || name == "on_error" || name == "dispatcher") {
+        choice(stage, name, value, option_path);
+      } else {
+        own_option(stage, name, value, option_path);
+      }
+    }
+    for (const auto& option : stage.type->options)
+      if (option.required && !stage.options.contains(option.name) && !node[option.name]) {
+        checker_.error(stage.location, path, "missing required key '" + option.name + "' (" + option.description + ")");
+      }
+    const Location demand_at = node["min_demand"] ? Checker::at(node["min_demand"])
+                               : node["max_demand"] ? Checker::at(node["max_demand"])
+                                                    : stage.location;
+    check_demand(SubscribeOptions{.max_demand = stage.max_demand, .min_demand = stage.min_demand}, checker_, demand_at, path);
+    // A subscription's own demand settings win; the stage's are the defaults.
+    for (auto& subscription : stage.subscribe_to) {
+      subscription.options.max_demand = subscription.max_demand.value_or(stage.max_demand);
+      subscription.options.min_demand = subscription.min_demand ? subscription.min_demand : stage.min_demand;
+      if (subscription.max_demand || subscription.min_demand) {
+        check_demand(subscription.options, checker_, subscription.location, path + ".subscribe_to");
+      }
+    }
+    if (stage.type->name == "range" && stage.options.contains("step") && stage.options["step"] == "0") {
+      checker_.error(Checker::at(node["step"]), path + ".step", "must not be 0");
+    }
+    config_.stages.push_back(std::move(stage));
+  }
+
+  void choice(StageConfig& stage, const std::string& name, const YAML::Node& value, const std::string& path) {
+    auto text = scalar<std::string>(value, checker_, path, OptionType::string);
+    if (!text) return;
+    const std::vector<std::string> choices = name == "buffer_keep" ? std::vector<std::string>{"last", "first"}
+                                             : name == "on_error"  ? std::vector<std::string>{"stop", "skip"}
+                                                                   : std::vector<std::string>{"demand", "broadcast"};
+    if (std::find(choices.begin(), choices.end(), *text) == choices.end()) {
+      std::string all;
+      for (const auto& c : choices) all += (all.empty() ? "" : " or ") + c;
+      checker_.error(Checker::at(value), path, "expected " + all + ", got '" + *text + "'" + hint(*text, choices));
+      return;
+    }
+    if (name == "buffer_keep") stage.buffer_keep = *text == "first" ? BufferKeep::first : BufferKeep::last;
+    if (name == "on_error") stage.on_error = *text == "skip" ? stages::OnError::skip : stages::OnError::stop;
+    if (name == "dispatcher") stage.broadcast = *text == "broadcast";
+  }
+
+  void own_option(StageConfig& stage, const std::string& name, const YAML::Node& value, const std::string& path) {
+    const OptionSpec* spec = nullptr;
+    for (const auto& option : stage.type->options)
+      if (option.name == name) spec = &option;
+    bool ok = false;
+    switch (spec->type) {
+      case OptionType::integer: ok = scalar<std::int64_t>(value, checker_, path, spec->type).has_value(); break;
+      case OptionType::number: ok = scalar<double>(value, checker_, path, spec->type).has_value(); break;
+      case OptionType::boolean: ok = scalar<bool>(value, checker_, path, spec->type).has_value(); break;
+      default: ok = scalar<std::string>(value, checker_, path, spec->type).has_value();
+    }
+    if (!ok) return;
+    stage.options[name] = *interpolate(value.Scalar(), checker_, Checker::at(value), path);
+    if (spec->type == OptionType::expression) expression_marks_[stage.id] = {Checker::at(value), quoted(value)};
+  }
+
+  static bool quoted(const YAML::Node& value) { return value.Tag() == "!"; }
+
+  void subscriptions(StageConfig& stage, const YAML::Node& value, const std::string& path) {
+    auto add = [&](const YAML::Node& item, const std::string& item_path) {
+      Subscription subscription;
+      subscription.location = Checker::at(item);
+      if (item.IsScalar()) {
+        subscription.stage = item.Scalar();
+      } else if (item.IsMap()) {
+        for (const auto& entry : item) {
+          const std::string key = entry.first.Scalar();
+          const std::string key_path = item_path + "." + key;
+          if (key == "stage") {
+            if (auto id = scalar<std::string>(entry.second, checker_, key_path, OptionType::string)) subscription.stage = *id;
+          } else if (key == "max_demand") {
+            subscription.max_demand = count_value(entry.second, checker_, key_path, 0);
+          } else if (key == "min_demand") {
+            subscription.min_demand = count_value(entry.second, checker_, key_path, 0);
+          } else if (key == "cancel") {
+            auto mode = scalar<std::string>(entry.second, checker_, key_path, OptionType::string);
+            if (mode == "transient") subscription.options.cancel = CancelMode::transient;
+            else if (mode == "temporary") subscription.options.cancel = CancelMode::temporary;
+            else if (mode && mode != "permanent")
+              checker_.error(Checker::at(entry.second), key_path, "expected permanent, transient or temporary, got '" + *mode + "'");
+          } else {
+            checker_.error(Checker::at(entry.first), key_path, "unknown key" + hint(key, {"stage", "max_demand", "min_demand", "cancel"}));
+          }
+        }
+        if (subscription.stage.empty()) checker_.error(subscription.location, item_path, "missing required key 'stage'");
+      } else {
+        checker_.error(subscription.location, item_path, "expected a stage id or a map with `stage`");
+        return;
+      }
+      stage.subscribe_to.push_back(std::move(subscription));
+    };
+    if (value.IsSequence()) {
+      for (std::size_t i = 0; i < value.size(); ++i) add(value[i], path + "[" + std::to_string(i) + "]");
+    } else {
+      add(value, path);
+    }
+  }
+
+  // References, roles, cycles, and then event types and expressions, in dependency order.
+  void graph() {
+    const bool stages_ok = !checker_.failed();
+    std::map<std::string, std::size_t> subscribers;
+    for (auto& stage : config_.stages) {
+      const std::string path = "stages." + stage.id;
+      if (stage.type->role == Role::producer && !stage.subscribe_to.empty()) {
+        checker_.error(stage.subscribe_to.front().location, path + ".subscribe_to", "a " + stage.type->name + " stage is a producer and subscribes to nothing");
+      }
+      if (stage.type->role != Role::producer && stage.subscribe_to.empty()) {
+        checker_.error(stage.location, path, "a " + std::string(role_name(stage.type->role)) + " needs `subscribe_to`: nothing would feed it");
+      }
+      for (auto& subscription : stage.subscribe_to) {
+        const StageConfig* target = config_.find(subscription.stage);
+        if (target == nullptr) {
+          if (std::find(ids_.begin(), ids_.end(), subscription.stage) == ids_.end()) {
+            checker_.error(subscription.location, path + ".subscribe_to", "no stage '" + subscription.stage + "'" + hint(subscription.stage, ids_));
+          }
+        } else if (target->type->role == Role::consumer) {
+          checker_.error(subscription.location, path + ".subscribe_to", "'" + subscription.stage + "' is a consumer: it emits no events");
+        } else {
+          ++subscribers[subscription.stage];
+        }
+      }
+    }
+    for (const auto& stage : config_.stages) {
+      if (stage.type->role != Role::consumer && !subscribers.contains(stage.id)) {
+        checker_.error(stage.location, "stages." + stage.id, "nothing subscribes to this " + std::string(role_name(stage.type->role)) + ": its events would go nowhere");
+      }
+    }
+    const bool acyclic = !cycles();
+    // Event types and expressions need every stage, every edge, and no cycle.
+    if (stages_ok && acyclic && !checker_.failed()) types();
+  }
+
+  // Reports each cycle as a -> b -> a; true if there was one.
+  bool cycles() {
+    std::map<std::string, int> state;  // 0 unseen, 1 on the path, 2 done
+    std::vector<std::string> path;
+    bool found = false;
+    std::function<void(const StageConfig&)> visit = [&](const StageConfig& stage) {
+      state[stage.id] = 1;
+      path.push_back(stage.id);
+      for (const auto& subscription : stage.subscribe_to) {
+        const StageConfig* producer = config_.find(subscription.stage);
+        if (producer == nullptr) continue;  // reported already
+        if (state[producer->id] == 1) {
+          auto from = std::find(path.begin(), path.end(), producer->id);
+          std::string cycle;
+          for (auto it = from; it != path.end(); ++it) cycle += *it + " -> ";
+          checker_.error(stage.location, "stages." + stage.id + ".subscribe_to", "a cycle: " + cycle + producer->id);
+          found = true;
+        } else if (state[producer->id] == 0) {
+          visit(*producer);
+        }
+      }
+      path.pop_back();
+      state[stage.id] = 2;
+    };
+    for (const auto& stage : config_.stages)
+      if (state[stage.id] == 0) visit(stage);
+    return found;
+  }
+
+  void types() {
+    std::set<std::string> typed;
+    while (typed.size() < config_.stages.size()) {
+      for (auto& stage : config_.stages) {
+        if (typed.contains(stage.id)) continue;
+        bool ready = true;
+        for (const auto& subscription : stage.subscribe_to) ready = ready && typed.contains(subscription.stage);
+        if (!ready) continue;
+        type_stage(stage);
+        typed.insert(stage.id);
+      }
+    }
+  }
+
+  void type_stage(StageConfig& stage) {
+    const std::string path = "stages." + stage.id;
+    std::optional<expr::Type> input;
+    for (const auto& subscription : stage.subscribe_to) {
+      const expr::Type t = config_.find(subscription.stage)->event_type;
+      if (input && *input != t) {
+        checker_.error(subscription.location, path + ".subscribe_to",
+                       "its producers emit different event types (" + std::string(expr::type_name(*input)) + " and " + std::string(expr::type_name(t)) + ")");
+      }
+      input = t;
+    }
+    const std::string& type = stage.type->name;
+    if (type == "range") {
+      stage.event_type = expr::Type::integer;
+    } else if (type == "lines" || type == "flat_map") {
+      stage.event_type = expr::Type::string;
+      if (type == "flat_map" && input != expr::Type::string) {
+        checker_.error(stage.location, path, "flat_map splits strings, but its input events are " + std::string(expr::type_name(*input)) + "s");
+      }
+    } else if (type == "generate" || type == "map" || type == "filter") {
+      compile(stage, type == "generate" ? expr::Type::integer : *input, type == "generate" ? "i" : "x");
+      if (!stage.expression) return;
+      if (type == "filter") {
+        stage.event_type = *input;
+        if (stage.expression->type() != expr::Type::boolean) {
+          checker_.error(expression_marks_[stage.id].first, path + ".expr",
+                         "a filter needs a boolean expression, this one gives " + std::string(expr::type_name(stage.expression->type())) + "s");
+        }
+      } else {
+        const expr::Type result = stage.expression->type();
+        stage.event_type = result == expr::Type::boolean ? expr::Type::integer : result;
+      }
+    } else if (input) {
+      stage.event_type = *input;
+    }
+  }
+
+  void compile(StageConfig& stage, expr::Type input, std::string_view variable) {
+    const auto& [location, is_quoted] = expression_marks_[stage.id];
+    try {
+      stage.expression = expr::Expression::compile(stage.options["expr"], input, variable);
+    } catch (const expr::SyntaxError& error) {
+      Location at = location;
+      at.column += static_cast<int>(error.column()) + (is_quoted ? 1 : 0);
+      checker_.error(at, "stages." + stage.id + ".expr", error.what());
+    }
+  }
+
+  Checker& checker_;
+  PipelineConfig config_;
+  std::vector<std::string> ids_;  // every stage id, the broken ones too, for hints
+  std::map<std::string, std::pair<Location, bool>> expression_marks_;  // where each expr scalar starts
+};
+
+}  // namespace
+
+PipelineConfig load_pipeline(const std::string& file, const std::vector<std::string>& overrides) {
+  Checker checker(file);
+  YAML::Node root;
+  try {
+    std::ifstream in(file);
+    if (!in) throw ConfigErrors({file + ":0:0: error: cannot read the file"});
+    root = YAML::Load(in);
+  } catch (const YAML::ParserException& error) {
+    checker.error({error.mark.line + 1, error.mark.column + 1}, "", "YAML syntax: " + error.msg);
+    throw ConfigErrors(checker.take());
+  }
+  for (const auto& setting : overrides) apply_override(root, setting, checker);
+  Loader loader(file, checker);
+  PipelineConfig config = loader.load(root);
+  if (checker.failed()) throw ConfigErrors(checker.take());
+  return config;
+}
+
+}  // namespace sluice::yaml

@@ -1,0 +1,97 @@
+#pragma once
+// YAML-described pipelines: the catalog of stage types, and a loader that checks a file in one
+// pass and reports every error as FILE:LINE:COL: error: PATH: MESSAGE.
+#include <sluice/expr.hpp>
+#include <sluice/stage.hpp>
+#include <sluice/stages/value_stages.hpp>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sluice::yaml {
+
+enum class Role { producer, producer_consumer, consumer };
+enum class OptionType { integer, number, string, boolean, expression };
+
+struct OptionSpec {
+  std::string name;
+  OptionType type;
+  bool required;
+  std::string default_value;  // as written in YAML; empty: none
+  std::string description;
+};
+
+struct StageTypeSpec {
+  std::string name;
+  Role role;
+  std::string description;
+  std::vector<OptionSpec> options;
+};
+
+const std::vector<StageTypeSpec>& catalog();
+// The keys every stage accepts, besides its type's own options.
+const std::vector<OptionSpec>& common_options();
+std::string_view role_name(Role role);
+std::string_view option_type_name(OptionType type);
+
+struct Location {
+  int line = 0;  // 1-based
+  int column = 0;
+};
+
+struct Subscription {
+  std::string stage;
+  SubscribeOptions options;  // max_demand/min_demand: its own, else the stage's
+  Location location;
+  std::optional<std::size_t> max_demand;  // as written, before the stage's defaults apply
+  std::optional<std::size_t> min_demand;
+};
+
+struct StageConfig {
+  std::string id;
+  const StageTypeSpec* type = nullptr;
+  Location location;
+  std::vector<Subscription> subscribe_to;
+  std::size_t max_demand = defaults::max_demand;
+  std::optional<std::size_t> min_demand;
+  std::size_t concurrency = 1;
+  std::size_t buffer_size = defaults::buffer_size;
+  BufferKeep buffer_keep = BufferKeep::last;
+  stages::OnError on_error = stages::OnError::stop;
+  bool broadcast = false;
+  std::map<std::string, std::string> options;  // the type's own options, interpolated
+  expr::Type event_type = expr::Type::integer;    // of the events it emits
+  std::optional<expr::Expression> expression;
+};
+
+struct PipelineConfig {
+  std::string file;
+  std::string name;
+  std::vector<StageConfig> stages;  // in file order
+
+  const StageConfig* find(std::string_view id) const;
+};
+
+// Every error of a file, each line formatted FILE:LINE:COL: error: PATH: MESSAGE.
+class ConfigErrors : public std::runtime_error {
+ public:
+  explicit ConfigErrors(std::vector<std::string> lines);
+  const std::vector<std::string>& lines() const noexcept { return lines_; }
+
+ private:
+  std::vector<std::string> lines_;
+};
+
+// Loads and checks `file`; `overrides` are --set arguments (stages.ID.KEY=VALUE). Throws
+// ConfigErrors with every error found.
+PipelineConfig load_pipeline(const std::string& file, const std::vector<std::string>& overrides = {});
+
+// The closest of `candidates` within an edit distance of 2, for "did you mean" hints.
+std::optional<std::string> closest(std::string_view name, const std::vector<std::string>& candidates);
+
+}  // namespace sluice::yaml

@@ -1,0 +1,337 @@
+#pragma once
+// The built-in stage types of YAML pipelines (`sluice list` documents them). Their events are
+// sluice::Value: an int64, a double or a string.
+#include <sluice/expr.hpp>
+#include <sluice/stage.hpp>
+#include <sluice/value.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace sluice::stages {
+
+// What a stage does with an event its expression fails on.
+enum class OnError {
+  stop,  // the pipeline stops: what came before the event still reaches the sinks
+  skip,  // the event is counted and dropped
+};
+
+// The first fatal failure of a pipeline's stages, for whoever runs it. `on_failure` runs on the
+// failing stage's thread (the YAML runner drains the pipeline from it).
+class Failures {
+ public:
+  explicit Failures(std::function<void()> on_failure = {}) : on_failure_(std::move(on_failure)) {}
+  void record(std::string message) {
+    {
+      std::lock_guard lock(mutex_);
+      if (first_) return;
+      first_ = std::move(message);
+    }
+    if (on_failure_) on_failure_();
+  }
+  std::optional<std::string> first() const {
+    std::lock_guard lock(mutex_);
+    return first_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::optional<std::string> first_;
+  std::function<void()> on_failure_;
+};
+
+// How an expression stage handles the events of one chunk, event errors included.
+class ExpressionStep {
+ public:
+  ExpressionStep(std::string stage, expr::Expression expression, OnError on_error, std::shared_ptr<Failures> failures)
+      : stage_(std::move(stage)), expression_(std::move(expression)), on_error_(on_error), failures_(std::move(failures)) {}
+
+  // Calls `use(first, results)` for each run of events that evaluated, `results` being the
+  // expression's values for events [first, first + results.size()). Returns false when the
+  // stage must stop (on_error: stop), after the run before the failing event.
+  template <class Results, class Evaluate, class Use>
+  bool apply(std::span<const Value> events, Evaluate evaluate, Use use) {
+    std::size_t first = 0;
+    while (first < events.size()) {
+      const auto rest = events.subspan(first);
+      try {
+        use(first, evaluate(rest));
+        return true;
+      } catch (const expr::EvalError& error) {
+        // The events before the failing one evaluated: evaluate them again on their own.
+        if (error.index() > 0) use(first, evaluate(rest.first(error.index())));
+        const Value& bad = rest[error.index()];
+        if (on_error_ == OnError::stop) {
+          failures_->record("stage '" + stage_ + "' failed on event " + describe(bad) + ": " + error.what());
+          return false;
+        }
+        skipped_.fetch_add(1, std::memory_order_relaxed);
+        first += error.index() + 1;
+      }
+    }
+    return true;
+  }
+
+  std::uint64_t skipped() const noexcept { return skipped_.load(std::memory_order_relaxed); }
+  const expr::Expression& expression() const noexcept { return expression_; }
+
+ private:
+  static std::string describe(const Value& value) {
+    if (std::holds_alternative<std::string>(value)) return "\"" + std::get<std::string>(value) + "\"";
+    return to_string(value);
+  }
+
+  std::string stage_;
+  expr::Expression expression_;
+  OnError on_error_;
+  std::shared_ptr<Failures> failures_;
+  std::atomic<std::uint64_t> skipped_{0};
+};
+
+// --- producers -------------------------------------------------------------------------------
+
+// from, from + step, ... up to `to` (inclusive); endless without `to`.
+class RangeSource final : public Producer<Value> {
+ public:
+  RangeSource(std::int64_t from, std::optional<std::int64_t> to, std::int64_t step) : next_(from), to_(to), step_(step) {}
+  void handle_demand(std::size_t demand, Emitter<Value>& out) override {
+    out.reserve(demand);
+    for (; demand > 0 && !finished_; --demand) {
+      out.emit(next_);
+      if (__builtin_add_overflow(next_, step_, &next_) || (to_ && (step_ > 0 ? next_ > *to_ : next_ < *to_))) finished_ = true;
+    }
+    if (finished_) out.done();
+  }
+  static bool empty(std::int64_t from, std::optional<std::int64_t> to, std::int64_t step) {
+    return to && (step > 0 ? from > *to : from < *to);
+  }
+
+ private:
+  std::int64_t next_;
+  std::optional<std::int64_t> to_;
+  std::int64_t step_;
+  bool finished_ = false;
+};
+
+// The expression over i = 0, 1, ... count - 1.
+class GenerateSource final : public Producer<Value> {
+ public:
+  GenerateSource(std::int64_t count, std::shared_ptr<ExpressionStep> step) : count_(count), step_(std::move(step)) {}
+  void handle_demand(std::size_t demand, Emitter<Value>& out) override {
+    const auto n = static_cast<std::int64_t>(std::min<std::uint64_t>(demand, static_cast<std::uint64_t>(count_ - next_)));
+    std::vector<Value> indices;
+    indices.reserve(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i) indices.emplace_back(next_ + i);
+    next_ += n;
+    const bool go_on = step_->apply<std::vector<Value>>(
+        indices, [&](std::span<const Value> events) { return step_->expression().evaluate(events); },
+        [&](std::size_t, std::vector<Value> values) {
+          for (auto& value : values) out.emit(std::move(value));
+        });
+    if (!go_on || next_ >= count_) out.done();
+  }
+
+ private:
+  std::int64_t count_;
+  std::shared_ptr<ExpressionStep> step_;
+  std::int64_t next_ = 0;
+};
+
+// One event per line of a file, or of standard input for "-".
+class LinesSource final : public Producer<Value> {
+ public:
+  explicit LinesSource(std::string path) : path_(std::move(path)) {}
+  void handle_demand(std::size_t demand, Emitter<Value>& out) override {
+    if (!in_) open();
+    std::string line;
+    for (; demand > 0 && std::getline(*in_, line); --demand) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      out.emit(std::move(line));
+    }
+    if (!*in_) out.done();
+  }
+
+ private:
+  void open() {
+    if (path_ == "-") {
+      in_ = &std::cin;
+      return;
+    }
+    file_.open(path_);
+    if (!file_) throw std::runtime_error("cannot open '" + path_ + "' for reading");
+    in_ = &file_;
+  }
+  std::string path_;
+  std::ifstream file_;
+  std::istream* in_ = nullptr;
+};
+
+// --- producer-consumers ----------------------------------------------------------------------
+
+class MapStage final : public ProducerConsumer<Value, Value> {
+ public:
+  explicit MapStage(std::shared_ptr<ExpressionStep> step) : step_(std::move(step)) {}
+  void handle_events(std::span<Value> events, Emitter<Value>& out) override {
+    const bool go_on = step_->apply<std::vector<Value>>(
+        events, [&](std::span<const Value> part) { return step_->expression().evaluate(part); },
+        [&](std::size_t, std::vector<Value> values) {
+          for (auto& value : values) out.emit(std::move(value));
+        });
+    if (!go_on) out.done();
+  }
+
+ private:
+  std::shared_ptr<ExpressionStep> step_;
+};
+
+class FilterStage final : public ProducerConsumer<Value, Value> {
+ public:
+  explicit FilterStage(std::shared_ptr<ExpressionStep> step) : step_(std::move(step)) {}
+  void handle_events(std::span<Value> events, Emitter<Value>& out) override {
+    const bool go_on = step_->apply<std::vector<bool>>(
+        events, [&](std::span<const Value> part) { return step_->expression().test(part); },
+        [&](std::size_t first, std::vector<bool> keep) {
+          for (std::size_t i = 0; i < keep.size(); ++i)
+            if (keep[i]) out.emit(std::move(events[first + i]));
+        });
+    if (!go_on) out.done();
+  }
+
+ private:
+  std::shared_ptr<ExpressionStep> step_;
+};
+
+// Splits string events on `separator` into one event per part.
+class FlatMapStage final : public ProducerConsumer<Value, Value> {
+ public:
+  explicit FlatMapStage(std::string separator) : separator_(std::move(separator)) {}
+  void handle_events(std::span<Value> events, Emitter<Value>& out) override {
+    for (auto& event : events) {
+      const std::string& text = std::get<std::string>(event);
+      std::size_t start = 0;
+      for (;;) {
+        const std::size_t end = separator_.empty() ? std::string::npos : text.find(separator_, start);
+        out.emit(text.substr(start, end == std::string::npos ? std::string::npos : end - start));
+        if (end == std::string::npos) break;
+        start = end + separator_.size();
+      }
+    }
+  }
+
+ private:
+  std::string separator_;
+};
+
+// Passes the first `count` events on, then cancels upstream and completes.
+class TakeStage final : public ProducerConsumer<Value, Value> {
+ public:
+  explicit TakeStage(std::uint64_t count) : left_(count) {}
+  void handle_events(std::span<Value> events, Emitter<Value>& out) override {
+    for (auto& event : events) {
+      if (left_ == 0) break;
+      out.emit(std::move(event));
+      --left_;
+    }
+    if (left_ == 0) out.done();
+  }
+
+ private:
+  std::uint64_t left_;
+};
+
+// --- consumers -------------------------------------------------------------------------------
+
+// Writes one event per line to a FILE, one write per batch; flushed at the end.
+class WriterSink final : public Consumer<Value> {
+ public:
+  explicit WriterSink(std::FILE* file) : file_(file), owned_(false) {}
+  // Opens `path` now, so that a bad path fails when the pipeline is built, not mid-stream.
+  WriterSink(const std::string& path, bool append) : file_(std::fopen(path.c_str(), append ? "a" : "w")), owned_(true) {
+    if (file_ == nullptr) throw std::runtime_error("cannot open '" + path + "' for writing");
+  }
+
+  void handle_events(std::span<Value> events) override {
+    text_.clear();
+    for (const auto& event : events) {
+      append_value(text_, event);
+      text_.push_back('\n');
+    }
+    // Whole lines only: a batch is written in one call, so a stop never tears a line.
+    if (std::fwrite(text_.data(), 1, text_.size(), file_) != text_.size()) throw std::runtime_error("write failed");
+  }
+  void terminate(const ExitReason&) override {
+    std::fflush(file_);
+    if (owned_) std::fclose(file_);
+    owned_ = false;
+  }
+
+ private:
+  std::FILE* file_;
+  bool owned_;
+  std::string text_;
+};
+
+class NullSink final : public Consumer<Value> {
+ public:
+  void handle_events(std::span<Value>) override {}
+};
+
+// Prints one line at the end: the number of events, or their sum.
+class ReduceSink final : public Consumer<Value> {
+ public:
+  enum class Kind { count, sum };
+  ReduceSink(Kind kind, std::FILE* out) : kind_(kind), out_(out) {}
+
+  void handle_events(std::span<Value> events) override {
+    count_ += events.size();
+    if (kind_ == Kind::count) return;
+    for (const auto& event : events) {
+      if (const auto* i = std::get_if<std::int64_t>(&event)) {
+        if (floating_) {
+          float_sum_ += static_cast<double>(*i);
+        } else if (__builtin_add_overflow(int_sum_, *i, &int_sum_)) {
+          throw std::runtime_error("integer overflow in the sum, adding " + to_string(event));
+        }
+      } else if (const auto* d = std::get_if<double>(&event)) {
+        if (!floating_) float_sum_ = static_cast<double>(int_sum_);
+        floating_ = true;
+        float_sum_ += *d;
+      } else {
+        throw std::runtime_error("cannot sum the string \"" + std::get<std::string>(event) + "\"");
+      }
+    }
+  }
+  void terminate(const ExitReason& reason) override {
+    if (reason.kind != ExitReason::Kind::normal) return;
+    std::string line;
+    if (kind_ == Kind::count) {
+      append_value(line, static_cast<std::int64_t>(count_));
+    } else {
+      append_value(line, floating_ ? Value(float_sum_) : Value(int_sum_));
+    }
+    line.push_back('\n');
+    std::fwrite(line.data(), 1, line.size(), out_);
+    std::fflush(out_);
+  }
+
+ private:
+  Kind kind_;
+  std::FILE* out_;
+  std::uint64_t count_ = 0;
+  std::int64_t int_sum_ = 0;
+  double float_sum_ = 0;
+  bool floating_ = false;
+};
+
+}  // namespace sluice::stages

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# SIGINT drains: runs an endless pipeline into a file, interrupts it once output has appeared,
+# and checks the exit code (130) and that every line written is whole.
+#   interrupt.sh SLUICE PIPELINE
+set -u
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+"$1" run "$2" --quiet > "$out" &
+pid=$!
+while [ ! -s "$out" ]; do sleep 0.01; done
+kill -INT "$pid"
+wait "$pid"
+code=$?
+if [ "$code" != 130 ]; then
+  echo "exit code $code, expected 130"
+  exit 1
+fi
+if grep -qvE '^[0-9]+$' "$out"; then
+  echo "a torn or foreign line in the output"
+  exit 1
+fi
+echo "$(wc -l < "$out") whole lines before the drain ended"
