@@ -2,6 +2,8 @@
 // and nodes that each evaluate a whole column (one value per event of the batch) at a time.
 #include <sluice/expr.hpp>
 
+#include "suggest.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -269,21 +271,6 @@ std::vector<Token> lex(std::string_view source) {
 
 const char* const function_names[] = {"len", "contains", "starts_with", "ends_with", "upper", "lower", "trim",
                                       "int", "float",   "str",         "abs",       "min",   "max"};
-
-std::size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t previous = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      const std::size_t current = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      previous = current;
-    }
-  }
-  return row[b.size()];
-}
 
 bool numeric(Type t) { return t == Type::integer || t == Type::floating; }
 
@@ -652,10 +639,8 @@ class Parser {
         out.floats[row] = is_min ? std::min(a.floats[row], b.floats[row]) : std::max(a.floats[row], b.floats[row]);
       });
     }
-    std::string hint;
-    for (const char* known : function_names)
-      if (edit_distance(f, known) <= 2) hint = "; did you mean '" + std::string(known) + "'?";
-    throw SyntaxError(column, "unknown function '" + f + "'" + hint);
+    const auto near = text::closest(f, function_names);
+    throw SyntaxError(column, "unknown function '" + f + "'" + (near ? "; did you mean '" + *near + "'?" : ""));
   }
 
   std::vector<Token> tokens_;

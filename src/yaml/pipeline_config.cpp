@@ -1,5 +1,7 @@
 #include "pipeline_config.hpp"
 
+#include "../expr/suggest.hpp"
+
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -87,33 +89,10 @@ const StageConfig* PipelineConfig::find(std::string_view id) const {
 ConfigErrors::ConfigErrors(std::vector<std::string> lines)
     : std::runtime_error(lines.empty() ? "invalid pipeline" : lines.front()), lines_(std::move(lines)) {}
 
-std::optional<std::string> closest(std::string_view name, const std::vector<std::string>& candidates) {
-  std::optional<std::string> best;
-  std::size_t best_distance = 3;
-  for (const auto& candidate : candidates) {
-    std::vector<std::size_t> row(candidate.size() + 1);
-    for (std::size_t j = 0; j <= candidate.size(); ++j) row[j] = j;
-    for (std::size_t i = 1; i <= name.size(); ++i) {
-      std::size_t previous = row[0];
-      row[0] = i;
-      for (std::size_t j = 1; j <= candidate.size(); ++j) {
-        const std::size_t current = row[j];
-        row[j] = std::min({row[j] + 1, row[j - 1] + 1, previous + (name[i - 1] == candidate[j - 1] ? 0 : 1)});
-        previous = current;
-      }
-    }
-    if (row[candidate.size()] < best_distance) {
-      best_distance = row[candidate.size()];
-      best = candidate;
-    }
-  }
-  return best;
-}
-
 namespace {
 
 std::string hint(std::string_view name, const std::vector<std::string>& candidates) {
-  auto near = closest(name, candidates);
+  auto near = text::closest(name, candidates);
   return near ? "; did you mean '" + *near + "'?" : "";
 }
 

@@ -91,7 +91,4 @@ class ConfigErrors : public std::runtime_error {
 // ConfigErrors with every error found.
 PipelineConfig load_pipeline(const std::string& file, const std::vector<std::string>& overrides = {});
 
-// The closest of `candidates` within an edit distance of 2, for "did you mean" hints.
-std::optional<std::string> closest(std::string_view name, const std::vector<std::string>& candidates);
-
 }  // namespace sluice::yaml

@@ -174,9 +174,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
 
   void deliver_chunk(std::span<In> chunk) {
     if constexpr (ProducerConsumerStage<S>) {
-      Emitter<Out> out = begin_emit();
-      stage_.handle_events(chunk, out);
-      end_emit();
+      emitting([&](Emitter<Out>& out) { stage_.handle_events(chunk, out); });
     } else if constexpr (ConsumerStage<S>) {
       stage_.handle_events(chunk);
     }
@@ -246,9 +244,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
         accumulated_.push_back(demand);
         return;
       }
-      Emitter<Out> out = begin_emit();
-      stage_.handle_demand(demand, out);
-      end_emit();
+      emitting([&](Emitter<Out>& out) { stage_.handle_demand(demand, out); });
     } else {
       downstream_demand_ += demand;
       take_waiting_batches();
@@ -260,9 +256,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       accumulating_ = false;
       for (std::size_t demand : std::exchange(accumulated_, {})) {
         if (stopped_ || output_done_) break;
-        Emitter<Out> out = begin_emit();
-        stage_.handle_demand(demand, out);
-        end_emit();
+        emitting([&](Emitter<Out>& out) { stage_.handle_demand(demand, out); });
       }
     }
   }
@@ -290,35 +284,27 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
 
   void handle(Stop& m) { terminate(m.reason); }
 
-  void handle(Info& m) {
+  // Runs a callback, with an emitter for the stages that emit.
+  template <class Callback>
+  auto with_emitter_if_any(Callback&& callback) {
     if constexpr (emits) {
-      Emitter<Out> out = begin_emit();
-      stage_.handle_info(m.payload, out);
-      end_emit();
+      return emitting([&](Emitter<Out>& out) { return callback(out); });
     } else {
-      stage_.handle_info(m.payload);
+      return callback();
     }
   }
 
+  void handle(Info& m) {
+    with_emitter_if_any([&](auto&... out) { stage_.handle_info(m.payload, out...); });
+  }
+
   void handle(Cast& m) {
-    if constexpr (emits) {
-      Emitter<Out> out = begin_emit();
-      stage_.handle_cast(m.message, out);
-      end_emit();
-    } else {
-      stage_.handle_cast(m.message);
-    }
+    with_emitter_if_any([&](auto&... out) { stage_.handle_cast(m.message, out...); });
   }
 
   void handle(Call& m) {
     try {
-      if constexpr (emits) {
-        Emitter<Out> out = begin_emit();
-        m.reply->answer(stage_.handle_call(m.request, out));
-        end_emit();
-      } else {
-        m.reply->answer(stage_.handle_call(m.request));
-      }
+      m.reply->answer(with_emitter_if_any([&](auto&... out) { return stage_.handle_call(m.request, out...); }));
     } catch (const std::exception& e) {
       // The caller hears why, and the stage fails as a GenServer would.
       m.reply->fail("'" + name_ + "' failed handling the call: " + e.what());
@@ -350,9 +336,19 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
 
   // --- emitting ------------------------------------------------------------------------------
 
-  Emitter<Out> begin_emit() {
+  // Runs `callback(out)` and then dispatches what it emitted.
+  template <class Callback>
+  auto emitting(Callback&& callback) {
     if (out_batch_.capacity() == 0) out_batch_ = pool_.acquire();
-    return Emitter<Out>(out_batch_, done_requested_);
+    Emitter<Out> out(out_batch_, done_requested_);
+    if constexpr (std::is_void_v<decltype(callback(out))>) {
+      callback(out);
+      end_emit();
+    } else {
+      auto result = callback(out);
+      end_emit();
+      return result;
+    }
   }
 
   void end_emit() {
