@@ -2,6 +2,7 @@
 // Every tunable default of sluice, in one place (as CAF's defaults.hpp).
 #include <chrono>
 #include <cstddef>
+#include <thread>
 
 namespace sluice::defaults {
 
@@ -21,5 +22,13 @@ inline constexpr std::size_t batch_pool_size = 8;
 
 // GenServer.call's default timeout.
 inline constexpr std::chrono::milliseconds call_timeout{5000};
+
+// Task.async_stream's defaults: as many tasks at once as there are hardware threads, and a
+// timeout of 5 s per task, measured from the task's start.
+inline std::size_t async_max_concurrency() noexcept {
+  const unsigned threads = std::thread::hardware_concurrency();
+  return threads == 0 ? 1 : threads;
+}
+inline constexpr std::chrono::milliseconds async_timeout{5000};
 
 }  // namespace sluice::defaults

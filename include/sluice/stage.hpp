@@ -4,6 +4,7 @@
 #include <sluice/emitter.hpp>
 #include <sluice/exit_reason.hpp>
 #include <sluice/subscription.hpp>
+#include <sluice/task_kind.hpp>
 
 #include <any>
 #include <chrono>
@@ -62,7 +63,7 @@ class StageContext {
   // Runs `task` off this stage (Task.start): on the workers, or on threads of its own when it
   // may block. What it returns comes back to handle_info, and so does an exception escaping
   // it, as a std::exception_ptr.
-  enum class TaskKind { cpu, blocking };
+  using TaskKind = sluice::TaskKind;
   virtual void run_task(std::function<std::any()> task, TaskKind kind = TaskKind::cpu) = 0;
 
  protected:

@@ -10,13 +10,41 @@ TimerService::~TimerService() {
 }
 
 TimerService::TimerId TimerService::schedule(Clock::time_point deadline, std::function<void()> callback) {
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(mutex_);
+  if (firing_now_) {
+    lock.unlock();
+    callback();
+    return 0;
+  }
   const TimerId id = next_id_++;
   callbacks_.emplace(id, std::move(callback));
   deadlines_.emplace(deadline, id);
   if (!thread_.joinable()) thread_ = std::jthread([this](std::stop_token stop) { run(stop); });
   wake_.notify_one();
   return id;
+}
+
+void TimerService::fire_all_now() {
+  {
+    std::lock_guard lock(mutex_);
+    firing_now_ = true;
+  }
+  if (thread_.joinable()) {
+    thread_.request_stop();
+    thread_.join();
+  }
+  for (;;) {
+    std::function<void()> callback;
+    {
+      std::lock_guard lock(mutex_);
+      if (deadlines_.empty()) return;
+      auto found = callbacks_.extract(deadlines_.top().second);
+      deadlines_.pop();
+      if (found.empty()) continue;
+      callback = std::move(found.mapped());
+    }
+    callback();
+  }
 }
 
 bool TimerService::cancel(TimerId id) {

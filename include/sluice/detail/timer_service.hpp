@@ -28,6 +28,10 @@ class TimerService {
   TimerId schedule(Clock::time_point deadline, std::function<void()> callback);
   // True when the timer was cancelled before it ran.
   bool cancel(TimerId id);
+  // Stops the thread and runs every pending callback now, in deadline order; callbacks
+  // scheduled from then on run at once. For timers that resume coroutines, which must run to
+  // their end to free what they hold.
+  void fire_all_now();
 
  private:
   void run(std::stop_token stop);
@@ -40,6 +44,7 @@ class TimerService {
       deadlines_;
   std::map<TimerId, std::function<void()>> callbacks_;
   TimerId next_id_ = 1;
+  bool firing_now_ = false;
   std::jthread thread_;  // last: stopped and joined before the rest is destroyed
 };
 

@@ -1,0 +1,454 @@
+#pragma once
+// The engine behind async_stream: slots for the elements in flight, the tasks that run them,
+// and the consumer's side (start, wait, time out, deliver), which runs on the iterating thread.
+//
+// A slot's state and the sequence number of its element share one atomic tag, so a task
+// claims its element with one compare-and-swap, and a late task (timed out, or abandoned on
+// close) finds the tag changed and discards its result. Tasks keep the core alive through a
+// shared_ptr, so the stream can be destroyed while abandoned tasks still run.
+#include <sluice/async_options.hpp>
+#include <sluice/detail/async_runtime.hpp>
+#include <sluice/task.hpp>
+#include <sluice/task_result.hpp>
+
+#include <oneapi/tbb/concurrent_queue.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <concepts>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace sluice::detail {
+
+template <class F, class In>
+concept TakesStopToken = std::invocable<F&, In&&, std::stop_token>;
+
+template <class F, class In>
+concept AsyncFunction = std::invocable<F&, In&&> || TakesStopToken<F, In>;
+
+template <class F, class In>
+using async_call_t = typename std::conditional_t<TakesStopToken<F, In>, std::invoke_result<F&, In&&, std::stop_token>,
+                                                 std::invoke_result<F&, In&&>>::type;
+
+// A function task returns its value; a coroutine task returns Task<value>.
+template <class R>
+struct task_traits {
+  using value_type = R;
+  static constexpr bool coroutine = false;
+};
+template <class U>
+struct task_traits<Task<U>> {
+  using value_type = U;
+  static constexpr bool coroutine = true;
+};
+
+template <class In, class F>
+class AsyncCore final : public std::enable_shared_from_this<AsyncCore<In, F>> {
+ public:
+  using Call = async_call_t<F, In>;
+  using T = std::remove_cvref_t<typename task_traits<Call>::value_type>;
+  static_assert(!std::is_void_v<T>, "an async task returns a value");
+  using Result = TaskResult<T, In>;
+  static constexpr bool coroutine = task_traits<Call>::coroutine;
+  static constexpr bool stoppable = TakesStopToken<F, In>;
+
+  AsyncCore(F fn, AsyncOptions options)
+      : fn_(std::move(fn)),
+        options_((options.validate(), options)),
+        window_(options_.window()),
+        slots_(std::make_unique<Slot[]>(window_)),
+        max_helpers_(std::min(options_.max_concurrency, AsyncRuntime::instance().cpu_slots())) {
+    if (options_.zip_input_on_exit && !std::copy_constructible<In>)
+      throw std::invalid_argument("zip_input_on_exit needs elements that can be copied");
+    free_slots_.reserve(window_);
+    for (std::size_t i = window_; i-- > 0;) free_slots_.push_back(static_cast<std::uint32_t>(i));
+  }
+
+  // The next result, or nothing when the input is exhausted and every result delivered.
+  // `pull()` returns the next input element, or nothing at its end. Consumer thread only.
+  template <class Pull>
+  std::optional<Result> next(Pull&& pull);
+
+  // Stops early: running tasks are asked to stop, and whatever they return is discarded.
+  void close() noexcept;
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  enum State : std::uint64_t { free_slot = 0, pending = 1, running = 2, finished = 3 };
+  static constexpr std::uint64_t tag_of(std::uint64_t seq, State state) noexcept { return seq << 2 | state; }
+  static constexpr State state_of(std::uint64_t tag) noexcept { return static_cast<State>(tag & 3); }
+  static constexpr std::uint64_t seq_of(std::uint64_t tag) noexcept { return tag >> 2; }
+
+  struct Slot {
+    std::atomic<std::uint64_t> tag{0};
+    std::atomic<std::int64_t> started{0};  // Clock ticks when its task began; 0 before
+    std::optional<In> input;               // until a task claims it
+    std::optional<In> zipped;              // a copy for exit results (zip_input_on_exit)
+    std::stop_source stop{std::nostopstate};
+    std::optional<Result> result;  // guarded by mutex_
+  };
+  struct Claim {
+    std::uint32_t slot;
+    std::uint64_t seq;
+  };
+
+  static Result exited(std::string reason, bool timed_out = false) {
+    return Result(TaskExit<In>{std::move(reason), timed_out, std::nullopt});
+  }
+  static std::int64_t now_ticks() noexcept { return Clock::now().time_since_epoch().count(); }
+  bool has_timeout() const noexcept { return options_.timeout != infinite_timeout; }
+
+  template <class Pull>
+  void fill(Pull& pull);
+  void start(In element);
+  bool claim_and_run(Claim claim);
+  Result invoke(In&& element, std::stop_token token);
+  void finish(std::uint32_t slot, std::uint64_t seq, Result&& result);
+  std::optional<Result> take_ready_locked();
+  Result deliver(Result&& result, std::uint64_t seq);
+  void expire_locked(Clock::time_point now);
+  void add_helper();
+  void help_loop();
+  static void report(void* owner, typename Task<T>::promise_type::Ticket ticket,
+                     typename Task<T>::promise_type& finished);
+
+  F fn_;
+  const AsyncOptions options_;
+  const std::size_t window_;
+  std::unique_ptr<Slot[]> slots_;
+  const std::size_t max_helpers_;
+
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::size_t running_ = 0;                 // guarded by mutex_: started and not finished
+  std::deque<std::uint32_t> completed_;     // guarded by mutex_: unordered mode, in completion order
+  bool consumer_waiting_ = false;           // guarded by mutex_
+
+  // The consumer's own (the iterating thread's).
+  std::vector<std::uint32_t> free_slots_;
+  std::deque<std::uint32_t> in_order_;  // ordered mode: slots in input order
+  std::uint64_t next_seq_ = 1;
+  std::size_t in_window_ = 0;  // started and not yet delivered
+  bool input_done_ = false;
+  bool closed_ = false;
+  Clock::time_point next_deadline_ = Clock::time_point::max();  // no task can expire before
+
+  // CPU tasks wait here for a worker, or for the consumer, which runs them itself rather than
+  // sleep (as task_group::wait does): a trivial function then costs no thread hand-off.
+  oneapi::tbb::concurrent_queue<Claim> pending_;
+  std::atomic<std::size_t> helpers_{0};
+};
+
+// --- the consumer's side ---------------------------------------------------------------------
+
+template <class In, class F>
+template <class Pull>
+std::optional<typename AsyncCore<In, F>::Result> AsyncCore<In, F>::next(Pull&& pull) {
+  if (closed_) return std::nullopt;
+  for (;;) {
+    fill(pull);
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      const std::uint64_t head_tag = options_.ordered && !in_order_.empty()
+                                         ? slots_[in_order_.front()].tag.load(std::memory_order_relaxed)
+                                         : 0;
+      if (auto result = take_ready_locked()) {
+        lock.unlock();
+        return deliver(std::move(*result), seq_of(head_tag));
+      }
+      if (in_window_ == 0 && input_done_) return std::nullopt;
+      if (!input_done_ && running_ < options_.max_concurrency && in_window_ < window_) break;  // start more
+      if constexpr (!coroutine) {
+        if (options_.kind == TaskKind::cpu) {
+          Claim claim;
+          if (pending_.try_pop(claim)) {
+            lock.unlock();
+            claim_and_run(claim);
+            lock.lock();
+            continue;
+          }
+        }
+      }
+      consumer_waiting_ = true;
+      if (has_timeout()) {
+        ready_.wait_until(lock, next_deadline_);
+      } else {
+        ready_.wait(lock);
+      }
+      consumer_waiting_ = false;
+      if (has_timeout()) {
+        const auto now = Clock::now();
+        if (now >= next_deadline_) expire_locked(now);
+      }
+    }
+  }
+}
+
+// Starts tasks while there is room: fewer than max_concurrency running, and the window (in
+// flight plus waiting to be delivered) not full. Pulls one element per task, no more.
+template <class In, class F>
+template <class Pull>
+void AsyncCore<In, F>::fill(Pull& pull) {
+  std::size_t room;
+  {
+    std::lock_guard lock(mutex_);
+    room = std::min(options_.max_concurrency - std::min(options_.max_concurrency, running_), window_ - in_window_);
+    running_ += room;  // reserved, so that finishing tasks cannot make room twice
+  }
+  std::size_t started = 0;
+  try {
+    for (; started < room && !input_done_; ++started) {
+      std::optional<In> element = pull();
+      if (!element) {
+        input_done_ = true;
+        break;
+      }
+      start(std::move(*element));
+    }
+  } catch (...) {
+    std::lock_guard lock(mutex_);
+    running_ -= room - started;
+    throw;
+  }
+  if (started < room) {
+    std::lock_guard lock(mutex_);
+    running_ -= room - started;
+  }
+}
+
+template <class In, class F>
+void AsyncCore<In, F>::start(In element) {
+  const std::uint32_t index = free_slots_.back();
+  free_slots_.pop_back();
+  Slot& slot = slots_[index];
+  const std::uint64_t seq = next_seq_++;
+  ++in_window_;
+  if (options_.ordered) in_order_.push_back(index);
+  if constexpr (std::copy_constructible<In>) {
+    if (options_.zip_input_on_exit) slot.zipped.emplace(element);
+  }
+  if constexpr (stoppable) slot.stop = std::stop_source();
+  slot.started.store(0, std::memory_order_relaxed);
+  if (has_timeout()) next_deadline_ = std::min(next_deadline_, Clock::now() + options_.timeout);
+
+  if constexpr (coroutine) {
+    // Runs here until its first suspension; it reports through report() when it finishes.
+    slot.tag.store(tag_of(seq, running), std::memory_order_release);
+    slot.started.store(now_ticks(), std::memory_order_release);
+    std::optional<Call> task;
+    try {
+      if constexpr (stoppable) {
+        task.emplace(std::invoke(fn_, std::move(element), slot.stop.get_token()));
+      } else {
+        task.emplace(std::invoke(fn_, std::move(element)));
+      }
+    } catch (const std::exception& e) {
+      finish(index, seq, exited(e.what()));
+      return;
+    }
+    std::move(*task).start_detached(this->shared_from_this(), &AsyncCore::report, {index, seq});
+  } else {
+    slot.input.emplace(std::move(element));
+    slot.tag.store(tag_of(seq, pending), std::memory_order_release);
+    if (options_.kind == TaskKind::blocking) {
+      AsyncRuntime::instance().run(TaskKind::blocking, [core = this->shared_from_this(), index, seq] {
+        core->claim_and_run({index, seq});
+      });
+    } else {
+      pending_.push({index, seq});
+      add_helper();
+    }
+  }
+}
+
+// The next result to deliver, if it is ready: in ordered mode the oldest element's, else the
+// first to finish. Frees its slot.
+template <class In, class F>
+std::optional<typename AsyncCore<In, F>::Result> AsyncCore<In, F>::take_ready_locked() {
+  std::uint32_t index;
+  if (options_.ordered) {
+    if (in_order_.empty() || state_of(slots_[in_order_.front()].tag.load(std::memory_order_relaxed)) != finished)
+      return std::nullopt;
+    index = in_order_.front();
+    in_order_.pop_front();
+  } else {
+    if (completed_.empty()) return std::nullopt;
+    index = completed_.front();
+    completed_.pop_front();
+  }
+  Slot& slot = slots_[index];
+  Result result = std::move(*slot.result);
+  slot.result.reset();
+  if (!result.ok() && options_.zip_input_on_exit) result.exit().input = std::move(slot.zipped);
+  slot.zipped.reset();
+  slot.tag.store(tag_of(0, free_slot), std::memory_order_relaxed);
+  free_slots_.push_back(index);
+  --in_window_;
+  return result;
+}
+
+template <class In, class F>
+typename AsyncCore<In, F>::Result AsyncCore<In, F>::deliver(Result&& result, std::uint64_t seq) {
+  if (!result.ok() && result.exit().timed_out && options_.on_timeout == OnTimeout::exit) {
+    close();
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(options_.timeout).count();
+    const std::string element = options_.ordered ? "element " + std::to_string(seq - 1) : "an element";
+    throw TaskTimeout("async_stream: the task for " + element + " timed out after " + std::to_string(ms) + " ms");
+  }
+  return std::move(result);
+}
+
+// Every running task whose deadline has passed yields exit("timeout") now, and is asked to
+// stop; the rest set the next time to look.
+template <class In, class F>
+void AsyncCore<In, F>::expire_locked(Clock::time_point now) {
+  auto next = Clock::time_point::max();
+  for (std::size_t index = 0; index < window_; ++index) {
+    Slot& slot = slots_[index];
+    const std::uint64_t tag = slot.tag.load(std::memory_order_acquire);
+    if (state_of(tag) != running) continue;
+    const std::int64_t started = slot.started.load(std::memory_order_acquire);
+    if (started == 0) {  // claimed a moment ago: its clock starts about now
+      next = std::min(next, now + options_.timeout);
+      continue;
+    }
+    const auto deadline = Clock::time_point(Clock::duration(started)) + options_.timeout;
+    if (deadline > now) {
+      next = std::min(next, deadline);
+      continue;
+    }
+    slot.result.emplace(exited("timeout", true));
+    slot.tag.store(tag_of(seq_of(tag), finished), std::memory_order_release);
+    --running_;
+    if (!options_.ordered) completed_.push_back(static_cast<std::uint32_t>(index));
+    if constexpr (stoppable) slot.stop.request_stop();
+  }
+  next_deadline_ = next;
+}
+
+template <class In, class F>
+void AsyncCore<In, F>::close() noexcept {
+  if (closed_) return;
+  closed_ = true;
+  std::lock_guard lock(mutex_);
+  for (std::size_t index = 0; index < window_; ++index) {
+    Slot& slot = slots_[index];
+    std::uint64_t tag = slot.tag.load(std::memory_order_acquire);
+    if (state_of(tag) == pending && slot.tag.compare_exchange_strong(tag, tag_of(0, free_slot))) {
+      slot.input.reset();  // never claimed: no task will touch it
+      continue;
+    }
+    if (state_of(tag) != running) continue;
+    if constexpr (stoppable) slot.stop.request_stop();
+    slot.tag.store(tag_of(0, free_slot), std::memory_order_release);  // its result will be dropped
+  }
+}
+
+// --- the tasks' side -------------------------------------------------------------------------
+
+template <class In, class F>
+bool AsyncCore<In, F>::claim_and_run(Claim claim) {
+  Slot& slot = slots_[claim.slot];
+  std::uint64_t expected = tag_of(claim.seq, pending);
+  if (!slot.tag.compare_exchange_strong(expected, tag_of(claim.seq, running), std::memory_order_acq_rel)) return false;
+  std::stop_token token;
+  if constexpr (stoppable) token = slot.stop.get_token();
+  In element = std::move(*slot.input);
+  slot.input.reset();
+  slot.started.store(now_ticks(), std::memory_order_release);
+  finish(claim.slot, claim.seq, invoke(std::move(element), std::move(token)));
+  return true;
+}
+
+template <class In, class F>
+typename AsyncCore<In, F>::Result AsyncCore<In, F>::invoke(In&& element, [[maybe_unused]] std::stop_token token) {
+  try {
+    if constexpr (stoppable) {
+      return Result(std::invoke(fn_, std::move(element), std::move(token)));
+    } else {
+      return Result(std::invoke(fn_, std::move(element)));
+    }
+  } catch (const std::exception& e) {
+    return exited(e.what());
+  } catch (...) {
+    return exited("unknown exception");
+  }
+}
+
+// A task's result arrives. A result after the deadline counts as a timeout, as it would had
+// the consumer looked first; a result for a slot no longer running this element is dropped.
+template <class In, class F>
+void AsyncCore<In, F>::finish(std::uint32_t index, std::uint64_t seq, Result&& result) {
+  Slot& slot = slots_[index];
+  const bool late = has_timeout() && Clock::now() - Clock::time_point(Clock::duration(slot.started.load(
+                                                        std::memory_order_acquire))) > options_.timeout;
+  std::lock_guard lock(mutex_);
+  if (slot.tag.load(std::memory_order_relaxed) != tag_of(seq, running)) return;
+  if (late) {
+    slot.result.emplace(exited("timeout", true));
+  } else {
+    slot.result.emplace(std::move(result));
+  }
+  slot.tag.store(tag_of(seq, finished), std::memory_order_release);
+  --running_;
+  if (!options_.ordered) completed_.push_back(index);
+  if (consumer_waiting_) ready_.notify_one();
+}
+
+template <class In, class F>
+void AsyncCore<In, F>::report(void* owner, typename Task<T>::promise_type::Ticket ticket,
+                              typename Task<T>::promise_type& finished) {
+  auto* core = static_cast<AsyncCore*>(owner);
+  Result result = [&] {
+    try {
+      return Result(finished.take());
+    } catch (const std::exception& e) {
+      return exited(e.what());
+    } catch (...) {
+      return exited("unknown exception");
+    }
+  }();
+  core->finish(static_cast<std::uint32_t>(ticket.first), ticket.second, std::move(result));
+}
+
+// Keeps up to max_helpers_ workers draining pending_. A helper leaves when it finds nothing.
+template <class In, class F>
+void AsyncCore<In, F>::add_helper() {
+  std::size_t helpers = helpers_.load(std::memory_order_relaxed);
+  while (helpers < max_helpers_) {
+    if (helpers_.compare_exchange_weak(helpers, helpers + 1)) {
+      AsyncRuntime::instance().run(TaskKind::cpu, [core = this->shared_from_this()] { core->help_loop(); });
+      return;
+    }
+  }
+}
+
+template <class In, class F>
+void AsyncCore<In, F>::help_loop() {
+  for (;;) {
+    Claim claim;
+    while (pending_.try_pop(claim)) claim_and_run(claim);
+    helpers_.fetch_sub(1);
+    // A claim pushed while this helper was leaving may have seen no room for a new helper.
+    if (pending_.empty()) return;
+    std::size_t helpers = helpers_.load();
+    do {
+      if (helpers >= max_helpers_) return;
+    } while (!helpers_.compare_exchange_weak(helpers, helpers + 1));
+  }
+}
+
+}  // namespace sluice::detail

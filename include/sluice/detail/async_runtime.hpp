@@ -1,0 +1,34 @@
+#pragma once
+// The threads behind async_stream when it runs outside a System: an arena of oneTBB workers
+// for CPU tasks and coroutine resumptions, a pool of threads for blocking tasks, and a timer.
+// One per process, created on first use; at exit it wakes sleeping coroutines, then joins
+// everything (tasks must finish cooperatively: no thread is ever killed).
+#include <sluice/detail/timer_service.hpp>
+#include <sluice/task_kind.hpp>
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+
+namespace sluice::detail {
+
+class AsyncRuntime {
+ public:
+  static AsyncRuntime& instance();
+
+  void run(TaskKind kind, std::function<void()> task);
+  TimerService& timers();
+  // How many CPU tasks can run at once on the arena.
+  std::size_t cpu_slots() const noexcept;
+
+  AsyncRuntime(const AsyncRuntime&) = delete;
+  AsyncRuntime& operator=(const AsyncRuntime&) = delete;
+
+ private:
+  struct Impl;
+  AsyncRuntime();
+  ~AsyncRuntime();
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sluice::detail

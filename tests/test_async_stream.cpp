@@ -1,0 +1,341 @@
+// async_stream: Task.async_stream's semantics (ordering, timeouts, exits, lazy input, early
+// stop, bounded concurrency) and ours beyond it (the bounded reorder buffer, coroutines).
+// Each case names the behaviour it pins down. Waits are on events (latches, flags), never on
+// the clock, except where a timeout is the behaviour under test.
+#include <sluice/async_stream.hpp>
+
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <latch>
+#include <mutex>
+#include <ranges>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+using namespace sluice;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Results as values, failing the test on an exit.
+template <class Stream>
+std::vector<std::int64_t> values(Stream&& stream) {
+  std::vector<std::int64_t> out;
+  for (auto& result : stream) {
+    REQUIRE(result.ok());
+    out.push_back(result.value());
+  }
+  return out;
+}
+
+// A flag one thread raises and others wait for.
+class Flag {
+ public:
+  void raise() {
+    std::lock_guard lock(mutex_);
+    raised_ = true;
+    changed_.notify_all();
+  }
+  void wait() {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [this] { return raised_; });
+  }
+  // Waits until raised or the stop token fires; true if raised.
+  bool wait(std::stop_token stop) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait(lock, stop, [this] { return raised_; });
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable_any changed_;
+  bool raised_ = false;
+};
+
+}  // namespace
+
+TEST_CASE("ordered (the default): results come in input order, whatever order the tasks finish in") {
+  Flag second_finished;
+  auto square = [&](std::int64_t x) {
+    if (x == 1) second_finished.wait();  // element 1 finishes only after element 2
+    if (x == 2) second_finished.raise();
+    return x * x;
+  };
+  auto results = values(async_stream(std::views::iota(1, 6), square, {.max_concurrency = 3, .kind = TaskKind::blocking}));
+  CHECK(results == std::vector<std::int64_t>{1, 4, 9, 16, 25});
+}
+
+TEST_CASE("ordered: a CPU function over many elements keeps input order") {
+  auto results = values(async_stream(std::views::iota(std::int64_t{0}, std::int64_t{20000}),
+                                     [](std::int64_t x) { return x * 3; }, {.max_concurrency = 2}));
+  REQUIRE(results.size() == 20000);
+  for (std::size_t i = 0; i < results.size(); ++i) REQUIRE(results[i] == static_cast<std::int64_t>(i) * 3);
+}
+
+TEST_CASE("ordered = false: results come in completion order") {
+  Flag first_delivered;
+  auto task = [&](std::int64_t x) {
+    if (x == 1) first_delivered.wait();  // element 1 cannot finish before another is delivered
+    return x;
+  };
+  std::vector<std::int64_t> order;
+  for (auto& result : async_stream(std::vector<std::int64_t>{1, 2}, task,
+                                   {.max_concurrency = 2, .ordered = false, .kind = TaskKind::blocking})) {
+    order.push_back(result.value());
+    first_delivered.raise();
+  }
+  CHECK(order == std::vector<std::int64_t>{2, 1});
+}
+
+// Sleeps `ms`, or less if asked to stop; says whether it was asked.
+bool sleep_unless_stopped(std::int64_t ms, std::stop_token stop) {
+  std::mutex mutex;
+  std::condition_variable_any never;
+  std::unique_lock lock(mutex);
+  never.wait_for(lock, stop, std::chrono::milliseconds(ms), [] { return false; });
+  return stop.stop_requested();
+}
+
+TEST_CASE("timeout with on_timeout = kill_task: the late element yields exit(timeout), the stream goes on") {
+  // Task.async_stream's documented case: 1, 200, 3 with a 100 ms timeout; 200 sleeps 200 ms.
+  std::atomic<bool> stop_seen{false};
+  std::latch late_task_done(1);
+  auto task = [&](std::int64_t ms, std::stop_token stop) {
+    if (ms == 200) {
+      stop_seen = sleep_unless_stopped(ms, stop);
+      late_task_done.count_down();
+    }
+    return ms;
+  };
+  std::vector<std::string> seen;
+  for (auto& result : async_stream(std::vector<std::int64_t>{1, 200, 3}, task,
+                                   {.max_concurrency = 3, .timeout = 100ms, .on_timeout = OnTimeout::kill_task,
+                                    .kind = TaskKind::blocking})) {
+    seen.push_back(result.ok() ? "ok(" + std::to_string(result.value()) + ")" : "exit(" + result.exit().reason + ")");
+    if (!result.ok()) CHECK(result.exit().timed_out);
+  }
+  CHECK(seen == std::vector<std::string>{"ok(1)", "exit(timeout)", "ok(3)"});
+  late_task_done.wait();
+  CHECK(stop_seen);  // timing out asked the task to stop
+}
+
+TEST_CASE("timeout with on_timeout = exit (the default): the consumer gets an error naming the timeout") {
+  auto task = [](std::int64_t ms, std::stop_token stop) {
+    sleep_unless_stopped(ms, stop);
+    return ms;
+  };
+  auto stream = async_stream(std::vector<std::int64_t>{1, 200, 3}, task,
+                             {.max_concurrency = 3, .timeout = 100ms, .kind = TaskKind::blocking});
+  auto it = stream.begin();
+  REQUIRE(it != stream.end());
+  CHECK(it->value() == 1);
+  CHECK_THROWS_WITH_AS(++it, "async_stream: the task for element 1 timed out after 100 ms", TaskTimeout);
+  CHECK(it == stream.end());  // the stream is over: its other tasks were stopped
+}
+
+TEST_CASE("timeout = infinite_timeout: a slow task is waited for") {
+  auto task = [](std::int64_t ms) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    return ms;
+  };
+  CHECK(values(async_stream(std::vector<std::int64_t>{30, 1}, task,
+                            {.timeout = infinite_timeout, .kind = TaskKind::blocking})) ==
+        std::vector<std::int64_t>{30, 1});
+}
+
+TEST_CASE("a task that throws yields exit(reason) with the exception's message; zip_input_on_exit adds the element") {
+  auto task = [](std::int64_t x) -> std::int64_t {
+    if (x == 2) throw std::runtime_error("no twos");
+    return x;
+  };
+  std::vector<std::string> seen;
+  for (auto& result : async_stream(std::vector<std::int64_t>{1, 2, 3}, task, {.zip_input_on_exit = true})) {
+    if (result.ok()) {
+      seen.push_back("ok(" + std::to_string(result.value()) + ")");
+    } else {
+      REQUIRE(result.exit().input.has_value());
+      seen.push_back("exit(" + std::to_string(*result.exit().input) + ", " + result.exit().reason + ")");
+      CHECK_FALSE(result.exit().timed_out);
+      CHECK_THROWS_WITH_AS(result.value(), "the task exited: no twos", std::logic_error);
+    }
+  }
+  CHECK(seen == std::vector<std::string>{"ok(1)", "exit(2, no twos)", "ok(3)"});
+}
+
+TEST_CASE("without zip_input_on_exit, an exit carries no element") {
+  auto task = [](std::int64_t) -> std::int64_t { throw std::runtime_error("always"); };
+  for (auto& result : async_stream(std::vector<std::int64_t>{1}, task)) {
+    REQUIRE_FALSE(result.ok());
+    CHECK_FALSE(result.exit().input.has_value());
+  }
+}
+
+TEST_CASE("lazy input: taking 1 result with max_concurrency 3 pulls exactly 3 elements") {
+  std::atomic<int> pulled{0};
+  auto counting = std::views::iota(0) | std::views::transform([&](int x) {
+                    ++pulled;
+                    return x;
+                  });  // endless
+  auto stream = async_stream(counting, [](int x) { return x; }, {.max_concurrency = 3});
+  auto it = stream.begin();
+  CHECK(it->value() == 0);
+  CHECK(pulled == 3);
+  CHECK(stream.pulled() == 3);
+}
+
+TEST_CASE("early stop: leaving the loop asks the running tasks to stop and returns without waiting for them") {
+  constexpr int running = 4;
+  std::latch all_started(running);
+  std::latch all_stopped(running);
+  std::atomic<int> stopped{0};
+  auto task = [&](int x, std::stop_token stop) {
+    if (x > 0) {
+      all_started.count_down();
+      if (!sleep_unless_stopped(60'000, stop)) FAIL("a task ran to its end: nobody asked it to stop");
+      ++stopped;
+      all_stopped.count_down();
+    }
+    return x;
+  };
+  {
+    auto stream = async_stream(std::views::iota(0), task, {.max_concurrency = running + 1, .kind = TaskKind::blocking});
+    for (auto& result : stream) {
+      CHECK(result.value() == 0);
+      all_started.wait();
+      break;
+    }
+  }
+  all_stopped.wait();
+  CHECK(stopped == running);
+}
+
+TEST_CASE("reorder bound: finished results waiting behind a slow first element stop the input at max_concurrency + reorder_limit") {
+  // Elixir keeps starting tasks while the first one is slow, and keeps their results without
+  // limit. Here, with max_concurrency 2 and reorder_limit 3, five elements are pulled, and no
+  // more until the first result is taken.
+  std::atomic<int> others_finished{0};
+  Flag release_first;
+  auto task = [&](int x) {
+    if (x == 0) {
+      release_first.wait();
+    } else if (++others_finished == 4) {
+      release_first.raise();
+    }
+    return x;
+  };
+  auto stream = async_stream(std::views::iota(0), task,
+                             {.max_concurrency = 2, .reorder_limit = 3, .kind = TaskKind::blocking});
+  auto it = stream.begin();
+  CHECK(it->value() == 0);
+  CHECK(stream.pulled() == 5);
+  CHECK(others_finished == 4);
+  for (int expected = 1; expected < 50; ++expected) {
+    ++it;
+    REQUIRE(it->value() == expected);
+  }
+}
+
+TEST_CASE("no more than max_concurrency tasks run at once: an atomic high-water mark") {
+  std::atomic<int> running{0};
+  std::atomic<int> high_water{0};
+  auto task = [&](int x) {
+    const int now = ++running;
+    for (int seen = high_water.load(); now > seen && !high_water.compare_exchange_weak(seen, now);) {
+    }
+    std::this_thread::sleep_for(1ms);
+    --running;
+    return x;
+  };
+  for (auto kind : {TaskKind::cpu, TaskKind::blocking}) {
+    high_water = 0;
+    int count = 0;
+    for (auto& result : async_stream(std::views::iota(0, 200), task, {.max_concurrency = 4, .kind = kind})) {
+      REQUIRE(result.ok());
+      ++count;
+    }
+    CHECK(count == 200);
+    CHECK(high_water <= 4);
+    CHECK(high_water >= 1);
+  }
+}
+
+TEST_CASE("blocking tasks: with max_concurrency 100 on this 2-core machine, 100 tasks really run at once") {
+  // Every task waits until all 100 have started; that ends only if they all run together.
+  std::mutex mutex;
+  std::condition_variable all_here;
+  int arrived = 0;
+  auto task = [&](int) {
+    std::unique_lock lock(mutex);
+    ++arrived;
+    all_here.notify_all();
+    return all_here.wait_for(lock, 30s, [&] { return arrived == 100; });
+  };
+  int together = 0;
+  for (auto& result : async_stream(std::views::iota(0, 100), task,
+                                   {.max_concurrency = 100, .timeout = infinite_timeout, .kind = TaskKind::blocking}))
+    together += result.value() ? 1 : 0;
+  CHECK(together == 100);
+}
+
+TEST_CASE("max_concurrency must be > 0; the error names the option and the value") {
+  CHECK_THROWS_WITH_AS(async_stream(std::views::iota(0, 1), [](int x) { return x; }, {.max_concurrency = 0}),
+                       "max_concurrency must be > 0, got 0", std::invalid_argument);
+}
+
+namespace {
+
+Task<std::int64_t> twice_later(std::int64_t x) {
+  co_await sleep_for(2ms);
+  co_return 2 * x;
+}
+
+Task<std::int64_t> coroutine_task(std::int64_t x) {
+  co_await sleep_for(5ms);
+  const std::int64_t doubled = co_await twice_later(x);  // a coroutine awaiting another
+  if (x == 7) throw std::runtime_error("seven");
+  co_return doubled + 1;
+}
+
+}  // namespace
+
+TEST_CASE("coroutine tasks: co_await sleep_for and other tasks; results in order; an exception is an exit") {
+  std::vector<std::string> seen;
+  for (auto& result : async_stream(std::views::iota(std::int64_t{0}, std::int64_t{10}), coroutine_task,
+                                   {.max_concurrency = 10}))
+    seen.push_back(result.ok() ? std::to_string(result.value()) : "exit(" + result.exit().reason + ")");
+  CHECK(seen == std::vector<std::string>{"1", "3", "5", "7", "9", "11", "13", "exit(seven)", "17", "19"});
+}
+
+TEST_CASE("coroutine tasks: 10,000 wait at once, each holding no thread") {
+  // 10,000 threads would not start here; 10,000 suspended coroutines are a few MB of frames.
+  std::int64_t sum = 0;
+  std::size_t count = 0;
+  for (auto& result : async_stream(std::views::iota(std::int64_t{1}, std::int64_t{10'001}),
+                                   [](std::int64_t x) -> Task<std::int64_t> {
+                                     co_await sleep_for(50ms);
+                                     co_return x;
+                                   },
+                                   {.max_concurrency = 10'000, .ordered = false})) {
+    sum += result.value();
+    ++count;
+  }
+  CHECK(count == 10'000);
+  CHECK(sum == 10'000LL * 10'001 / 2);
+}
+
+TEST_CASE("coroutine tasks time out like any other, and see their stop token") {
+  auto task = [](std::int64_t ms, std::stop_token stop) -> Task<bool> {
+    co_await sleep_for(std::chrono::milliseconds(ms));
+    co_return stop.stop_requested();
+  };
+  std::vector<std::string> seen;
+  for (auto& result : async_stream(std::vector<std::int64_t>{1, 300}, task,
+                                   {.timeout = 100ms, .on_timeout = OnTimeout::kill_task}))
+    seen.push_back(result.ok() ? "ok" : result.exit().reason);
+  CHECK(seen == std::vector<std::string>{"ok", "timeout"});
+}
