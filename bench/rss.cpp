@@ -1,10 +1,14 @@
 // Peak resident memory of one W1 variant, in a process of its own (peak RSS is per process):
 //   sluice_rss VARIANT N   prints "VARIANT N peak_rss_kib" and exits 1 if the sum is wrong.
-// VARIANT: loop, sluice, tbb_pipeline, tbb_flow_graph (batched ones), at T = 2^62.
+// VARIANT: loop, sluice, tbb_pipeline, tbb_flow_graph (W1's batched ones, at T = 2^62), or
+// async_coroutines (W2 (c): N coroutines each waiting 100 ms, all at once; also prints the
+// wall time in ms).
+#include "async_stream/workload.hpp"
 #include "square_filter/workload.hpp"
 
 #include <sys/resource.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -12,13 +16,23 @@
 int main(int argc, char** argv) {
   using namespace bench::square_filter;
   if (argc != 3) {
-    std::fprintf(stderr, "usage: %s loop|sluice|tbb_pipeline|tbb_flow_graph N\n", argv[0]);
+    std::fprintf(stderr, "usage: %s loop|sluice|tbb_pipeline|tbb_flow_graph|async_coroutines N\n", argv[0]);
     return 2;
   }
   const std::string variant = argv[1];
   const std::int64_t n = std::atoll(argv[2]);
   const std::int64_t limit = std::int64_t{1} << 62;
   std::uint64_t sum = 0;
+  if (variant == "async_coroutines") {
+    const auto start = std::chrono::steady_clock::now();
+    const std::int64_t done = bench::async_map::sluice_coroutine_sleep(n, static_cast<std::size_t>(n),
+                                                                       std::chrono::milliseconds(100));
+    const auto wall = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    std::printf("%s %lld %ld wall_ms %.1f\n", variant.c_str(), static_cast<long long>(n), usage.ru_maxrss, wall);
+    return done == n ? 0 : 1;
+  }
   if (variant == "loop") {
     sum = plain_loop(n, limit);
   } else if (variant == "sluice") {

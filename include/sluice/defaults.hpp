@@ -31,4 +31,8 @@ inline std::size_t async_max_concurrency() noexcept {
 }
 inline constexpr std::chrono::milliseconds async_timeout{5000};
 
+// async_stream runs CPU tasks shorter than this (on average) on the consuming thread, since
+// handing a task to another core and its result back costs about this much.
+inline constexpr std::chrono::nanoseconds async_inline_task{1000};
+
 }  // namespace sluice::defaults

@@ -12,7 +12,9 @@
 // the previous step, whose demand dispatcher feeds the copies with the most demand first.
 // For fan-in and fan-out beyond a chain, wire StageRefs with System::subscribe and continue
 // a chain from any of them with from(system, ref).
+#include <sluice/async_options.hpp>
 #include <sluice/defaults.hpp>
+#include <sluice/detail/async_map_stage.hpp>
 #include <sluice/detail/pipeline_stages.hpp>
 #include <sluice/stage.hpp>
 #include <sluice/stage_ref.hpp>
@@ -112,6 +114,13 @@ struct FilterStep : StepBase<FilterStep<F>> {
   Flow<In> attach(const Flow<In>& upstream) const;
 };
 template <class F>
+struct AsyncMapStep : StepBase<AsyncMapStep<F>> {
+  F f;
+  AsyncOptions async;
+  template <class In>
+  Flow<TaskResult<async_map_value_t<In, F>, In>> attach(const Flow<In>& upstream) const;
+};
+template <class F>
 struct EachStep : StepBase<EachStep<F>> {
   F f;
   template <class In>
@@ -143,6 +152,14 @@ detail::MapStep<F> map(F f, StepOptions options = {}) {
 template <class F>
 detail::FilterStep<F> filter(F predicate, StepOptions options = {}) {
   return {{std::move(options)}, std::move(predicate)};
+}
+// async_stream as a step: `f` runs as a task per event, at most async.max_concurrency at once,
+// and the step emits TaskResult<value, event>s (ok or exit), in input order unless
+// async.ordered is false. Its tasks count against downstream demand, so memory stays bounded.
+// A task that times out with on_timeout = exit fails the stage.
+template <class F>
+detail::AsyncMapStep<F> async_map(F f, AsyncOptions async = {}, StepOptions options = {}) {
+  return {{std::move(options)}, std::move(f), async};
 }
 // A sink that calls `f` on every event.
 template <class F>
@@ -231,6 +248,13 @@ template <class F>
 template <class In>
 Flow<In> FilterStep<F>::attach(const Flow<In>& upstream) const {
   return {upstream.system(), cores_of(spawn_step<FilterStage<In, F>>(upstream, this->options, "filter", f))};
+}
+
+template <class F>
+template <class In>
+Flow<TaskResult<async_map_value_t<In, F>, In>> AsyncMapStep<F>::attach(const Flow<In>& upstream) const {
+  return {upstream.system(),
+          cores_of(spawn_step<AsyncMapStage<In, F>>(upstream, this->options, "async_map", f, async))};
 }
 
 template <class F>

@@ -1,5 +1,6 @@
 #pragma once
 // Everything a library user needs.
+#include <sluice/async_stream.hpp>
 #include <sluice/consumer_supervisor.hpp>
 #include <sluice/defaults.hpp>
 #include <sluice/emitter.hpp>
@@ -12,3 +13,4 @@
 #include <sluice/subscription.hpp>
 #include <sluice/supervisor.hpp>
 #include <sluice/system.hpp>
+#include <sluice/task.hpp>

@@ -124,6 +124,12 @@ class ProducerConsumer : public detail::StageBase {
   virtual ~ProducerConsumer() = default;
 
   virtual void handle_events(std::span<In> events, Emitter<Out>& out) = 0;
+  // Consumers asked for `demand` more events than the buffer held. A stage in manual demand
+  // mode that emits later than it receives (async_map) asks upstream from here.
+  virtual void handle_demand(std::size_t /*demand*/, Emitter<Out>&) {}
+  // True while events taken in have not all been emitted: the stage does not complete when
+  // its input does, but once this turns false.
+  virtual bool holds_work() const noexcept { return false; }
   virtual DemandMode handle_subscribe(const SubscriptionInfo&) { return DemandMode::automatic; }
   virtual void handle_cancel(const SubscriptionInfo&, const ExitReason&) {}
   virtual void handle_info(std::any&, Emitter<Out>&) {}

@@ -55,6 +55,23 @@ struct task_traits<Task<U>> {
   static constexpr bool coroutine = true;
 };
 
+// Runs one task: its value, or exit(reason) with the message of what it threw.
+template <class Result, class F, class In>
+Result invoke_task(F& fn, In&& element, [[maybe_unused]] std::stop_token token) {
+  using Exit = decltype(std::declval<Result&>().exit());
+  try {
+    if constexpr (TakesStopToken<F, In>) {
+      return Result(std::invoke(fn, std::move(element), std::move(token)));
+    } else {
+      return Result(std::invoke(fn, std::move(element)));
+    }
+  } catch (const std::exception& e) {
+    return Result(std::remove_cvref_t<Exit>{e.what(), false, std::nullopt});
+  } catch (...) {
+    return Result(std::remove_cvref_t<Exit>{"unknown exception", false, std::nullopt});
+  }
+}
+
 template <class In, class F>
 class AsyncCore final : public std::enable_shared_from_this<AsyncCore<In, F>> {
  public:
@@ -98,7 +115,7 @@ class AsyncCore final : public std::enable_shared_from_this<AsyncCore<In, F>> {
     std::optional<In> input;               // until a task claims it
     std::optional<In> zipped;              // a copy for exit results (zip_input_on_exit)
     std::stop_source stop{std::nostopstate};
-    std::optional<Result> result;  // guarded by mutex_
+    std::optional<Result> result;  // written before the tag says finished, read after
   };
   struct Claim {
     std::uint32_t slot;
@@ -114,11 +131,11 @@ class AsyncCore final : public std::enable_shared_from_this<AsyncCore<In, F>> {
   template <class Pull>
   void fill(Pull& pull);
   void start(In element);
-  bool claim_and_run(Claim claim);
-  Result invoke(In&& element, std::stop_token token);
-  void finish(std::uint32_t slot, std::uint64_t seq, Result&& result);
-  std::optional<Result> take_ready_locked();
-  Result deliver(Result&& result, std::uint64_t seq);
+  bool claim_and_run(Claim claim, bool by_consumer = false);
+  void finish(std::uint32_t slot, std::uint64_t seq, Result&& result, std::int64_t ended = now_ticks(),
+              bool by_consumer = false);
+  std::optional<Result> take_ready();
+  Result deliver(Result&& result);
   void expire_locked(Clock::time_point now);
   void add_helper();
   void help_loop();
@@ -133,7 +150,7 @@ class AsyncCore final : public std::enable_shared_from_this<AsyncCore<In, F>> {
 
   std::mutex mutex_;
   std::condition_variable ready_;
-  std::size_t running_ = 0;                 // guarded by mutex_: started and not finished
+  std::atomic<std::size_t> running_{0};     // started and not finished; lowered under mutex_
   std::deque<std::uint32_t> completed_;     // guarded by mutex_: unordered mode, in completion order
   bool consumer_waiting_ = false;           // guarded by mutex_
 
@@ -141,6 +158,7 @@ class AsyncCore final : public std::enable_shared_from_this<AsyncCore<In, F>> {
   std::vector<std::uint32_t> free_slots_;
   std::deque<std::uint32_t> in_order_;  // ordered mode: slots in input order
   std::uint64_t next_seq_ = 1;
+  std::uint64_t delivered_seq_ = 0;  // of the result last taken
   std::size_t in_window_ = 0;  // started and not yet delivered
   bool input_done_ = false;
   bool closed_ = false;
@@ -150,6 +168,11 @@ class AsyncCore final : public std::enable_shared_from_this<AsyncCore<In, F>> {
   // sleep (as task_group::wait does): a trivial function then costs no thread hand-off.
   oneapi::tbb::concurrent_queue<Claim> pending_;
   std::atomic<std::size_t> helpers_{0};
+  // CPU tasks shorter than this on average run on the consumer's thread as they start: handing
+  // them to a worker would cost more than running them. Until measured, assume they are not.
+  static constexpr std::int64_t inline_below_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(defaults::async_inline_task).count();
+  std::atomic<std::int64_t> mean_task_ns_{16 * inline_below_ns};
 };
 
 // --- the consumer's side ---------------------------------------------------------------------
@@ -160,23 +183,24 @@ std::optional<typename AsyncCore<In, F>::Result> AsyncCore<In, F>::next(Pull&& p
   if (closed_) return std::nullopt;
   for (;;) {
     fill(pull);
+    // In ordered mode a ready result is the oldest slot's, found from its tag without a lock.
+    if (options_.ordered) {
+      if (auto result = take_ready()) return deliver(std::move(*result));
+    }
     std::unique_lock lock(mutex_);
     for (;;) {
-      const std::uint64_t head_tag = options_.ordered && !in_order_.empty()
-                                         ? slots_[in_order_.front()].tag.load(std::memory_order_relaxed)
-                                         : 0;
-      if (auto result = take_ready_locked()) {
+      if (auto result = take_ready()) {
         lock.unlock();
-        return deliver(std::move(*result), seq_of(head_tag));
+        return deliver(std::move(*result));
       }
       if (in_window_ == 0 && input_done_) return std::nullopt;
-      if (!input_done_ && running_ < options_.max_concurrency && in_window_ < window_) break;  // start more
+      if (!input_done_ && running_.load() < options_.max_concurrency && in_window_ < window_) break;  // start more
       if constexpr (!coroutine) {
         if (options_.kind == TaskKind::cpu) {
           Claim claim;
           if (pending_.try_pop(claim)) {
             lock.unlock();
-            claim_and_run(claim);
+            claim_and_run(claim, true);
             lock.lock();
             continue;
           }
@@ -202,12 +226,11 @@ std::optional<typename AsyncCore<In, F>::Result> AsyncCore<In, F>::next(Pull&& p
 template <class In, class F>
 template <class Pull>
 void AsyncCore<In, F>::fill(Pull& pull) {
-  std::size_t room;
-  {
-    std::lock_guard lock(mutex_);
-    room = std::min(options_.max_concurrency - std::min(options_.max_concurrency, running_), window_ - in_window_);
-    running_ += room;  // reserved, so that finishing tasks cannot make room twice
-  }
+  // Only this thread adds to running_, so the room it sees can only grow meanwhile.
+  const std::size_t running = running_.load();
+  const std::size_t room =
+      std::min(options_.max_concurrency - std::min(options_.max_concurrency, running), window_ - in_window_);
+  running_.fetch_add(room);  // reserved, so that finishing tasks cannot make room twice
   std::size_t started = 0;
   try {
     for (; started < room && !input_done_; ++started) {
@@ -219,14 +242,10 @@ void AsyncCore<In, F>::fill(Pull& pull) {
       start(std::move(*element));
     }
   } catch (...) {
-    std::lock_guard lock(mutex_);
-    running_ -= room - started;
+    running_.fetch_sub(room - started);
     throw;
   }
-  if (started < room) {
-    std::lock_guard lock(mutex_);
-    running_ -= room - started;
-  }
+  if (started < room) running_.fetch_sub(room - started);
 }
 
 template <class In, class F>
@@ -242,9 +261,13 @@ void AsyncCore<In, F>::start(In element) {
   }
   if constexpr (stoppable) slot.stop = std::stop_source();
   slot.started.store(0, std::memory_order_relaxed);
-  if (has_timeout()) next_deadline_ = std::min(next_deadline_, Clock::now() + options_.timeout);
+  // A task's deadline is at least this far off: the consumer wakes then to look.
+  auto note_deadline = [this] {
+    if (has_timeout()) next_deadline_ = std::min(next_deadline_, Clock::now() + options_.timeout);
+  };
 
   if constexpr (coroutine) {
+    note_deadline();
     // Runs here until its first suspension; it reports through report() when it finishes.
     slot.tag.store(tag_of(seq, running), std::memory_order_release);
     slot.started.store(now_ticks(), std::memory_order_release);
@@ -263,6 +286,11 @@ void AsyncCore<In, F>::start(In element) {
   } else {
     slot.input.emplace(std::move(element));
     slot.tag.store(tag_of(seq, pending), std::memory_order_release);
+    if (options_.kind == TaskKind::cpu && mean_task_ns_.load(std::memory_order_relaxed) < inline_below_ns) {
+      claim_and_run({index, seq}, true);
+      return;
+    }
+    note_deadline();
     if (options_.kind == TaskKind::blocking) {
       AsyncRuntime::instance().run(TaskKind::blocking, [core = this->shared_from_this(), index, seq] {
         core->claim_and_run({index, seq});
@@ -274,13 +302,13 @@ void AsyncCore<In, F>::start(In element) {
   }
 }
 
-// The next result to deliver, if it is ready: in ordered mode the oldest element's, else the
-// first to finish. Frees its slot.
+// The next result to deliver, if it is ready: in ordered mode the oldest element's (no lock
+// needed: the tag says), else the first to finish (under mutex_). Frees its slot.
 template <class In, class F>
-std::optional<typename AsyncCore<In, F>::Result> AsyncCore<In, F>::take_ready_locked() {
+std::optional<typename AsyncCore<In, F>::Result> AsyncCore<In, F>::take_ready() {
   std::uint32_t index;
   if (options_.ordered) {
-    if (in_order_.empty() || state_of(slots_[in_order_.front()].tag.load(std::memory_order_relaxed)) != finished)
+    if (in_order_.empty() || state_of(slots_[in_order_.front()].tag.load(std::memory_order_acquire)) != finished)
       return std::nullopt;
     index = in_order_.front();
     in_order_.pop_front();
@@ -290,6 +318,7 @@ std::optional<typename AsyncCore<In, F>::Result> AsyncCore<In, F>::take_ready_lo
     completed_.pop_front();
   }
   Slot& slot = slots_[index];
+  delivered_seq_ = seq_of(slot.tag.load(std::memory_order_relaxed));
   Result result = std::move(*slot.result);
   slot.result.reset();
   if (!result.ok() && options_.zip_input_on_exit) result.exit().input = std::move(slot.zipped);
@@ -301,11 +330,11 @@ std::optional<typename AsyncCore<In, F>::Result> AsyncCore<In, F>::take_ready_lo
 }
 
 template <class In, class F>
-typename AsyncCore<In, F>::Result AsyncCore<In, F>::deliver(Result&& result, std::uint64_t seq) {
+typename AsyncCore<In, F>::Result AsyncCore<In, F>::deliver(Result&& result) {
   if (!result.ok() && result.exit().timed_out && options_.on_timeout == OnTimeout::exit) {
     close();
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(options_.timeout).count();
-    const std::string element = options_.ordered ? "element " + std::to_string(seq - 1) : "an element";
+    const std::string element = options_.ordered ? "element " + std::to_string(delivered_seq_ - 1) : "an element";
     throw TaskTimeout("async_stream: the task for " + element + " timed out after " + std::to_string(ms) + " ms");
   }
   return std::move(result);
@@ -332,7 +361,7 @@ void AsyncCore<In, F>::expire_locked(Clock::time_point now) {
     }
     slot.result.emplace(exited("timeout", true));
     slot.tag.store(tag_of(seq_of(tag), finished), std::memory_order_release);
-    --running_;
+    running_.fetch_sub(1);
     if (!options_.ordered) completed_.push_back(static_cast<std::uint32_t>(index));
     if constexpr (stoppable) slot.stop.request_stop();
   }
@@ -360,7 +389,7 @@ void AsyncCore<In, F>::close() noexcept {
 // --- the tasks' side -------------------------------------------------------------------------
 
 template <class In, class F>
-bool AsyncCore<In, F>::claim_and_run(Claim claim) {
+bool AsyncCore<In, F>::claim_and_run(Claim claim, bool by_consumer) {
   Slot& slot = slots_[claim.slot];
   std::uint64_t expected = tag_of(claim.seq, pending);
   if (!slot.tag.compare_exchange_strong(expected, tag_of(claim.seq, running), std::memory_order_acq_rel)) return false;
@@ -368,42 +397,46 @@ bool AsyncCore<In, F>::claim_and_run(Claim claim) {
   if constexpr (stoppable) token = slot.stop.get_token();
   In element = std::move(*slot.input);
   slot.input.reset();
-  slot.started.store(now_ticks(), std::memory_order_release);
-  finish(claim.slot, claim.seq, invoke(std::move(element), std::move(token)));
-  return true;
-}
-
-template <class In, class F>
-typename AsyncCore<In, F>::Result AsyncCore<In, F>::invoke(In&& element, [[maybe_unused]] std::stop_token token) {
-  try {
-    if constexpr (stoppable) {
-      return Result(std::invoke(fn_, std::move(element), std::move(token)));
-    } else {
-      return Result(std::invoke(fn_, std::move(element)));
-    }
-  } catch (const std::exception& e) {
-    return exited(e.what());
-  } catch (...) {
-    return exited("unknown exception");
+  const std::int64_t started = now_ticks();
+  slot.started.store(started, std::memory_order_release);
+  Result result = invoke_task<Result>(fn_, std::move(element), std::move(token));
+  const std::int64_t ended = now_ticks();
+  if constexpr (!coroutine) {
+    // An average over the last several tasks; updates from several threads may overwrite
+    // each other, which only makes it a little less exact.
+    const std::int64_t mean = mean_task_ns_.load(std::memory_order_relaxed);
+    const std::int64_t took = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::duration(ended - started)).count();
+    mean_task_ns_.store(mean + (took - mean) / 8, std::memory_order_relaxed);
   }
+  finish(claim.slot, claim.seq, std::move(result), ended, by_consumer);
+  return true;
 }
 
 // A task's result arrives. A result after the deadline counts as a timeout, as it would had
 // the consumer looked first; a result for a slot no longer running this element is dropped.
 template <class In, class F>
-void AsyncCore<In, F>::finish(std::uint32_t index, std::uint64_t seq, Result&& result) {
+void AsyncCore<In, F>::finish(std::uint32_t index, std::uint64_t seq, Result&& result, std::int64_t ended,
+                              bool by_consumer) {
   Slot& slot = slots_[index];
-  const bool late = has_timeout() && Clock::now() - Clock::time_point(Clock::duration(slot.started.load(
-                                                        std::memory_order_acquire))) > options_.timeout;
+  const bool late = has_timeout() && Clock::duration(ended - slot.started.load(std::memory_order_acquire)) >
+                                         options_.timeout;
+  auto publish = [&] {
+    if (late) {
+      slot.result.emplace(exited("timeout", true));
+    } else {
+      slot.result.emplace(std::move(result));
+    }
+    slot.tag.store(tag_of(seq, finished), std::memory_order_release);
+    running_.fetch_sub(1);
+  };
+  // The consumer ran it: nobody else can change this slot, and in ordered mode nobody waits.
+  if (by_consumer && options_.ordered) {
+    publish();
+    return;
+  }
   std::lock_guard lock(mutex_);
   if (slot.tag.load(std::memory_order_relaxed) != tag_of(seq, running)) return;
-  if (late) {
-    slot.result.emplace(exited("timeout", true));
-  } else {
-    slot.result.emplace(std::move(result));
-  }
-  slot.tag.store(tag_of(seq, finished), std::memory_order_release);
-  --running_;
+  publish();
   if (!options_.ordered) completed_.push_back(index);
   if (consumer_waiting_) ready_.notify_one();
 }

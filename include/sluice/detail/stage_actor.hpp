@@ -248,6 +248,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     } else {
       downstream_demand_ += demand;
       take_waiting_batches();
+      if (!stopped_) emitting([&](Emitter<Out>& out) { stage_.handle_demand(demand, out); });
     }
   }
 
@@ -409,7 +410,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
         if constexpr (ConsumerStage<S>) {
           terminate(ExitReason::normal());
           return;
-        } else {
+        } else if (!stage_.holds_work()) {
           output_done_ = true;
         }
       }

@@ -1,0 +1,177 @@
+#pragma once
+// The stage behind the pipeline DSL's async_map: async_stream inside a pipeline. It applies a
+// function to each event as a task (on the System's workers, or on blocking threads), at most
+// max_concurrency at once, and emits TaskResults, in input order or as tasks finish.
+//
+// Demand: the stage asks upstream itself (manual mode), and only for what its consumers have
+// asked of it, less what it already holds: events asked for, queued, running, or finished and
+// waiting for an earlier one all count against downstream demand, and against the window
+// (max_concurrency + reorder_limit). So memory stays bounded whatever the tasks' speed.
+#include <sluice/async_options.hpp>
+#include <sluice/detail/async_core.hpp>
+#include <sluice/stage.hpp>
+#include <sluice/task_result.hpp>
+
+#include <algorithm>
+#include <any>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <stop_token>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace sluice::detail {
+
+template <class In, class F>
+using async_map_value_t = std::remove_cvref_t<async_call_t<F, In>>;
+
+template <class In, class F>
+class AsyncMapStage final : public ProducerConsumer<In, TaskResult<async_map_value_t<In, F>, In>> {
+ public:
+  using T = async_map_value_t<In, F>;
+  using Result = TaskResult<T, In>;
+  static_assert(!task_traits<async_call_t<F, In>>::coroutine,
+                "async_map runs functions; coroutine tasks run with async_stream");
+
+  AsyncMapStage(F fn, AsyncOptions options)
+      : fn_(std::make_shared<F>(std::move(fn))), options_((options.validate(), options)), window_(options_.window()) {}
+
+  // Called for both ends: only subscriptions to producers are this stage's to ask on.
+  DemandMode handle_subscribe(const SubscriptionInfo& info) override {
+    if (info.peer_role != PeerRole::producer) return DemandMode::automatic;
+    subscriptions_.push_back(info.id);
+    ask_upstream();
+    return DemandMode::manual;
+  }
+
+  void handle_cancel(const SubscriptionInfo& info, const ExitReason&) override {
+    if (info.peer_role == PeerRole::producer) std::erase(subscriptions_, info.id);
+  }
+
+  void handle_demand(std::size_t demand, Emitter<Result>&) override {
+    credit_ += demand;
+    ask_upstream();
+  }
+
+  void handle_events(std::span<In> events, Emitter<Result>&) override {
+    requested_ -= std::min(requested_, events.size());
+    for (In& event : events) queued_.push_back(std::move(event));
+    start_tasks();
+  }
+
+  void handle_info(std::any& message, Emitter<Result>& out) override {
+    if (auto* done = std::any_cast<Done>(&message)) {
+      auto task = running_.find(done->seq);
+      if (task == running_.end()) return;  // it timed out: the late result is dropped
+      if (task->second.timer != 0) this->context().cancel_timer(task->second.timer);
+      settle(task, std::move(done->result));
+    } else if (auto* expired = std::any_cast<Expired>(&message)) {
+      auto task = running_.find(expired->seq);
+      if (task == running_.end()) return;
+      task->second.stop.request_stop();
+      if (options_.on_timeout == OnTimeout::exit) {
+        throw std::runtime_error("the task for event " + std::to_string(expired->seq - 1) + " timed out after " +
+                                 std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(options_.timeout).count()) +
+                                 " ms");
+      }
+      settle(task, Result(TaskExit<In>{"timeout", true, std::nullopt}));
+    } else {
+      return;
+    }
+    emit_ready(out);
+    start_tasks();
+    ask_upstream();
+  }
+
+  bool holds_work() const noexcept override { return !queued_.empty() || !running_.empty() || !ready_.empty(); }
+
+  // The tasks still running are asked to stop; their results will be dropped.
+  void terminate(const ExitReason&) override {
+    for (auto& [seq, task] : running_) task.stop.request_stop();
+  }
+
+  std::size_t running() const noexcept { return running_.size(); }
+
+ private:
+  struct Done {
+    std::uint64_t seq;
+    Result result;
+  };
+  struct Expired {
+    std::uint64_t seq;
+  };
+  struct Running {
+    std::optional<In> input;  // for exit results, with zip_input_on_exit
+    std::stop_source stop;
+    std::uint64_t timer = 0;
+  };
+
+  std::size_t in_window() const noexcept { return running_.size() + ready_.size(); }
+
+  // Asks for what downstream wants and the window allows, less what is already on its way.
+  void ask_upstream() {
+    if (subscriptions_.empty()) return;
+    const std::size_t held = requested_ + queued_.size() + in_window();
+    const std::size_t limit = std::min(credit_, window_);
+    if (limit <= held) return;
+    const std::size_t want = limit - held;
+    requested_ += want;
+    // Several producers: they take turns.
+    this->context().ask(subscriptions_[next_subscription_++ % subscriptions_.size()], want);
+  }
+
+  void start_tasks() {
+    while (!queued_.empty() && running_.size() < options_.max_concurrency && in_window() < window_) {
+      const std::uint64_t seq = next_seq_++;
+      Running& task = running_[seq];
+      if constexpr (std::copy_constructible<In>) {
+        if (options_.zip_input_on_exit) task.input.emplace(queued_.front());
+      }
+      this->context().run_task(
+          [fn = fn_, seq, element = std::move(queued_.front()), token = task.stop.get_token()]() mutable -> std::any {
+            return Done{seq, invoke_task<Result>(*fn, std::move(element), std::move(token))};
+          },
+          options_.kind);
+      queued_.pop_front();
+      if (options_.timeout != infinite_timeout) task.timer = this->context().send_after(options_.timeout, Expired{seq});
+    }
+  }
+
+  void settle(typename std::map<std::uint64_t, Running>::iterator task, Result&& result) {
+    if (!result.ok() && options_.zip_input_on_exit) result.exit().input = std::move(task->second.input);
+    ready_.emplace(task->first, std::move(result));
+    running_.erase(task);
+  }
+
+  // Ordered: the results from the oldest on, up to the first still running. Unordered: all.
+  void emit_ready(Emitter<Result>& out) {
+    while (!ready_.empty() && (!options_.ordered || ready_.begin()->first == next_to_emit_)) {
+      next_to_emit_ = ready_.begin()->first + 1;
+      out.emit(std::move(ready_.begin()->second));
+      ready_.erase(ready_.begin());
+      credit_ -= std::min<std::size_t>(credit_, 1);
+    }
+  }
+
+  std::shared_ptr<F> fn_;  // shared with the running tasks, which may outlive a failed stage
+  const AsyncOptions options_;
+  const std::size_t window_;
+  std::vector<SubscriptionId> subscriptions_;
+  std::size_t next_subscription_ = 0;
+  std::size_t credit_ = 0;     // downstream demand not yet met
+  std::size_t requested_ = 0;  // asked of upstream, not yet received
+  std::deque<In> queued_;      // received, waiting for a free task
+  std::map<std::uint64_t, Running> running_;
+  std::map<std::uint64_t, Result> ready_;  // finished, by input order
+  std::uint64_t next_seq_ = 1;
+  std::uint64_t next_to_emit_ = 1;
+};
+
+}  // namespace sluice::detail

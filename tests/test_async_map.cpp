@@ -1,0 +1,171 @@
+// async_map: async_stream as a pipeline step. Demand is exact (stepped by hand with the
+// ManualScheduler), the step's tasks count against downstream demand, and results keep input
+// order unless asked not to. Each case names the behaviour it pins down.
+#include "support.hpp"
+
+#include <sluice/sluice.hpp>
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <ranges>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+using namespace sluice;
+using namespace std::chrono_literals;
+
+namespace {
+
+using Result = TaskResult<std::int64_t, std::int64_t>;
+
+struct Doubler {
+  std::int64_t operator()(std::int64_t x) const { return 2 * x; }
+};
+
+std::vector<std::int64_t> values_of(const std::vector<std::vector<Result>>& batches) {
+  std::vector<std::int64_t> out;
+  for (const auto& batch : batches)
+    for (const auto& result : batch) out.push_back(result.value());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("async_map asks upstream only for what downstream asked: ask(3) pulls 3 events, ask(4) 4 more") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  std::int64_t pulled = 0;
+  auto counting = std::views::iota(std::int64_t{0}) | std::views::transform([&](std::int64_t x) {
+                    ++pulled;
+                    return x;
+                  });
+  auto consumer = from(system, counting) | async_map(Doubler{}, {.max_concurrency = 2}) |
+                  into<test::RecordingConsumer<Result>>(DemandMode::manual);
+  scheduler.run_until_idle();
+  CHECK(pulled == 0);  // nothing asked, nothing pulled: tasks wait for demand too
+
+  system.send_info(consumer.front(), std::size_t{3});
+  scheduler.run_until_idle();
+  CHECK(pulled == 3);
+  CHECK(values_of(consumer->batches) == std::vector<std::int64_t>{0, 2, 4});
+
+  system.send_info(consumer.front(), std::size_t{4});
+  scheduler.run_until_idle();
+  CHECK(pulled == 7);
+  CHECK(values_of(consumer->batches) == std::vector<std::int64_t>{0, 2, 4, 6, 8, 10, 12});
+  system.stop();
+}
+
+TEST_CASE("async_map runs at most max_concurrency tasks at once, checked after every step") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto stage = system.spawn<detail::AsyncMapStage<std::int64_t, Doubler>>(
+      StageOptions{.name = "async_map"}, Doubler{}, AsyncOptions{.max_concurrency = 3});
+  auto source = from(system, std::views::iota(std::int64_t{0}, std::int64_t{100}));
+  system.subscribe_untyped(stage.core(), *source.stages().front(), {});
+  auto consumer = system.spawn<test::RecordingConsumer<Result>>("consumer");
+  system.subscribe(consumer, stage, {.max_demand = 50});
+  std::size_t most = 0;
+  while (scheduler.run_once()) most = std::max(most, stage->running());
+  CHECK(most == 3);
+  CHECK(values_of(consumer->batches).size() == 100);
+  CHECK(system.running() == 0);  // completion waited for the last task
+}
+
+TEST_CASE("async_map's tasks count against downstream demand: started minus received never exceeds max_demand") {
+  System system(2);
+  std::atomic<std::int64_t> started{0};
+  std::atomic<std::int64_t> received{0};
+  std::atomic<std::int64_t> worst{0};
+  auto task = [&](std::int64_t x) {
+    const std::int64_t ahead = ++started - received.load();
+    for (std::int64_t seen = worst.load(); ahead > seen && !worst.compare_exchange_weak(seen, ahead);) {
+    }
+    std::this_thread::sleep_for(100us);
+    return x;
+  };
+  auto sink = from(system, std::views::iota(std::int64_t{0}, std::int64_t{2000})) |
+              async_map(task, {.max_concurrency = 64, .kind = TaskKind::blocking}) |
+              each([&](const Result& result) {
+                REQUIRE(result.ok());
+                ++received;
+              }).with({.max_demand = 8, .min_demand = 0});
+  system.wait();
+  CHECK(received == 2000);
+  CHECK(worst <= 8);
+}
+
+TEST_CASE("async_map keeps input order by default, and completion order with ordered = false") {
+  for (bool ordered : {true, false}) {
+    System system(2);
+    std::mutex mutex;
+    std::vector<std::int64_t> out;
+    auto task = [](std::int64_t x) {
+      if (x % 7 == 0) std::this_thread::sleep_for(1ms);  // some finish late
+      return x * x;
+    };
+    from(system, std::views::iota(std::int64_t{1}, std::int64_t{501})) |
+        async_map(task, {.max_concurrency = 16, .ordered = ordered, .kind = TaskKind::blocking}) |
+        each([&](const Result& result) {
+          std::lock_guard lock(mutex);
+          out.push_back(result.value());
+        });
+    system.wait();
+    std::vector<std::int64_t> expected;
+    for (std::int64_t x = 1; x <= 500; ++x) expected.push_back(x * x);
+    if (ordered) {
+      CHECK(out == expected);
+    } else {
+      std::sort(out.begin(), out.end());
+      CHECK(out == expected);
+    }
+  }
+}
+
+TEST_CASE("async_map: a task that throws yields exit(reason), and the stream goes on") {
+  System system(2);
+  std::vector<std::string> seen;
+  auto task = [](std::int64_t x) -> std::int64_t {
+    if (x == 2) throw std::runtime_error("no twos");
+    return x;
+  };
+  from(system, std::views::iota(std::int64_t{1}, std::int64_t{4})) |
+      async_map(task, {.zip_input_on_exit = true}) | each([&](const Result& result) {
+        seen.push_back(result.ok() ? std::to_string(result.value())
+                                   : std::to_string(*result.exit().input) + ":" + result.exit().reason);
+      });
+  system.wait();
+  CHECK(seen == std::vector<std::string>{"1", "2:no twos", "3"});
+}
+
+TEST_CASE("async_map: on_timeout = exit fails the stage, and the error names it and the timeout") {
+  System system(2);
+  auto task = [](std::int64_t x, std::stop_token stop) {
+    while (!stop.stop_requested()) std::this_thread::sleep_for(1ms);
+    return x;
+  };
+  from(system, std::views::iota(std::int64_t{1}, std::int64_t{3})) |
+      async_map(task, {.timeout = 50ms, .kind = TaskKind::blocking}, {.name = "slow"}) | each([](const Result&) {});
+  CHECK_THROWS_WITH_AS(system.wait(), doctest::Contains("'slow'"), StageError);
+  REQUIRE(system.failure().has_value());
+  CHECK(system.failure()->message.find("timed out after 50 ms") != std::string::npos);
+}
+
+TEST_CASE("async_map: on_timeout = kill_task turns the late task into exit(timeout)") {
+  System system(2);
+  std::vector<std::string> seen;
+  auto task = [](std::int64_t x, std::stop_token stop) {
+    while (x == 2 && !stop.stop_requested()) std::this_thread::sleep_for(1ms);
+    return x;
+  };
+  from(system, std::views::iota(std::int64_t{1}, std::int64_t{4})) |
+      async_map(task, {.timeout = 50ms, .on_timeout = OnTimeout::kill_task, .kind = TaskKind::blocking}) |
+      each([&](const Result& result) { seen.push_back(result.ok() ? std::to_string(result.value()) : result.exit().reason); });
+  system.wait();
+  CHECK(seen == std::vector<std::string>{"1", "timeout", "3"});
+}
