@@ -2,6 +2,11 @@
 // The code README.md shows, compiled and run by test_readme_examples.cpp so that it stays true.
 #include <sluice/sluice.hpp>
 
+#include <condition_variable>
+#include <mutex>
+#include <stop_token>
+#include <vector>
+
 #include <chrono>
 #include <cstdint>
 #include <list>
@@ -107,5 +112,36 @@ class Cache final : public sluice::Server {
   std::list<std::string> recency_;  // most recently used first
   std::uint64_t versions_ = 0;
 };
+
+// --- README: async_stream, fetching URLs -----------------------------------------------------
+// A stand-in for an HTTP client: answers at once, except for hosts that never answer, where it
+// waits until it is asked to stop.
+inline std::string fetch(const std::string& url, std::stop_token stop) {
+  if (url.find("unreachable") != std::string::npos) {
+    std::mutex mutex;
+    std::condition_variable_any never;
+    std::unique_lock lock(mutex);
+    never.wait(lock, stop, [] { return false; });
+  }
+  return "200 " + url;
+}
+
+inline std::vector<std::string> fetch_all(const std::vector<std::string>& urls) {
+  using namespace std::chrono_literals;
+  std::vector<std::string> report;
+  for (auto& result : sluice::async_stream(urls, fetch,
+                                           {.max_concurrency = 10,
+                                            .timeout = 500ms,
+                                            .on_timeout = sluice::OnTimeout::kill_task,
+                                            .zip_input_on_exit = true,
+                                            .kind = sluice::TaskKind::blocking})) {
+    if (result.ok()) {
+      report.push_back(result.value());
+    } else {
+      report.push_back("failed " + *result.exit().input + ": " + result.exit().reason);
+    }
+  }
+  return report;
+}
 
 }  // namespace readme

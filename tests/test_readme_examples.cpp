@@ -70,3 +70,9 @@ TEST_CASE("README: the TTL + LRU cache server under a supervisor, registered by 
   CHECK(caches.which_children().front().starts == 1);
   system.stop();
 }
+
+TEST_CASE("README: async_stream fetching URLs, with a timeout that kills the slow task") {
+  const auto report = readme::fetch_all({"https://a.example", "https://unreachable.example", "https://b.example"});
+  CHECK(report == std::vector<std::string>{"200 https://a.example",
+                                           "failed https://unreachable.example: timeout", "200 https://b.example"});
+}
