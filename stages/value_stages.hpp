@@ -1,9 +1,17 @@
 #pragma once
 // The built-in stage types of YAML pipelines (`sluice list` documents them). Their events are
 // sluice::Value: an int64, a double or a string.
+#include <sluice/async_options.hpp>
+#include <sluice/detail/async_map_stage.hpp>
+#include <sluice/detail/demand_credit.hpp>
 #include <sluice/expr.hpp>
 #include <sluice/stage.hpp>
 #include <sluice/value.hpp>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <stop_token>
 
 #include <atomic>
 #include <cstdint>
@@ -21,11 +29,15 @@
 
 namespace sluice::stages {
 
-// What a stage does with an event its expression fails on.
+// What a stage does with an event its expression (or its async task) fails on.
 enum class OnError {
-  stop,  // the pipeline stops: what came before the event still reaches the sinks
-  skip,  // the event is counted and dropped
+  stop,         // the pipeline stops: what came before the event still reaches the sinks
+  skip,         // the event is counted and dropped
+  dead_letter,  // the event and the error go to the dead-letter stage; counted too
 };
+
+// Where failed events go with on_error: dead_letter. Called on the failing stage's thread.
+using DeadLetter = std::function<void(const std::string& stage, const Value& event, const std::string& error)>;
 
 // The first fatal failure of a pipeline's stages, for whoever runs it. `on_failure` runs on the
 // failing stage's thread (the YAML runner drains the pipeline from it).
@@ -54,8 +66,13 @@ class Failures {
 // How an expression stage handles the events of one chunk, event errors included.
 class ExpressionStep {
  public:
-  ExpressionStep(std::string stage, expr::Expression expression, OnError on_error, std::shared_ptr<Failures> failures)
-      : stage_(std::move(stage)), expression_(std::move(expression)), on_error_(on_error), failures_(std::move(failures)) {}
+  ExpressionStep(std::string stage, expr::Expression expression, OnError on_error, std::shared_ptr<Failures> failures,
+                 DeadLetter dead_letter = {})
+      : stage_(std::move(stage)),
+        expression_(std::move(expression)),
+        on_error_(on_error),
+        failures_(std::move(failures)),
+        dead_letter_(std::move(dead_letter)) {}
 
   // Calls `use(first, results)` for each run of events that evaluated, `results` being the
   // expression's values for events [first, first + results.size()). Returns false when the
@@ -71,15 +88,21 @@ class ExpressionStep {
       } catch (const expr::EvalError& error) {
         // The events before the failing one evaluated: evaluate them again on their own.
         if (error.index() > 0) use(first, evaluate(rest.first(error.index())));
-        const Value& bad = rest[error.index()];
-        if (on_error_ == OnError::stop) {
-          failures_->record("stage '" + stage_ + "' failed on event " + describe(bad) + ": " + error.what());
-          return false;
-        }
-        skipped_.fetch_add(1, std::memory_order_relaxed);
+        if (!reject(rest[error.index()], error.what())) return false;
         first += error.index() + 1;
       }
     }
+    return true;
+  }
+
+  // An event failed: applies on_error. False when the stage must stop.
+  bool reject(const Value& bad, const std::string& error) {
+    if (on_error_ == OnError::stop) {
+      failures_->record("stage '" + stage_ + "' failed on event " + describe(bad) + ": " + error);
+      return false;
+    }
+    skipped_.fetch_add(1, std::memory_order_relaxed);
+    if (on_error_ == OnError::dead_letter && dead_letter_) dead_letter_(stage_, bad, error);
     return true;
   }
 
@@ -96,6 +119,7 @@ class ExpressionStep {
   expr::Expression expression_;
   OnError on_error_;
   std::shared_ptr<Failures> failures_;
+  DeadLetter dead_letter_;
   std::atomic<std::uint64_t> skipped_{0};
 };
 
@@ -248,6 +272,230 @@ class TakeStage final : public ProducerConsumer<Value, Value> {
 
  private:
   std::uint64_t left_;
+};
+
+// Joins every `size` events into one string event, parts separated by `separator`; a partial
+// batch goes out after `timeout` (if not zero), and at the end of the input.
+class BatchStage final : public ProducerConsumer<Value, Value> {
+ public:
+  BatchStage(std::size_t size, std::chrono::milliseconds timeout, std::string separator)
+      : size_(size), timeout_(timeout), separator_(std::move(separator)) {}
+
+  DemandMode handle_subscribe(const SubscriptionInfo& info) override {
+    if (info.peer_role == PeerRole::producer) ++producers_;
+    return DemandMode::automatic;
+  }
+  // The last producer is gone: what is left goes out as a last, short batch.
+  void handle_cancel(const SubscriptionInfo& info, const ExitReason&) override {
+    if (info.peer_role == PeerRole::producer && --producers_ == 0 && parts_ > 0) context().send_after({}, Flush{generation_});
+  }
+  void handle_events(std::span<Value> events, Emitter<Value>& out) override {
+    for (const auto& event : events) {
+      if (parts_ > 0) line_ += separator_;
+      append_value(line_, event);
+      if (++parts_ == size_) {
+        flush(out);
+      } else if (parts_ == 1 && timeout_.count() > 0) {
+        context().send_after(timeout_, Flush{generation_});
+      }
+    }
+  }
+  void handle_info(std::any& message, Emitter<Value>& out) override {
+    const auto* flush_due = std::any_cast<Flush>(&message);
+    if (flush_due != nullptr && flush_due->generation == generation_ && parts_ > 0) flush(out);
+  }
+  bool holds_work() const noexcept override { return parts_ > 0; }
+
+ private:
+  struct Flush {
+    std::uint64_t generation;  // of the batch it was set for: a later batch ignores it
+  };
+  void flush(Emitter<Value>& out) {
+    out.emit(std::exchange(line_, {}));
+    parts_ = 0;
+    ++generation_;
+  }
+
+  std::size_t size_;
+  std::chrono::milliseconds timeout_;
+  std::string separator_;
+  std::string line_;
+  std::size_t parts_ = 0;
+  std::uint64_t generation_ = 0;
+  std::size_t producers_ = 0;
+};
+
+// A producer-consumer that holds events and lets them go in order, at times of its choosing
+// (delay, rate_limit). Its demand is manual: events it holds count against downstream demand,
+// and it holds at most `window`.
+class PacedStage : public ProducerConsumer<Value, Value> {
+ public:
+  using Clock = std::chrono::steady_clock;
+  explicit PacedStage(std::size_t window) : window_(window) {}
+
+  DemandMode handle_subscribe(const SubscriptionInfo& info) override {
+    const DemandMode mode = credit_.subscribed(info);
+    credit_.ask(context(), held_.size(), window_);
+    return mode;
+  }
+  void handle_cancel(const SubscriptionInfo& info, const ExitReason&) override { credit_.cancelled(info); }
+  void handle_demand(std::size_t demand, Emitter<Value>& out) override {
+    credit_.demanded(demand);
+    pump(out);
+  }
+  void handle_events(std::span<Value> events, Emitter<Value>& out) override {
+    credit_.received(events.size());
+    const auto now = Clock::now();
+    for (auto& event : events) held_.push_back({due(now), std::move(event)});
+    pump(out);
+  }
+  void handle_info(std::any& message, Emitter<Value>& out) override {
+    if (std::any_cast<Tick>(&message) == nullptr) return;
+    armed_ = false;
+    pump(out);
+  }
+  bool holds_work() const noexcept override { return !held_.empty(); }
+
+ protected:
+  // When an event arriving at `arrival` may leave.
+  virtual Clock::time_point due(Clock::time_point arrival) = 0;
+  // Nothing if one more event may leave now (and it is counted), else when one may.
+  virtual std::optional<Clock::time_point> take_turn(Clock::time_point now) = 0;
+
+ private:
+  struct Tick {};
+  struct Held {
+    Clock::time_point due;
+    Value event;
+  };
+
+  void pump(Emitter<Value>& out) {
+    const auto now = Clock::now();
+    while (!held_.empty() && credit_.credit() > 0) {
+      if (held_.front().due > now) {
+        arm(held_.front().due - now);
+        break;
+      }
+      if (auto later = take_turn(now)) {
+        arm(*later - now);
+        break;
+      }
+      out.emit(std::move(held_.front().event));
+      held_.pop_front();
+      credit_.emitted(1);
+    }
+    credit_.ask(context(), held_.size(), window_);
+  }
+  void arm(Clock::duration wait) {
+    if (armed_) return;
+    armed_ = true;
+    context().send_after(wait, Tick{});
+  }
+
+  std::size_t window_;
+  detail::DemandCredit credit_;
+  std::deque<Held> held_;
+  bool armed_ = false;  // a Tick is on its way
+};
+
+// Holds each event for `delay` (simulated I/O latency); events overlap, so throughput is not
+// limited by the delay, only by the window.
+class DelayStage final : public PacedStage {
+ public:
+  DelayStage(std::chrono::milliseconds delay, std::size_t window) : PacedStage(window), delay_(delay) {}
+
+ private:
+  Clock::time_point due(Clock::time_point arrival) override { return arrival + delay_; }
+  std::optional<Clock::time_point> take_turn(Clock::time_point) override { return std::nullopt; }
+  std::chrono::milliseconds delay_;
+};
+
+// Lets at most `per_second` events a second through, evenly spaced.
+class RateLimitStage final : public PacedStage {
+ public:
+  RateLimitStage(double per_second, std::size_t window)
+      : PacedStage(window),
+        interval_(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(1.0 / per_second))) {}
+
+ private:
+  Clock::time_point due(Clock::time_point arrival) override { return arrival; }
+  std::optional<Clock::time_point> take_turn(Clock::time_point now) override {
+    if (next_turn_ > now) return next_turn_;
+    // Turns not taken while idle are not saved up: no burst after a pause.
+    next_turn_ = std::max(next_turn_, now - interval_) + interval_;
+    return std::nullopt;
+  }
+  Clock::duration interval_;
+  Clock::time_point next_turn_{};
+};
+
+// async_map in a YAML pipeline: the expression evaluated as a task per event, after
+// `delay` (simulated I/O, on a blocking thread; it ends early if the task is asked to stop).
+struct DelayedExpression {
+  std::shared_ptr<ExpressionStep> step;
+  std::chrono::milliseconds delay;
+
+  Value operator()(Value event, std::stop_token stop) const {
+    if (delay.count() > 0) {
+      std::mutex mutex;
+      std::condition_variable_any never;
+      std::unique_lock lock(mutex);
+      never.wait_for(lock, stop, delay, [] { return false; });
+    }
+    return std::move(step->expression().evaluate(std::span<const Value>(&event, 1)).front());
+  }
+};
+
+// Emits a task's value; an exit (an expression error, a timeout) goes by the stage's on_error.
+struct DeliverValues {
+  std::shared_ptr<ExpressionStep> step;
+
+  bool operator()(TaskResult<Value, Value>&& result, Emitter<Value>& out) const {
+    if (result.ok()) {
+      out.emit(std::move(result.value()));
+      return true;
+    }
+    if (!step->reject(*result.exit().input, result.exit().reason)) out.done();
+    return false;
+  }
+};
+
+using AsyncMapStage = detail::AsyncMapStage<Value, DelayedExpression, Value, DeliverValues>;
+
+// The events of the stages whose on_error is dead_letter, each as one string:
+// `stage: error: event`. It completes once every stage feeding it has stopped.
+class DeadLetterSource final : public Producer<Value> {
+ public:
+  struct Letter {
+    std::string line;
+  };
+  explicit DeadLetterSource(std::size_t feeders) : feeders_(feeders) {}
+
+  void handle_demand(std::size_t demand, Emitter<Value>& out) override {
+    demand_ += demand;
+    release(out);
+  }
+  void handle_info(std::any& message, Emitter<Value>& out) override {
+    if (auto* letter = std::any_cast<Letter>(&message)) {
+      letters_.push_back(std::move(letter->line));
+    } else if (std::any_cast<StageDown>(&message) != nullptr) {
+      --feeders_;
+    }
+    release(out);
+  }
+
+ private:
+  void release(Emitter<Value>& out) {
+    for (; demand_ > 0 && !letters_.empty(); --demand_) {
+      out.emit(std::move(letters_.front()));
+      letters_.pop_front();
+    }
+    if (feeders_ == 0 && letters_.empty()) out.done();
+  }
+
+  std::size_t feeders_;
+  std::size_t demand_ = 0;
+  std::deque<std::string> letters_;  // unbounded, but only failed events wait here
 };
 
 // --- consumers -------------------------------------------------------------------------------

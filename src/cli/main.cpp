@@ -74,18 +74,25 @@ void graph(const yaml::PipelineConfig& config, const std::string& format) {
       fmt::print("  {}[\"{}\"]\n", stage.id, fmt::format("{}: {}", stage.id, stage.type->name));
     }
   }
+  auto edge = [dot](const std::string& from, const std::string& to, const std::string& label) {
+    if (dot) {
+      fmt::print("  \"{}\" -> \"{}\" [label=\"{}\"];\n", from, to, label);
+    } else {
+      fmt::print("  {} -->|{}| {}\n", from, label, to);
+    }
+  };
   for (const auto& stage : config.stages) {
     for (const auto& subscription : stage.subscribe_to) {
       const auto& producer = *config.find(subscription.stage);
-      const std::string label =
-          fmt::format("{} max {} / min {}", producer.broadcast ? "broadcast" : "demand", subscription.options.max_demand,
-                      subscription.options.effective_min_demand());
-      if (dot) {
-        fmt::print("  \"{}\" -> \"{}\" [label=\"{}\"];\n", subscription.stage, stage.id, label);
-      } else {
-        fmt::print("  {} -->|{}| {}\n", subscription.stage, label, stage.id);
-      }
+      const std::string dispatcher = producer.dispatcher == yaml::DispatcherKind::broadcast ? "broadcast"
+                                     : producer.dispatcher == yaml::DispatcherKind::partition
+                                         ? fmt::format("partition {}", subscription.partition.value_or(0))
+                                         : "demand";
+      edge(subscription.stage, stage.id,
+           fmt::format("{} max {} / min {}", dispatcher, subscription.options.max_demand,
+                       subscription.options.effective_min_demand()));
     }
+    if (stage.on_error == stages::OnError::dead_letter) edge(stage.id, stage.dead_letter, "dead letters");
   }
   if (dot) fmt::print("}}\n");
 }

@@ -1,5 +1,6 @@
 #include "runner.hpp"
 
+#include <sluice/dispatcher.hpp>
 #include <sluice/stages/value_stages.hpp>
 
 #include <csignal>
@@ -21,15 +22,21 @@ std::int64_t integer_option(const yaml::StageConfig& stage, const std::string& n
 }
 
 // Spawns one copy of `stage`; an expression stage's step goes into `steps` too, by name.
+// `dead_letter` takes its failed events when its on_error says dead_letter.
 detail::ActorCore& spawn(System& system, const yaml::StageConfig& stage, StageOptions options,
                          const std::shared_ptr<stages::Failures>& failures,
-                         std::map<std::string, std::shared_ptr<ExpressionStep>>& steps) {
+                         std::map<std::string, std::shared_ptr<ExpressionStep>>& steps, stages::DeadLetter dead_letter) {
   const std::string& type = stage.type->name;
   auto step = [&] {
-    auto made = std::make_shared<ExpressionStep>(options.name, *stage.expression, stage.on_error, failures);
+    auto made = std::make_shared<ExpressionStep>(options.name, *stage.expression, stage.on_error, failures, dead_letter);
     steps[options.name] = made;
     return made;
   };
+  auto milliseconds = [&](const std::string& name, std::int64_t fallback) {
+    return std::chrono::milliseconds(integer_option(stage, name, fallback));
+  };
+  // Events a stage that holds them (delay, rate_limit) may hold at once: its demand.
+  const std::size_t window = stage.max_demand;
   if (type == "range") {
     std::optional<std::int64_t> to;
     if (stage.options.contains("to")) to = integer_option(stage, "to", 0);
@@ -41,6 +48,25 @@ detail::ActorCore& spawn(System& system, const yaml::StageConfig& stage, StageOp
   if (type == "filter") return system.spawn<stages::FilterStage>(options, step()).core();
   if (type == "flat_map") return system.spawn<stages::FlatMapStage>(options, stage.options.at("split")).core();
   if (type == "take") return system.spawn<stages::TakeStage>(options, static_cast<std::uint64_t>(integer_option(stage, "count", 0))).core();
+  if (type == "batch") {
+    auto sep = stage.options.find("sep");
+    return system.spawn<stages::BatchStage>(options, static_cast<std::size_t>(integer_option(stage, "size", 1)),
+                                            milliseconds("timeout_ms", 0), sep == stage.options.end() ? "," : sep->second).core();
+  }
+  if (type == "delay") return system.spawn<stages::DelayStage>(options, milliseconds("ms", 0), window).core();
+  if (type == "rate_limit") return system.spawn<stages::RateLimitStage>(options, std::stod(stage.options.at("per_second")), window).core();
+  if (type == "async_map") {
+    const std::chrono::milliseconds delay = milliseconds("delay_ms", 0);
+    auto ordered = stage.options.find("ordered");
+    AsyncOptions async{.max_concurrency = static_cast<std::size_t>(integer_option(stage, "max_concurrency", static_cast<std::int64_t>(defaults::async_max_concurrency()))),
+                       .ordered = ordered == stage.options.end() || ordered->second == "true",
+                       .timeout = milliseconds("timeout_ms", defaults::async_timeout.count()),
+                       .on_timeout = OnTimeout::kill_task,  // a late task is an event error: on_error decides
+                       .zip_input_on_exit = true,           // so that the error names the event
+                       .kind = delay.count() > 0 ? TaskKind::blocking : TaskKind::cpu};
+    auto made = step();
+    return system.spawn<stages::AsyncMapStage>(options, stages::DelayedExpression{made, delay}, async, stages::DeliverValues{made}).core();
+  }
   if (type == "stdout") return system.spawn<stages::WriterSink>(options, stdout).core();
   if (type == "file") {
     auto append = stage.options.find("append");
@@ -49,6 +75,26 @@ detail::ActorCore& spawn(System& system, const yaml::StageConfig& stage, StageOp
   if (type == "null") return system.spawn<stages::NullSink>(options).core();
   if (type == "count") return system.spawn<stages::ReduceSink>(options, stages::ReduceSink::Kind::count, stdout).core();
   return system.spawn<stages::ReduceSink>(options, stages::ReduceSink::Kind::sum, stdout).core();
+}
+
+std::any dispatcher_of(const yaml::StageConfig& stage) {
+  switch (stage.dispatcher) {
+    case yaml::DispatcherKind::broadcast: return dispatch::Broadcast{};
+    case yaml::DispatcherKind::partition:
+      return dispatch::Partition<Value>::numbered(
+          stage.partitions, [key = *stage.partition_key, partitions = stage.partitions,
+                             id = stage.id](const Value& event) -> std::optional<PartitionKey> {
+            const Value partition = key.evaluate(std::span<const Value>(&event, 1)).front();
+            const std::int64_t number = std::get<std::int64_t>(partition);
+            if (number < 0 || static_cast<std::size_t>(number) >= partitions) {
+              throw std::runtime_error("the partition key of event " + to_string(event) + " is " + std::to_string(number) +
+                                       ", but '" + id + "' has partitions 0.." + std::to_string(partitions - 1));
+            }
+            return PartitionKey{static_cast<std::size_t>(number)};
+          });
+    case yaml::DispatcherKind::demand: break;
+  }
+  return dispatch::Demand{};
 }
 
 // SIGINT and SIGTERM are taken by one thread with sigwait: the first drains the pipeline (and
@@ -101,7 +147,7 @@ class SignalWatch {
 
 void print_summary(std::FILE* out, const std::vector<std::pair<std::string, detail::ActorCore*>>& stages,
                    const std::map<std::string, std::shared_ptr<ExpressionStep>>& steps) {
-  std::fprintf(out, "%-20s %12s %12s %10s %10s\n", "stage", "events in", "events out", "discarded", "skipped");
+  std::fprintf(out, "%-20s %12s %12s %10s %10s\n", "stage", "events in", "events out", "discarded", "errors");
   for (const auto& [id, core] : stages) {
     const auto stats = core->stats().snapshot();
     auto step = steps.find(core->name());
@@ -124,22 +170,49 @@ RunResult run_pipeline(const yaml::PipelineConfig& config, const RunOptions& opt
   std::map<std::string, std::shared_ptr<ExpressionStep>> steps;  // by stage name, for the summary
   RunResult result;
   try {
+    // A source of failed events per dead-letter stage, fed by the stages that name it, and done
+    // once they have all stopped.
+    std::map<std::string, detail::ActorCore*> dead_letters;  // by target stage id
     for (const auto& stage : config.stages) {
+      if (stage.on_error != stages::OnError::dead_letter || dead_letters.contains(stage.dead_letter)) continue;
+      std::size_t feeders = 0;
+      for (const auto& feeder : config.stages)
+        if (feeder.on_error == stages::OnError::dead_letter && feeder.dead_letter == stage.dead_letter) feeders += feeder.concurrency;
+      auto& source = system.spawn<stages::DeadLetterSource>("dead_letter:" + stage.dead_letter, feeders).core();
+      dead_letters[stage.dead_letter] = &source;
+      all.emplace_back(source.name(), &source);
+    }
+    for (const auto& stage : config.stages) {
+      stages::DeadLetter dead_letter;
+      if (stage.on_error == stages::OnError::dead_letter) {
+        dead_letter = [&system, source = dead_letters.at(stage.dead_letter)](const std::string& name, const Value& event,
+                                                                            const std::string& error) {
+          system.send_info(*source, stages::DeadLetterSource::Letter{name + ": " + error + ": " + to_string(event)});
+        };
+      }
       for (std::size_t copy = 0; copy < stage.concurrency; ++copy) {
         StageOptions stage_options;
         stage_options.name = stage.concurrency > 1 ? stage.id + "." + std::to_string(copy + 1) : stage.id;
         stage_options.buffer_size = stage.buffer_size;
         stage_options.buffer_keep = stage.buffer_keep;
-        if (stage.broadcast) stage_options.dispatcher = dispatch::Broadcast{};
-        detail::ActorCore& core = spawn(system, stage, stage_options, failures, steps);
+        stage_options.dispatcher = dispatcher_of(stage);
+        detail::ActorCore& core = spawn(system, stage, stage_options, failures, steps, dead_letter);
+        if (dead_letter) system.monitor(*dead_letters.at(stage.dead_letter), core);
         copies[stage.id].push_back(&core);
         all.emplace_back(stage.id, &core);
       }
     }
-    for (const auto& stage : config.stages)
-      for (auto* consumer : copies[stage.id])
-        for (const auto& subscription : stage.subscribe_to)
-          for (auto* producer : copies[subscription.stage]) system.subscribe_untyped(*consumer, *producer, subscription.options);
+    for (const auto& stage : config.stages) {
+      for (auto* consumer : copies[stage.id]) {
+        for (const auto& subscription : stage.subscribe_to) {
+          SubscribeOptions subscribe = subscription.options;
+          if (subscription.partition) subscribe.partition = PartitionKey{*subscription.partition};
+          for (auto* producer : copies[subscription.stage]) system.subscribe_untyped(*consumer, *producer, subscribe);
+        }
+        if (auto source = dead_letters.find(stage.id); source != dead_letters.end())
+          system.subscribe_untyped(*consumer, *source->second, SubscribeOptions{.max_demand = stage.max_demand, .min_demand = stage.min_demand});
+      }
+    }
     system.wait();
   } catch (const StageError& error) {
     result.error = error.what();

@@ -34,6 +34,21 @@ const std::vector<StageTypeSpec>& catalog() {
        {{"split", OptionType::string, true, "", "the separator"}}},
       {"take", Role::producer_consumer, "passes the first `count` events on, then cancels upstream: the pipeline ends",
        {{"count", OptionType::integer, true, "", "how many events"}}},
+      {"batch", Role::producer_consumer, "joins every `size` events into one string event",
+       {{"size", OptionType::integer, true, "", "events per batch (>= 1)"},
+        {"timeout_ms", OptionType::integer, false, "0", "a partial batch goes out after this long (0: only at the end)"},
+        {"sep", OptionType::string, false, ",", "the separator between parts"}}},
+      {"rate_limit", Role::producer_consumer, "lets at most `per_second` events a second through, evenly spaced",
+       {{"per_second", OptionType::number, true, "", "events per second (> 0)"}}},
+      {"delay", Role::producer_consumer, "holds each event for `ms` (simulated I/O); events overlap",
+       {{"ms", OptionType::integer, true, "", "milliseconds (>= 0)"}}},
+      {"async_map", Role::producer_consumer,
+       "replaces each event x by `expr`, evaluated as a task, at most max_concurrency at once (async_stream)",
+       {expression("an expression over x"),
+        {"max_concurrency", OptionType::integer, false, "cores", "tasks at once (>= 1)"},
+        {"ordered", OptionType::boolean, false, "true", "results in input order; false: as tasks finish"},
+        {"timeout_ms", OptionType::integer, false, "5000", "per task; a late task is an error, handled by on_error"},
+        {"delay_ms", OptionType::integer, false, "0", "each task first waits this long (simulated I/O)"}}},
       {"stdout", Role::consumer, "writes one event per line to standard output", {}},
       {"file", Role::consumer, "writes one event per line to a file",
        {{"path", OptionType::string, true, "", "the file"}, {"append", OptionType::boolean, false, "false", "append instead of truncating"}}},
@@ -52,10 +67,12 @@ const std::vector<OptionSpec>& common_options() {
       {"max_demand", OptionType::integer, false, "1000", "default max_demand of its subscriptions (>= 1)"},
       {"min_demand", OptionType::integer, false, "max_demand / 2", "default min_demand (0 .. max_demand - 1)"},
       {"concurrency", OptionType::integer, false, "1", "parallel copies, fed by the demand dispatcher"},
-      {"dispatcher", OptionType::string, false, "demand", "demand or broadcast"},
+      {"dispatcher", OptionType::string, false, "demand",
+       "demand, broadcast, or {partition: {partitions: N, key: EXPR}} (a consumer picks one with subscribe_to: [{stage, partition}])"},
       {"buffer_size", OptionType::integer, false, "10000", "events buffered beyond demand"},
       {"buffer_keep", OptionType::string, false, "last", "last or first: which events a full buffer keeps"},
-      {"on_error", OptionType::string, false, "stop", "stop or skip: what an expression error does"},
+      {"on_error", OptionType::string, false, "stop",
+       "stop, skip, or {dead_letter: STAGE}: what an event that fails (an expression error, a task timeout) does"},
   };
   return options;
 }
@@ -281,6 +298,10 @@ class Loader {
         if (auto n = count_value(value, checker_, option_path, 1)) stage.concurrency = *n;
       } else if (name == "buffer_size") {
         if (auto n = count_value(value, checker_, option_path, 0)) stage.buffer_size = *n;
+      } else if (name == "on_error" && value.IsMap()) {
+        dead_letter(stage, value, option_path);
+      } else if (name == "dispatcher" && value.IsMap()) {
+        partition_dispatcher(stage, value, option_path);
       } else if (name == "buffer_keep" || name == "on_error" || name == "dispatcher") {
         choice(stage, name, value, option_path);
       } else {
@@ -323,7 +344,53 @@ class Loader {
     }
     if (name == "buffer_keep") stage.buffer_keep = *text == "first" ? BufferKeep::first : BufferKeep::last;
     if (name == "on_error") stage.on_error = *text == "skip" ? stages::OnError::skip : stages::OnError::stop;
-    if (name == "dispatcher") stage.broadcast = *text == "broadcast";
+    if (name == "dispatcher") stage.dispatcher = *text == "broadcast" ? DispatcherKind::broadcast : DispatcherKind::demand;
+  }
+
+  // on_error: {dead_letter: STAGE}
+  void dead_letter(StageConfig& stage, const YAML::Node& value, const std::string& path) {
+    for (const auto& entry : value) {
+      const std::string key = entry.first.Scalar();
+      if (key != "dead_letter") {
+        checker_.error(Checker::at(entry.first), path + "." + key, "unknown key" + hint(key, {"dead_letter"}) + " (expected {dead_letter: STAGE})");
+        continue;
+      }
+      if (auto target = scalar<std::string>(entry.second, checker_, path + ".dead_letter", OptionType::string)) {
+        stage.on_error = stages::OnError::dead_letter;
+        stage.dead_letter = *target;
+        stage.dead_letter_location = Checker::at(entry.second);
+      }
+    }
+  }
+
+  // dispatcher: {partition: {partitions: N, key: EXPR}}
+  void partition_dispatcher(StageConfig& stage, const YAML::Node& value, const std::string& path) {
+    const YAML::Node partition = value["partition"];
+    for (const auto& entry : value) {
+      const std::string key = entry.first.Scalar();
+      if (key != "partition") checker_.error(Checker::at(entry.first), path + "." + key, "unknown dispatcher" + hint(key, {"partition"}) + " (expected demand, broadcast or {partition: {partitions: N, key: EXPR}})");
+    }
+    if (!partition) return;
+    if (!partition.IsMap()) {
+      checker_.error(Checker::at(partition), path + ".partition", "expected a map with `partitions` and `key`");
+      return;
+    }
+    stage.dispatcher = DispatcherKind::partition;
+    for (const auto& entry : partition) {
+      const std::string key = entry.first.Scalar();
+      const std::string key_path = path + ".partition." + key;
+      if (key == "partitions") {
+        if (auto n = count_value(entry.second, checker_, key_path, 1)) stage.partitions = *n;
+      } else if (key == "key") {
+        if (auto text = scalar<std::string>(entry.second, checker_, key_path, OptionType::expression)) {
+          partition_keys_[stage.id] = {*text, Checker::at(entry.second), quoted(entry.second)};
+        }
+      } else {
+        checker_.error(Checker::at(entry.first), key_path, "unknown key" + hint(key, {"partitions", "key"}));
+      }
+    }
+    if (!partition["partitions"]) checker_.error(Checker::at(partition), path + ".partition", "missing required key 'partitions' (how many partitions)");
+    if (!partition["key"]) checker_.error(Checker::at(partition), path + ".partition", "missing required key 'key' (an integer expression over x: the partition, 0..partitions-1)");
   }
 
   void own_option(StageConfig& stage, const std::string& name, const YAML::Node& value, const std::string& path) {
@@ -339,6 +406,19 @@ class Loader {
     }
     if (!ok) return;
     stage.options[name] = *interpolate(value.Scalar(), checker_, Checker::at(value), path);
+    // The least value of the numeric options that have one; `per_second` must exceed it.
+    static const std::map<std::string, double> minimums = {{"size", 1},      {"per_second", 0},      {"ms", 0},
+                                                           {"count", 0},     {"max_concurrency", 1}, {"timeout_ms", 1},
+                                                           {"delay_ms", 0}};
+    if (auto minimum = minimums.find(name); minimum != minimums.end()) {
+      const double number = std::stod(stage.options[name]);
+      const bool strict = name == "per_second";
+      if (number < minimum->second || (strict && number <= minimum->second)) {
+        std::ostringstream bound;
+        bound << minimum->second;
+        checker_.error(Checker::at(value), path, std::string("must be ") + (strict ? "more than " : "at least ") + bound.str() + ", got " + stage.options[name]);
+      }
+    }
     if (spec->type == OptionType::expression) expression_marks_[stage.id] = {Checker::at(value), quoted(value)};
   }
 
@@ -360,6 +440,8 @@ class Loader {
             subscription.max_demand = count_value(entry.second, checker_, key_path, 0);
           } else if (key == "min_demand") {
             subscription.min_demand = count_value(entry.second, checker_, key_path, 0);
+          } else if (key == "partition") {
+            subscription.partition = count_value(entry.second, checker_, key_path, 0);
           } else if (key == "cancel") {
             auto mode = scalar<std::string>(entry.second, checker_, key_path, OptionType::string);
             if (mode == "transient") subscription.options.cancel = CancelMode::transient;
@@ -367,7 +449,7 @@ class Loader {
             else if (mode && mode != "permanent")
               checker_.error(Checker::at(entry.second), key_path, "expected permanent, transient or temporary, got '" + *mode + "'");
           } else {
-            checker_.error(Checker::at(entry.first), key_path, "unknown key" + hint(key, {"stage", "max_demand", "min_demand", "cancel"}));
+            checker_.error(Checker::at(entry.first), key_path, "unknown key" + hint(key, {"stage", "max_demand", "min_demand", "partition", "cancel"}));
           }
         }
         if (subscription.stage.empty()) checker_.error(subscription.location, item_path, "missing required key 'stage'");
@@ -393,7 +475,8 @@ class Loader {
       if (stage.type->role == Role::producer && !stage.subscribe_to.empty()) {
         checker_.error(stage.subscribe_to.front().location, path + ".subscribe_to", "a " + stage.type->name + " stage is a producer and subscribes to nothing");
       }
-      if (stage.type->role != Role::producer && stage.subscribe_to.empty()) {
+      if (stage.on_error == stages::OnError::dead_letter) check_dead_letter(stage);
+      if (stage.type->role != Role::producer && stage.subscribe_to.empty() && !dead_letter_targets().contains(stage.id)) {
         checker_.error(stage.location, path, "a " + std::string(role_name(stage.type->role)) + " needs `subscribe_to`: nothing would feed it");
       }
       for (auto& subscription : stage.subscribe_to) {
@@ -406,6 +489,7 @@ class Loader {
           checker_.error(subscription.location, path + ".subscribe_to", "'" + subscription.stage + "' is a consumer: it emits no events");
         } else {
           ++subscribers[subscription.stage];
+          check_partition(stage, subscription, *target, path + ".subscribe_to");
         }
       }
     }
@@ -417,6 +501,46 @@ class Loader {
     const bool acyclic = !cycles();
     // Event types and expressions need every stage, every edge, and no cycle.
     if (stages_ok && acyclic && !checker_.failed()) types();
+  }
+
+  std::set<std::string> dead_letter_targets() const {
+    std::set<std::string> targets;
+    for (const auto& stage : config_.stages)
+      if (stage.on_error == stages::OnError::dead_letter) targets.insert(stage.dead_letter);
+    return targets;
+  }
+
+  void check_dead_letter(const StageConfig& stage) {
+    const std::string path = "stages." + stage.id + ".on_error.dead_letter";
+    const StageConfig* target = config_.find(stage.dead_letter);
+    if (target == nullptr) {
+      checker_.error(stage.dead_letter_location, path, "no stage '" + stage.dead_letter + "'" + hint(stage.dead_letter, ids_));
+    } else if (target->type->role == Role::producer) {
+      checker_.error(stage.dead_letter_location, path, "'" + stage.dead_letter + "' is a producer: it cannot take failed events");
+    } else if (target->id == stage.id) {
+      checker_.error(stage.dead_letter_location, path, "a stage cannot be its own dead-letter stage");
+    }
+  }
+
+  // A subscription to a partitioned producer names one partition, in range, not yet taken.
+  void check_partition(const StageConfig& stage, const Subscription& subscription, const StageConfig& producer,
+                       const std::string& path) {
+    if (producer.dispatcher != DispatcherKind::partition) {
+      if (subscription.partition) {
+        checker_.error(subscription.location, path, "'" + producer.id + "' does not dispatch by partition, so `partition` means nothing here");
+      }
+      return;
+    }
+    const std::string range = "0.." + std::to_string(producer.partitions == 0 ? 0 : producer.partitions - 1);
+    if (!subscription.partition) {
+      checker_.error(subscription.location, path, "'" + producer.id + "' dispatches by partition: pick one with {stage: " + producer.id + ", partition: K}, K in " + range);
+    } else if (*subscription.partition >= producer.partitions) {
+      checker_.error(subscription.location, path, "partition " + std::to_string(*subscription.partition) + " is out of range: '" + producer.id + "' has " + range);
+    } else if (auto [taken, fresh] = partition_owners_.emplace(std::make_pair(producer.id, *subscription.partition), stage.id); !fresh) {
+      checker_.error(subscription.location, path, "partition " + std::to_string(*subscription.partition) + " of '" + producer.id + "' is already taken by '" + taken->second + "'");
+    } else if (stage.concurrency > 1) {
+      checker_.error(subscription.location, path, "a partition has exactly one consumer, but this stage has concurrency " + std::to_string(stage.concurrency));
+    }
   }
 
   // Reports each cycle as a -> b -> a; true if there was one.
@@ -465,6 +589,7 @@ class Loader {
   void type_stage(StageConfig& stage) {
     const std::string path = "stages." + stage.id;
     std::optional<expr::Type> input;
+    if (dead_letter_targets().contains(stage.id)) input = expr::Type::string;  // `stage: error: event` lines
     for (const auto& subscription : stage.subscribe_to) {
       const expr::Type t = config_.find(subscription.stage)->event_type;
       if (input && *input != t) {
@@ -481,7 +606,9 @@ class Loader {
       if (type == "flat_map" && input != expr::Type::string) {
         checker_.error(stage.location, path, "flat_map splits strings, but its input events are " + std::string(expr::type_name(*input)) + "s");
       }
-    } else if (type == "generate" || type == "map" || type == "filter") {
+    } else if (type == "batch") {
+      stage.event_type = expr::Type::string;
+    } else if (type == "generate" || type == "map" || type == "filter" || type == "async_map") {
       compile(stage, type == "generate" ? expr::Type::integer : *input, type == "generate" ? "i" : "x");
       if (!stage.expression) return;
       if (type == "filter") {
@@ -497,16 +624,35 @@ class Loader {
     } else if (input) {
       stage.event_type = *input;
     }
+    if (stage.dispatcher == DispatcherKind::partition) compile_partition_key(stage);
+  }
+
+  void compile_partition_key(StageConfig& stage) {
+    auto found = partition_keys_.find(stage.id);
+    if (found == partition_keys_.end()) return;
+    const auto& [text, location, is_quoted] = found->second;
+    const std::string path = "stages." + stage.id + ".dispatcher.partition.key";
+    stage.partition_key = compile_at(text, stage.event_type, "x", location, is_quoted, path);
+    if (stage.partition_key && stage.partition_key->type() != expr::Type::integer) {
+      checker_.error(location, path, "a partition key is an integer (the partition, 0.." + std::to_string(stage.partitions - 1) + "), this one gives " + std::string(expr::type_name(stage.partition_key->type())) + "s");
+    }
   }
 
   void compile(StageConfig& stage, expr::Type input, std::string_view variable) {
     const auto& [location, is_quoted] = expression_marks_[stage.id];
+    stage.expression = compile_at(stage.options["expr"], input, variable, location, is_quoted, "stages." + stage.id + ".expr");
+  }
+
+  // A syntax or type error points at its column inside the expression.
+  std::optional<expr::Expression> compile_at(const std::string& text, expr::Type input, std::string_view variable,
+                                             Location location, bool is_quoted, const std::string& path) {
     try {
-      stage.expression = expr::Expression::compile(stage.options["expr"], input, variable);
+      return expr::Expression::compile(text, input, variable);
     } catch (const expr::SyntaxError& error) {
       Location at = location;
       at.column += static_cast<int>(error.column()) + (is_quoted ? 1 : 0);
-      checker_.error(at, "stages." + stage.id + ".expr", error.what());
+      checker_.error(at, path, error.what());
+      return std::nullopt;
     }
   }
 
@@ -514,6 +660,8 @@ class Loader {
   PipelineConfig config_;
   std::vector<std::string> ids_;  // every stage id, the broken ones too, for hints
   std::map<std::string, std::pair<Location, bool>> expression_marks_;  // where each expr scalar starts
+  std::map<std::string, std::tuple<std::string, Location, bool>> partition_keys_;  // text, where, quoted
+  std::map<std::pair<std::string, std::size_t>, std::string> partition_owners_;   // (producer, partition) -> consumer
 };
 
 }  // namespace

@@ -50,7 +50,10 @@ struct Subscription {
   Location location;
   std::optional<std::size_t> max_demand;  // as written, before the stage's defaults apply
   std::optional<std::size_t> min_demand;
+  std::optional<std::size_t> partition;  // with a partition dispatcher: which one
 };
+
+enum class DispatcherKind { demand, broadcast, partition };
 
 struct StageConfig {
   std::string id;
@@ -63,7 +66,11 @@ struct StageConfig {
   std::size_t buffer_size = defaults::buffer_size;
   BufferKeep buffer_keep = BufferKeep::last;
   stages::OnError on_error = stages::OnError::stop;
-  bool broadcast = false;
+  std::string dead_letter;  // with on_error: dead_letter, the stage that gets the failed events
+  Location dead_letter_location;
+  DispatcherKind dispatcher = DispatcherKind::demand;
+  std::size_t partitions = 0;                     // with a partition dispatcher
+  std::optional<expr::Expression> partition_key;  // an integer expression over x: 0..partitions-1
   std::map<std::string, std::string> options;  // the type's own options, interpolated
   expr::Type event_type = expr::Type::integer;    // of the events it emits
   std::optional<expr::Expression> expression;

@@ -9,6 +9,7 @@
 // (max_concurrency + reorder_limit). So memory stays bounded whatever the tasks' speed.
 #include <sluice/async_options.hpp>
 #include <sluice/detail/async_core.hpp>
+#include <sluice/detail/demand_credit.hpp>
 #include <sluice/stage.hpp>
 #include <sluice/task_result.hpp>
 
@@ -32,41 +33,51 @@ namespace sluice::detail {
 template <class In, class F>
 using async_map_value_t = std::remove_cvref_t<async_call_t<F, In>>;
 
-template <class In, class F>
-class AsyncMapStage final : public ProducerConsumer<In, TaskResult<async_map_value_t<In, F>, In>> {
+// How the DSL's async_map emits a result: as it is, ok or exit.
+struct EmitTaskResults {
+  template <class Result>
+  bool operator()(Result&& result, Emitter<std::remove_cvref_t<Result>>& out) const {
+    out.emit(std::forward<Result>(result));
+    return true;
+  }
+};
+
+// `Deliver(result, out)` emits what a finished task yields (or not: it returns whether it did),
+// so that the YAML runner's async_map can unwrap values and route exits by its on_error.
+template <class In, class F, class Out = TaskResult<async_map_value_t<In, F>, In>, class Deliver = EmitTaskResults>
+class AsyncMapStage final : public ProducerConsumer<In, Out> {
  public:
   using T = async_map_value_t<In, F>;
   using Result = TaskResult<T, In>;
   static_assert(!task_traits<async_call_t<F, In>>::coroutine,
                 "async_map runs functions; coroutine tasks run with async_stream");
 
-  AsyncMapStage(F fn, AsyncOptions options)
-      : fn_(std::make_shared<F>(std::move(fn))), options_((options.validate(), options)), window_(options_.window()) {}
+  AsyncMapStage(F fn, AsyncOptions options, Deliver deliver = {})
+      : fn_(std::make_shared<F>(std::move(fn))),
+        options_((options.validate(), options)),
+        window_(options_.window()),
+        deliver_(std::move(deliver)) {}
 
-  // Called for both ends: only subscriptions to producers are this stage's to ask on.
   DemandMode handle_subscribe(const SubscriptionInfo& info) override {
-    if (info.peer_role != PeerRole::producer) return DemandMode::automatic;
-    subscriptions_.push_back(info.id);
+    const DemandMode mode = credit_.subscribed(info);
     ask_upstream();
-    return DemandMode::manual;
+    return mode;
   }
 
-  void handle_cancel(const SubscriptionInfo& info, const ExitReason&) override {
-    if (info.peer_role == PeerRole::producer) std::erase(subscriptions_, info.id);
-  }
+  void handle_cancel(const SubscriptionInfo& info, const ExitReason&) override { credit_.cancelled(info); }
 
-  void handle_demand(std::size_t demand, Emitter<Result>&) override {
-    credit_ += demand;
+  void handle_demand(std::size_t demand, Emitter<Out>&) override {
+    credit_.demanded(demand);
     ask_upstream();
   }
 
-  void handle_events(std::span<In> events, Emitter<Result>&) override {
-    requested_ -= std::min(requested_, events.size());
+  void handle_events(std::span<In> events, Emitter<Out>&) override {
+    credit_.received(events.size());
     for (In& event : events) queued_.push_back(std::move(event));
     start_tasks();
   }
 
-  void handle_info(std::any& message, Emitter<Result>& out) override {
+  void handle_info(std::any& message, Emitter<Out>& out) override {
     if (auto* done = std::any_cast<Done>(&message)) {
       auto task = running_.find(done->seq);
       if (task == running_.end()) return;  // it timed out: the late result is dropped
@@ -115,17 +126,7 @@ class AsyncMapStage final : public ProducerConsumer<In, TaskResult<async_map_val
 
   std::size_t in_window() const noexcept { return running_.size() + ready_.size(); }
 
-  // Asks for what downstream wants and the window allows, less what is already on its way.
-  void ask_upstream() {
-    if (subscriptions_.empty()) return;
-    const std::size_t held = requested_ + queued_.size() + in_window();
-    const std::size_t limit = std::min(credit_, window_);
-    if (limit <= held) return;
-    const std::size_t want = limit - held;
-    requested_ += want;
-    // Several producers: they take turns.
-    this->context().ask(subscriptions_[next_subscription_++ % subscriptions_.size()], want);
-  }
+  void ask_upstream() { credit_.ask(this->context(), queued_.size() + in_window(), window_); }
 
   void start_tasks() {
     while (!queued_.empty() && running_.size() < options_.max_concurrency && in_window() < window_) {
@@ -151,22 +152,19 @@ class AsyncMapStage final : public ProducerConsumer<In, TaskResult<async_map_val
   }
 
   // Ordered: the results from the oldest on, up to the first still running. Unordered: all.
-  void emit_ready(Emitter<Result>& out) {
+  void emit_ready(Emitter<Out>& out) {
     while (!ready_.empty() && (!options_.ordered || ready_.begin()->first == next_to_emit_)) {
       next_to_emit_ = ready_.begin()->first + 1;
-      out.emit(std::move(ready_.begin()->second));
+      if (deliver_(std::move(ready_.begin()->second), out)) credit_.emitted(1);
       ready_.erase(ready_.begin());
-      credit_ -= std::min<std::size_t>(credit_, 1);
     }
   }
 
   std::shared_ptr<F> fn_;  // shared with the running tasks, which may outlive a failed stage
   const AsyncOptions options_;
   const std::size_t window_;
-  std::vector<SubscriptionId> subscriptions_;
-  std::size_t next_subscription_ = 0;
-  std::size_t credit_ = 0;     // downstream demand not yet met
-  std::size_t requested_ = 0;  // asked of upstream, not yet received
+  Deliver deliver_;
+  DemandCredit credit_;
   std::deque<In> queued_;      // received, waiting for a free task
   std::map<std::uint64_t, Running> running_;
   std::map<std::uint64_t, Result> ready_;  // finished, by input order
