@@ -281,14 +281,6 @@ class BatchStage final : public ProducerConsumer<Value, Value> {
   BatchStage(std::size_t size, std::chrono::milliseconds timeout, std::string separator)
       : size_(size), timeout_(timeout), separator_(std::move(separator)) {}
 
-  DemandMode handle_subscribe(const SubscriptionInfo& info) override {
-    if (info.peer_role == PeerRole::producer) ++producers_;
-    return DemandMode::automatic;
-  }
-  // The last producer is gone: what is left goes out as a last, short batch.
-  void handle_cancel(const SubscriptionInfo& info, const ExitReason&) override {
-    if (info.peer_role == PeerRole::producer && --producers_ == 0 && parts_ > 0) context().send_after({}, Flush{generation_});
-  }
   void handle_events(std::span<Value> events, Emitter<Value>& out) override {
     for (const auto& event : events) {
       if (parts_ > 0) line_ += separator_;
@@ -304,7 +296,10 @@ class BatchStage final : public ProducerConsumer<Value, Value> {
     const auto* flush_due = std::any_cast<Flush>(&message);
     if (flush_due != nullptr && flush_due->generation == generation_ && parts_ > 0) flush(out);
   }
-  bool holds_work() const noexcept override { return parts_ > 0; }
+  // What is left goes out as a last, short batch.
+  void handle_end_of_input(Emitter<Value>& out) override {
+    if (parts_ > 0) flush(out);
+  }
 
  private:
   struct Flush {
@@ -322,7 +317,6 @@ class BatchStage final : public ProducerConsumer<Value, Value> {
   std::string line_;
   std::size_t parts_ = 0;
   std::uint64_t generation_ = 0;
-  std::size_t producers_ = 0;
 };
 
 // A producer-consumer that holds events and lets them go in order, at times of its choosing

@@ -127,6 +127,9 @@ class ProducerConsumer : public detail::StageBase {
   // Consumers asked for `demand` more events than the buffer held. A stage in manual demand
   // mode that emits later than it receives (async_map) asks upstream from here.
   virtual void handle_demand(std::size_t /*demand*/, Emitter<Out>&) {}
+  // Called once, when every producer has completed and every event received was handled: the
+  // place to emit what the stage still holds (a partial batch).
+  virtual void handle_end_of_input(Emitter<Out>&) {}
   // True while events taken in have not all been emitted: the stage does not complete when
   // its input does, but once this turns false.
   virtual bool holds_work() const noexcept { return false; }

@@ -410,8 +410,12 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
         if constexpr (ConsumerStage<S>) {
           terminate(ExitReason::normal());
           return;
-        } else if (!stage_.holds_work()) {
-          output_done_ = true;
+        } else {
+          if (!input_ended_) {
+            input_ended_ = true;
+            emitting([&](Emitter<Out>& out) { stage_.handle_end_of_input(out); });
+          }
+          if (!stage_.holds_work()) output_done_ = true;
         }
       }
     }
@@ -512,6 +516,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   std::size_t completed_upstream_ = 0;
   std::deque<Events<In>> waiting_batches_;  // producer-consumers: batches waiting for demand
   std::size_t downstream_demand_ = 0;       // producer-consumers: demand not yet met
+  bool input_ended_ = false;                // producer-consumers: handle_end_of_input was called
 
   // Producer side.
   std::unique_ptr<Dispatcher<Out>> dispatcher_;
