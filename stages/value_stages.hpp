@@ -172,21 +172,60 @@ class GenerateSource final : public Producer<Value> {
   std::int64_t next_ = 0;
 };
 
-// One event per line of a file, or of standard input for "-".
+// One event per line of a file, or of standard input for "-". Lines are read on a blocking
+// thread, a chunk at a time, never on a worker: a chunk ends where the input has nothing more
+// ready, so a line typed on a terminal goes out at once rather than waiting for the next.
 class LinesSource final : public Producer<Value> {
  public:
   explicit LinesSource(std::string path) : path_(std::move(path)) {}
+
   void handle_demand(std::size_t demand, Emitter<Value>& out) override {
-    if (!in_) open();
-    std::string line;
-    for (; demand > 0 && std::getline(*in_, line); --demand) {
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      out.emit(std::move(line));
-    }
-    if (!*in_) out.done();
+    demand_ += demand;
+    release(out);
+  }
+  void handle_info(std::any& message, Emitter<Value>& out) override {
+    if (auto* failure = std::any_cast<std::exception_ptr>(&message)) std::rethrow_exception(*failure);
+    auto* chunk = std::any_cast<Chunk>(&message);
+    if (chunk == nullptr) return;
+    reading_ = false;
+    ended_ = chunk->ended;
+    for (auto& line : chunk->lines) lines_.push_back(std::move(line));
+    release(out);
   }
 
  private:
+  struct Chunk {
+    std::vector<std::string> lines;
+    bool ended = false;
+  };
+
+  void release(Emitter<Value>& out) {
+    for (; demand_ > 0 && !lines_.empty(); --demand_) {
+      out.emit(std::move(lines_.front()));
+      lines_.pop_front();
+    }
+    if (ended_ && lines_.empty()) {
+      out.done();
+    } else if (demand_ > 0 && !reading_ && !ended_) {
+      reading_ = true;  // one read at a time: only that task touches the stream
+      context().run_task([this, limit = demand_] { return std::any(read(limit)); }, TaskKind::blocking);
+    }
+  }
+
+  // On the blocking thread: one line (waiting for it if need be), then whatever else is ready.
+  Chunk read(std::size_t limit) {
+    if (in_ == nullptr) open();
+    Chunk chunk;
+    std::string line;
+    while (chunk.lines.size() < limit && std::getline(*in_, line)) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      chunk.lines.push_back(std::move(line));
+      if (in_->rdbuf()->in_avail() <= 0) break;
+    }
+    chunk.ended = !*in_;
+    return chunk;
+  }
+
   void open() {
     if (path_ == "-") {
       in_ = &std::cin;
@@ -196,9 +235,14 @@ class LinesSource final : public Producer<Value> {
     if (!file_) throw std::runtime_error("cannot open '" + path_ + "' for reading");
     in_ = &file_;
   }
+
   std::string path_;
   std::ifstream file_;
   std::istream* in_ = nullptr;
+  std::size_t demand_ = 0;
+  std::deque<std::string> lines_;  // read, waiting for demand
+  bool reading_ = false;
+  bool ended_ = false;
 };
 
 // --- producer-consumers ----------------------------------------------------------------------

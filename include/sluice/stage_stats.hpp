@@ -10,6 +10,9 @@ struct StageStatsSnapshot {
   std::uint64_t events_out = 0;  // events delivered to consumers
   std::uint64_t discarded = 0;   // events dropped from a full buffer
   std::uint64_t buffered = 0;    // events waiting in the buffer now
+  std::uint64_t demand_owed = 0;   // demand its consumers made that it has not met yet
+  std::uint64_t demand_asked = 0;  // events it asked its producers for and has not received yet
+  std::uint64_t busy_ns = 0;       // time spent handling messages
 };
 
 // Updated once per batch with relaxed atomics: cheap, and consistent enough for monitoring.
@@ -19,10 +22,17 @@ class StageStats {
   void add_out(std::uint64_t n) noexcept { events_out_.fetch_add(n, std::memory_order_relaxed); }
   void add_discarded(std::uint64_t n) noexcept { discarded_.fetch_add(n, std::memory_order_relaxed); }
   void set_buffered(std::uint64_t n) noexcept { buffered_.store(n, std::memory_order_relaxed); }
+  void set_demand(std::uint64_t owed, std::uint64_t asked) noexcept {
+    demand_owed_.store(owed, std::memory_order_relaxed);
+    demand_asked_.store(asked, std::memory_order_relaxed);
+  }
+  void add_busy(std::uint64_t ns) noexcept { busy_ns_.fetch_add(ns, std::memory_order_relaxed); }
 
   StageStatsSnapshot snapshot() const noexcept {
     return {events_in_.load(std::memory_order_relaxed), events_out_.load(std::memory_order_relaxed),
-            discarded_.load(std::memory_order_relaxed), buffered_.load(std::memory_order_relaxed)};
+            discarded_.load(std::memory_order_relaxed), buffered_.load(std::memory_order_relaxed),
+            demand_owed_.load(std::memory_order_relaxed), demand_asked_.load(std::memory_order_relaxed),
+            busy_ns_.load(std::memory_order_relaxed)};
   }
 
  private:
@@ -30,6 +40,9 @@ class StageStats {
   std::atomic<std::uint64_t> events_out_{0};
   std::atomic<std::uint64_t> discarded_{0};
   std::atomic<std::uint64_t> buffered_{0};
+  std::atomic<std::uint64_t> demand_owed_{0};
+  std::atomic<std::uint64_t> demand_asked_{0};
+  std::atomic<std::uint64_t> busy_ns_{0};
 };
 
 }  // namespace sluice

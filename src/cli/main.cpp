@@ -4,8 +4,10 @@
 
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
+#include <unistd.h>
 
 #include <cstdio>
+#include <iostream>
 #include <string>
 #include <vector>
 
@@ -100,6 +102,8 @@ void graph(const yaml::PipelineConfig& config, const std::string& format) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Buffered standard input, so that the lines stage reads what is ready in chunks.
+  std::ios::sync_with_stdio(false);
   CLI::App app{"sluice: run back-pressured stream pipelines described in YAML"};
   app.require_subcommand(1);
 
@@ -114,6 +118,9 @@ int main(int argc, char** argv) {
   run->add_option("--threads", run_options.threads, "worker threads (default: one per hardware thread)");
   run->add_option("--drain-timeout", drain_timeout_ms, "milliseconds a SIGINT/SIGTERM drain may take (default 10000)");
   run->add_flag("--quiet", quiet, "no summary on stderr");
+  run->add_option("--metrics", run_options.metrics_path, "write a JSON line per stage to this file each second and at the end");
+  std::optional<bool> progress;
+  run->add_flag("--progress,!--no-progress", progress, "a live line of events/s per stage on stderr (default: on a terminal)");
 
   auto* validate = app.add_subcommand("validate", "check a pipeline and report every error; exit 0 when valid");
   validate->add_option("file", file, "the pipeline's YAML file")->required();
@@ -146,6 +153,7 @@ int main(int argc, char** argv) {
     }
     run_options.drain_timeout = std::chrono::milliseconds(drain_timeout_ms);
     run_options.summary = quiet ? nullptr : stderr;
+    run_options.progress = progress.value_or(isatty(fileno(stderr)) != 0);
     const cli::RunResult result = cli::run_pipeline(config, run_options);
     std::fflush(stdout);
     if (result.error) fmt::print(stderr, "error: {}\n", *result.error);

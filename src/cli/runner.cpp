@@ -3,7 +3,12 @@
 #include <sluice/dispatcher.hpp>
 #include <sluice/stages/value_stages.hpp>
 
+#include <fmt/format.h>
+
+#include <condition_variable>
 #include <csignal>
+#include <mutex>
+#include <optional>
 #include <ctime>
 #include <map>
 #include <memory>
@@ -145,15 +150,93 @@ class SignalWatch {
   std::jthread thread_;
 };
 
-void print_summary(std::FILE* out, const std::vector<std::pair<std::string, detail::ActorCore*>>& stages,
-                   const std::map<std::string, std::shared_ptr<ExpressionStep>>& steps) {
+using StageList = std::vector<std::pair<std::string, detail::ActorCore*>>;
+using Steps = std::map<std::string, std::shared_ptr<ExpressionStep>>;
+
+std::uint64_t errors_of(const detail::ActorCore& core, const Steps& steps) {
+  auto step = steps.find(core.name());
+  return step == steps.end() ? 0 : step->second->skipped();
+}
+
+// Every second, while the pipeline runs, and once at the end: --metrics writes a JSON line per
+// stage, --progress redraws one line of events/s per stage on stderr.
+class Monitor {
+ public:
+  Monitor(const RunOptions& options, const StageList& stages, const Steps& steps)
+      : stages_(stages), steps_(steps), progress_(options.progress) {
+    if (!options.metrics_path.empty()) {
+      metrics_ = std::fopen(options.metrics_path.c_str(), "w");
+      if (metrics_ == nullptr) throw std::runtime_error("cannot open '" + options.metrics_path + "' for the metrics");
+    }
+    if (metrics_ != nullptr || progress_) thread_ = std::jthread([this](std::stop_token stop) { run(stop); });
+  }
+  // Stops the ticks and reports the final figures.
+  void finish() {
+    if (thread_.joinable()) {
+      thread_.request_stop();
+      thread_.join();
+    }
+    tick(true);
+    if (progress_) std::fputc('\n', stderr);
+    if (metrics_ != nullptr) std::fclose(std::exchange(metrics_, nullptr));
+  }
+  ~Monitor() {
+    if (metrics_ != nullptr) std::fclose(metrics_);
+  }
+
+ private:
+  void run(std::stop_token stop) {
+    std::mutex mutex;
+    std::condition_variable_any wake;
+    std::unique_lock lock(mutex);
+    for (;;) {
+      wake.wait_for(lock, stop, std::chrono::seconds(1), [] { return false; });
+      if (stop.stop_requested()) return;
+      tick(false);
+    }
+  }
+
+  void tick(bool last) {
+    const auto now = std::chrono::steady_clock::now();
+    const double seconds = std::chrono::duration<double>(now - previous_time_).count();
+    const auto wall_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    std::string line;
+    for (const auto& [id, core] : stages_) {
+      const auto stats = core->stats().snapshot();
+      if (metrics_ != nullptr) {
+        fmt::print(metrics_,
+                   "{{\"time_ms\":{},\"final\":{},\"stage\":\"{}\",\"events_in\":{},\"events_out\":{},\"discarded\":{},"
+                   "\"errors\":{},\"demand_owed\":{},\"demand_asked\":{},\"buffered\":{},\"busy_ms\":{:.3f}}}\n",
+                   wall_ms, last, core->name(), stats.events_in, stats.events_out, stats.discarded, errors_of(*core, steps_),
+                   stats.demand_owed, stats.demand_asked, stats.buffered, static_cast<double>(stats.busy_ns) / 1e6);
+      }
+      const std::uint64_t handled = std::max(stats.events_in, stats.events_out);
+      std::uint64_t& before = previous_[core];
+      line += fmt::format("{}{} {:.3g}/s", line.empty() ? "" : " | ", core->name(),
+                          seconds > 0 ? static_cast<double>(handled - before) / seconds : 0.0);
+      before = handled;
+    }
+    if (metrics_ != nullptr) std::fflush(metrics_);
+    if (progress_) fmt::print(stderr, "\r\x1b[K{}", line);
+    previous_time_ = now;
+  }
+
+  const StageList& stages_;
+  const Steps& steps_;
+  bool progress_;
+  std::FILE* metrics_ = nullptr;
+  std::map<const detail::ActorCore*, std::uint64_t> previous_;  // events handled at the last tick
+  std::chrono::steady_clock::time_point previous_time_ = std::chrono::steady_clock::now();
+  std::jthread thread_;  // last: joined before the rest goes
+};
+
+void print_summary(std::FILE* out, const StageList& stages, const Steps& steps) {
   std::fprintf(out, "%-20s %12s %12s %10s %10s\n", "stage", "events in", "events out", "discarded", "errors");
   for (const auto& [id, core] : stages) {
     const auto stats = core->stats().snapshot();
-    auto step = steps.find(core->name());
     std::fprintf(out, "%-20s %12llu %12llu %10llu %10llu\n", core->name().c_str(), static_cast<unsigned long long>(stats.events_in),
                  static_cast<unsigned long long>(stats.events_out), static_cast<unsigned long long>(stats.discarded),
-                 static_cast<unsigned long long>(step == steps.end() ? 0 : step->second->skipped()));
+                 static_cast<unsigned long long>(errors_of(*core, steps)));
   }
 }
 
@@ -166,9 +249,10 @@ RunResult run_pipeline(const yaml::PipelineConfig& config, const RunOptions& opt
   SignalWatch signals(system, options.drain_timeout);
 
   std::map<std::string, std::vector<detail::ActorCore*>> copies;  // by stage id
-  std::vector<std::pair<std::string, detail::ActorCore*>> all;
-  std::map<std::string, std::shared_ptr<ExpressionStep>> steps;  // by stage name, for the summary
+  StageList all;
+  Steps steps;  // by stage name, for the summary
   RunResult result;
+  std::optional<Monitor> monitor;
   try {
     // A source of failed events per dead-letter stage, fed by the stages that name it, and done
     // once they have all stopped.
@@ -213,6 +297,7 @@ RunResult run_pipeline(const yaml::PipelineConfig& config, const RunOptions& opt
           system.subscribe_untyped(*consumer, *source->second, SubscribeOptions{.max_demand = stage.max_demand, .min_demand = stage.min_demand});
       }
     }
+    monitor.emplace(options, all, steps);
     system.wait();
   } catch (const StageError& error) {
     result.error = error.what();
@@ -220,6 +305,7 @@ RunResult run_pipeline(const yaml::PipelineConfig& config, const RunOptions& opt
     system.stop();
     result.error = error.what();
   }
+  if (monitor) monitor->finish();
   if (auto failure = failures->first()) result.error = *failure;
   if (options.summary != nullptr) print_summary(options.summary, all, steps);
   result.exit_code = result.error ? 1 : signals.interrupted() ? 130 : 0;

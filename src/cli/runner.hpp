@@ -16,6 +16,8 @@ struct RunOptions {
   std::size_t threads = 0;                          // 0: one per hardware thread
   std::chrono::milliseconds drain_timeout{10'000};  // after SIGINT/SIGTERM
   std::FILE* summary = stderr;                      // the per-stage summary, or nullptr
+  std::string metrics_path;                         // a JSON line per stage each second and at the end
+  bool progress = false;                            // a live line of events/s per stage on stderr
 };
 
 struct RunResult {

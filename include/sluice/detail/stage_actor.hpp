@@ -10,6 +10,7 @@
 #include <sluice/stage.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <deque>
 #include <exception>
 #include <memory>
@@ -67,9 +68,13 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
 
   bool run_slice() override {
     const std::size_t throughput = scheduler_.throughput();
+    const auto started = std::chrono::steady_clock::now();
     for (std::size_t handled = 0; handled < throughput; ++handled) {
       Message* message = mailbox_.next();
-      if (message == nullptr) return false;  // idle now: touch nothing more
+      if (message == nullptr) {
+        account_slice(started);
+        return false;  // idle now: touch nothing more
+      }
       if (stopped_) {
         handle_after_stop(*message);
         continue;
@@ -84,6 +89,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
         terminate(ExitReason::error(name_, "unknown exception"));
       }
     }
+    account_slice(started);
     return mailbox_.finish_slice();
   }
 
@@ -100,6 +106,19 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     std::size_t pending = 0;  // asked for and not yet received
     bool manual = false;
   };
+
+  // Busy time and demand, for monitoring (sluice run --metrics): a few relaxed stores a slice.
+  void account_slice(std::chrono::steady_clock::time_point started) {
+    stats_.add_busy(static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started).count()));
+    std::size_t asked = 0;
+    for (const auto& upstream : upstream_) asked += upstream.pending;
+    if constexpr (ProducerConsumerStage<S>) {
+      stats_.set_demand(downstream_demand_, asked);
+    } else {
+      stats_.set_demand(owed_demand_, asked);
+    }
+  }
 
   void deliver(Message&& message) {
     if (mailbox_.push(std::move(message))) scheduler_.schedule(*this);
@@ -244,6 +263,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
         accumulated_.push_back(demand);
         return;
       }
+      owed_demand_ += demand;
       emitting([&](Emitter<Out>& out) { stage_.handle_demand(demand, out); });
     } else {
       downstream_demand_ += demand;
@@ -356,6 +376,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     if (!out_batch_.empty()) {
       const std::size_t sent = dispatch(out_batch_);
       if constexpr (ProducerConsumerStage<S>) downstream_demand_ -= std::min(downstream_demand_, sent);
+      if constexpr (ProducerStage<S>) owed_demand_ -= std::min(owed_demand_, sent);
       if (!out_batch_.empty()) buffer_events(out_batch_);
     }
     if (done_requested_ && !output_done_) {
@@ -517,6 +538,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   std::deque<Events<In>> waiting_batches_;  // producer-consumers: batches waiting for demand
   std::size_t downstream_demand_ = 0;       // producer-consumers: demand not yet met
   bool input_ended_ = false;                // producer-consumers: handle_end_of_input was called
+  std::size_t owed_demand_ = 0;             // producers: demand handed to handle_demand, not yet met
 
   // Producer side.
   std::unique_ptr<Dispatcher<Out>> dispatcher_;
