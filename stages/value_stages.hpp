@@ -130,11 +130,14 @@ class RangeSource final : public Producer<Value> {
  public:
   RangeSource(std::int64_t from, std::optional<std::int64_t> to, std::int64_t step) : next_(from), to_(to), step_(step) {}
   void handle_demand(std::size_t demand, Emitter<Value>& out) override {
-    out.reserve(demand);
-    for (; demand > 0 && !finished_; --demand) {
-      out.emit(next_);
-      if (__builtin_add_overflow(next_, step_, &next_) || (to_ && (step_ > 0 ? next_ > *to_ : next_ < *to_))) finished_ = true;
-    }
+    out.emit_bulk(demand, [&](std::span<Value> slots) {
+      std::size_t filled = 0;
+      for (; filled < slots.size() && !finished_; ++filled) {
+        slots[filled] = next_;  // the slot already holds an integer: no variant switch
+        if (__builtin_add_overflow(next_, step_, &next_) || (to_ && (step_ > 0 ? next_ > *to_ : next_ < *to_))) finished_ = true;
+      }
+      return filled;
+    });
     if (finished_) out.done();
   }
   static bool empty(std::int64_t from, std::optional<std::int64_t> to, std::int64_t step) {
@@ -254,7 +257,10 @@ class MapStage final : public ProducerConsumer<Value, Value> {
     const bool go_on = step_->apply<std::vector<Value>>(
         events, [&](std::span<const Value> part) { return step_->expression().evaluate(part); },
         [&](std::size_t, std::vector<Value> values) {
-          for (auto& value : values) out.emit(std::move(value));
+          out.emit_bulk(values.size(), [&](std::span<Value> slots) {
+            std::move(values.begin(), values.end(), slots.begin());
+            return values.size();
+          });
         });
     if (!go_on) out.done();
   }

@@ -37,6 +37,7 @@ const bool registered = [] {
       {"loop", 100'000'000, plain_loop},
       {"sluice/default_demand", 100'000'000, [](auto n, auto t) { return sluice_pipeline(n, t, 1000); }},
       {"sluice/max_demand_1", 2'000'000, [](auto n, auto t) { return sluice_pipeline(n, t, 1); }},
+      {"sluice/dsl_lambdas", 100'000'000, sluice_dsl},
       {"tbb_pipeline/batch_1000_tokens_8", 100'000'000, [](auto n, auto t) { return tbb_pipeline(n, t, 1000, 8); }},
       {"tbb_pipeline/batch_1_tokens_8", 2'000'000, [](auto n, auto t) { return tbb_pipeline(n, t, 1, 8); }},
       {"tbb_flow_graph/batch_1000", 100'000'000, [](auto n, auto t) { return tbb_flow_graph(n, t, 1000); }},
@@ -54,6 +55,13 @@ const bool registered = [] {
           ->MinTime(0.5);
     }
   }
+  // `sluice run` against the DSL, on the example pipeline (T = 1000; the YAML sum is checked
+  // int64, so T = 2^62 would overflow it by design).
+#ifdef SLUICE_CLI_PATH
+  benchmark::RegisterBenchmark("W1/T=1000/sluice_cli/run_yaml", [](benchmark::State& state) {
+    run(state, sluice_cli, 100'000'000, 1000);
+  })->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(0.5);
+#endif
   return true;
 }();
 

@@ -7,6 +7,8 @@
 #include <sluice/stages/number_producer.hpp>
 #include <sluice/stages/sum_consumer.hpp>
 
+#include <ranges>
+
 namespace bench::square_filter {
 
 std::uint64_t sluice_pipeline(std::int64_t n, std::int64_t limit, std::size_t max_demand) {
@@ -18,6 +20,17 @@ std::uint64_t sluice_pipeline(std::int64_t n, std::int64_t limit, std::size_t ma
              | sluice::into<SumConsumer>().with(demand);
   system.wait();
   return sum->sum();
+}
+
+std::uint64_t sluice_dsl(std::int64_t n, std::int64_t limit) {
+  sluice::System system;
+  std::uint64_t sum = 0;
+  sluice::from(system, std::views::iota(std::int64_t{1}, n + 1))                      //
+      | sluice::map([](std::int64_t x) { return square(x); })                       //
+      | sluice::filter([limit](std::int64_t squared) { return squared < limit; })  //
+      | sluice::each([&sum](std::int64_t kept) { sum += static_cast<std::uint64_t>(kept); });
+  system.wait();
+  return sum;
 }
 
 }  // namespace bench::square_filter

@@ -18,5 +18,9 @@ std::uint64_t plain_loop(std::int64_t n, std::int64_t limit);
 std::uint64_t tbb_pipeline(std::int64_t n, std::int64_t limit, std::size_t batch, std::size_t tokens);
 std::uint64_t tbb_flow_graph(std::int64_t n, std::int64_t limit, std::size_t batch);
 std::uint64_t sluice_pipeline(std::int64_t n, std::int64_t limit, std::size_t max_demand);
+// The same as lambdas in the DSL: from(range) | map | filter | each.
+std::uint64_t sluice_dsl(std::int64_t n, std::int64_t limit);
+// The same through `sluice run` and a YAML file (a process of its own; int64 events as Values).
+std::uint64_t sluice_cli(std::int64_t n, std::int64_t limit);
 
 }  // namespace bench::square_filter

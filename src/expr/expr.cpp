@@ -126,13 +126,18 @@ class Literal final : public Node {
 // and conversions. `op(row, in, out)` writes row `row` of `out`.
 class Map1 final : public Node {
  public:
-  using Op = std::function<void(std::size_t, const Column&, Column&)>;
-  Map1(Type type, std::size_t column, NodePtr arg, Op op) : Node(type, column), arg_(std::move(arg)), op_(std::move(op)) {}
+  using Op = std::function<void(const Column&, Column&)>;
+  // `per_row(row, in, out)` is inlined into a loop over the column: one indirect call a column.
+  template <class PerRow>
+  Map1(Type type, std::size_t column, NodePtr arg, PerRow per_row)
+      : Node(type, column), arg_(std::move(arg)), op_([per_row](const Column& in, Column& out) {
+          for (std::size_t row = 0; row < in.size(); ++row) per_row(row, in, out);
+        }) {}
   Column eval(const Column& x) const override {
     const Column in = arg_->eval(x);
     Column out{type(), {}, {}, {}};
     out.resize(in.size());
-    for (std::size_t row = 0; row < in.size(); ++row) op_(row, in, out);
+    op_(in, out);
     return out;
   }
 
@@ -143,15 +148,19 @@ class Map1 final : public Node {
 
 class Map2 final : public Node {
  public:
-  using Op = std::function<void(std::size_t, const Column&, const Column&, Column&)>;
-  Map2(Type type, std::size_t column, NodePtr left, NodePtr right, Op op)
-      : Node(type, column), left_(std::move(left)), right_(std::move(right)), op_(std::move(op)) {}
+  using Op = std::function<void(const Column&, const Column&, Column&)>;
+  // As Map1: the row loop is inlined around `per_row`.
+  template <class PerRow>
+  Map2(Type type, std::size_t column, NodePtr left, NodePtr right, PerRow per_row)
+      : Node(type, column), left_(std::move(left)), right_(std::move(right)), op_([per_row](const Column& a, const Column& b, Column& out) {
+          for (std::size_t row = 0; row < a.size(); ++row) per_row(row, a, b, out);
+        }) {}
   Column eval(const Column& x) const override {
     const Column a = left_->eval(x);
     const Column b = right_->eval(x);
     Column out{type(), {}, {}, {}};
     out.resize(a.size());
-    for (std::size_t row = 0; row < a.size(); ++row) op_(row, a, b, out);
+    op_(a, b, out);
     return out;
   }
 
@@ -386,15 +395,18 @@ class Parser {
     if (left->type() == Type::boolean && op.text != "==" && op.text != "!=") {
       throw SyntaxError(op.column, "'" + op.text + "' cannot order booleans");
     }
-    const std::string symbol = op.text;
-    auto decide = [symbol](auto a, auto b) {
-      if (symbol == "==") return a == b;
-      if (symbol == "!=") return a != b;
-      if (symbol == "<") return a < b;
-      if (symbol == "<=") return a <= b;
-      if (symbol == ">") return a > b;
-      return a >= b;
-    };
+    // The operator is chosen here, once, not for every row.
+    const std::string& symbol = op.text;
+    if (symbol == "==") return compared(op, left, right, std::equal_to<>());
+    if (symbol == "!=") return compared(op, left, right, std::not_equal_to<>());
+    if (symbol == "<") return compared(op, left, right, std::less<>());
+    if (symbol == "<=") return compared(op, left, right, std::less_equal<>());
+    if (symbol == ">") return compared(op, left, right, std::greater<>());
+    return compared(op, left, right, std::greater_equal<>());
+  }
+
+  template <class Decide>
+  static NodePtr compared(const Token& op, const NodePtr& left, const NodePtr& right, Decide decide) {
     switch (left->type()) {
       case Type::floating:
         return std::make_shared<Map2>(Type::boolean, op.column, left, right, [decide](std::size_t row, const Column& a, const Column& b, Column& out) {
