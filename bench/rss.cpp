@@ -2,7 +2,7 @@
 //   sluice_rss VARIANT N   prints "VARIANT N peak_rss_kib" and exits 1 if the sum is wrong.
 // VARIANT: loop, sluice, tbb_pipeline, tbb_flow_graph (W1's batched ones, at T = 2^62), or
 // async_coroutines (W2 (c): N coroutines each waiting 100 ms, all at once; also prints the
-// wall time in ms).
+// wall time in ms), or cli (`sluice run` on W1 with T = 1000, in a child process).
 #include "async_stream/workload.hpp"
 #include "square_filter/workload.hpp"
 
@@ -16,7 +16,7 @@
 int main(int argc, char** argv) {
   using namespace bench::square_filter;
   if (argc != 3) {
-    std::fprintf(stderr, "usage: %s loop|sluice|tbb_pipeline|tbb_flow_graph|async_coroutines N\n", argv[0]);
+    std::fprintf(stderr, "usage: %s loop|sluice|tbb_pipeline|tbb_flow_graph|async_coroutines|cli N\n", argv[0]);
     return 2;
   }
   const std::string variant = argv[1];
@@ -32,6 +32,14 @@ int main(int argc, char** argv) {
     getrusage(RUSAGE_SELF, &usage);
     std::printf("%s %lld %ld wall_ms %.1f\n", variant.c_str(), static_cast<long long>(n), usage.ru_maxrss, wall);
     return done == n ? 0 : 1;
+  }
+  if (variant == "cli") {
+    // `sluice run` in a child process, T = 1000 (its YAML sum is checked int64): the child's peak.
+    const std::uint64_t cli_sum = sluice_cli(n, 1000);
+    rusage usage{};
+    getrusage(RUSAGE_CHILDREN, &usage);
+    std::printf("%s %lld %ld\n", variant.c_str(), static_cast<long long>(n), usage.ru_maxrss);
+    return cli_sum == expected_sum(n, 1000) ? 0 : 1;
   }
   if (variant == "loop") {
     sum = plain_loop(n, limit);
