@@ -136,7 +136,8 @@ class AsyncCore final : public std::enable_shared_from_this<AsyncCore<In, F>> {
               bool by_consumer = false);
   std::optional<Result> take_ready();
   Result deliver(Result&& result);
-  void expire_locked(Clock::time_point now);
+  // Times out what is due; returns the stop sources to signal once the lock is released.
+  std::vector<std::stop_source> expire_locked(Clock::time_point now);
   void add_helper();
   void help_loop();
   static void report(void* owner, typename Task<T>::promise_type::Ticket ticket,
@@ -215,7 +216,15 @@ std::optional<typename AsyncCore<In, F>::Result> AsyncCore<In, F>::next(Pull&& p
       consumer_waiting_ = false;
       if (has_timeout()) {
         const auto now = Clock::now();
-        if (now >= next_deadline_) expire_locked(now);
+        if (now >= next_deadline_) {
+          // Stop callbacks run user code: never under the lock.
+          auto to_stop = expire_locked(now);
+          if (!to_stop.empty()) {
+            lock.unlock();
+            for (auto& source : to_stop) source.request_stop();
+            lock.lock();
+          }
+        }
       }
     }
   }
@@ -251,15 +260,16 @@ void AsyncCore<In, F>::fill(Pull& pull) {
 template <class In, class F>
 void AsyncCore<In, F>::start(In element) {
   const std::uint32_t index = free_slots_.back();
-  free_slots_.pop_back();
   Slot& slot = slots_[index];
-  const std::uint64_t seq = next_seq_++;
-  ++in_window_;
-  if (options_.ordered) in_order_.push_back(index);
+  // What may throw comes before the slot is taken, so that a throw leaves nothing behind.
   if constexpr (std::copy_constructible<In>) {
     if (options_.zip_input_on_exit) slot.zipped.emplace(element);
   }
   if constexpr (stoppable) slot.stop = std::stop_source();
+  if (options_.ordered) in_order_.push_back(index);
+  free_slots_.pop_back();
+  const std::uint64_t seq = next_seq_++;
+  ++in_window_;
   slot.started.store(0, std::memory_order_relaxed);
   // A task's deadline is at least this far off: the consumer wakes then to look.
   auto note_deadline = [this] {
@@ -281,6 +291,9 @@ void AsyncCore<In, F>::start(In element) {
     } catch (const std::exception& e) {
       finish(index, seq, exited(e.what()));
       return;
+    } catch (...) {
+      finish(index, seq, exited("unknown exception"));
+      return;
     }
     std::move(*task).start_detached(this->shared_from_this(), &AsyncCore::report, {index, seq});
   } else {
@@ -291,13 +304,28 @@ void AsyncCore<In, F>::start(In element) {
       return;
     }
     note_deadline();
-    if (options_.kind == TaskKind::blocking) {
-      AsyncRuntime::instance().run(TaskKind::blocking, [core = this->shared_from_this(), index, seq] {
-        core->claim_and_run({index, seq});
-      });
-    } else {
-      pending_.push({index, seq});
-      add_helper();
+    try {
+      if (options_.kind == TaskKind::blocking) {
+        AsyncRuntime::instance().run(TaskKind::blocking, [core = this->shared_from_this(), index, seq] {
+          core->claim_and_run({index, seq});
+        });
+      } else {
+        pending_.push({index, seq});
+        add_helper();
+      }
+    } catch (...) {
+      // Not handed over (no thread, no memory): the slot goes back, unless a helper already
+      // claimed it from pending_, in which case it runs and delivers as usual.
+      std::uint64_t expected = tag_of(seq, pending);
+      if (slot.tag.compare_exchange_strong(expected, tag_of(0, free_slot))) {
+        slot.input.reset();
+        slot.zipped.reset();
+        if (options_.ordered) in_order_.pop_back();
+        free_slots_.push_back(index);
+        --in_window_;
+        --next_seq_;
+        throw;
+      }
     }
   }
 }
@@ -343,14 +371,15 @@ typename AsyncCore<In, F>::Result AsyncCore<In, F>::deliver(Result&& result) {
 // Every running task whose deadline has passed yields exit("timeout") now, and is asked to
 // stop; the rest set the next time to look.
 template <class In, class F>
-void AsyncCore<In, F>::expire_locked(Clock::time_point now) {
+std::vector<std::stop_source> AsyncCore<In, F>::expire_locked(Clock::time_point now) {
   auto next = Clock::time_point::max();
+  std::vector<std::stop_source> to_stop;
   for (std::size_t index = 0; index < window_; ++index) {
     Slot& slot = slots_[index];
     const std::uint64_t tag = slot.tag.load(std::memory_order_acquire);
-    if (state_of(tag) != running) continue;
+    if (state_of(tag) != running && state_of(tag) != pending) continue;
     const std::int64_t started = slot.started.load(std::memory_order_acquire);
-    if (started == 0) {  // claimed a moment ago: its clock starts about now
+    if (state_of(tag) == pending || started == 0) {  // starting about now: its clock starts then
       next = std::min(next, now + options_.timeout);
       continue;
     }
@@ -363,27 +392,33 @@ void AsyncCore<In, F>::expire_locked(Clock::time_point now) {
     slot.tag.store(tag_of(seq_of(tag), finished), std::memory_order_release);
     running_.fetch_sub(1);
     if (!options_.ordered) completed_.push_back(static_cast<std::uint32_t>(index));
-    if constexpr (stoppable) slot.stop.request_stop();
+    if constexpr (stoppable) to_stop.push_back(slot.stop);
   }
   next_deadline_ = next;
+  return to_stop;
 }
 
 template <class In, class F>
 void AsyncCore<In, F>::close() noexcept {
   if (closed_) return;
   closed_ = true;
-  std::lock_guard lock(mutex_);
-  for (std::size_t index = 0; index < window_; ++index) {
-    Slot& slot = slots_[index];
-    std::uint64_t tag = slot.tag.load(std::memory_order_acquire);
-    if (state_of(tag) == pending && slot.tag.compare_exchange_strong(tag, tag_of(0, free_slot))) {
-      slot.input.reset();  // never claimed: no task will touch it
-      continue;
+  std::vector<std::stop_source> to_stop;
+  {
+    std::lock_guard lock(mutex_);
+    for (std::size_t index = 0; index < window_; ++index) {
+      Slot& slot = slots_[index];
+      std::uint64_t tag = slot.tag.load(std::memory_order_acquire);
+      if (state_of(tag) == pending && slot.tag.compare_exchange_strong(tag, tag_of(0, free_slot))) {
+        slot.input.reset();  // never claimed: no task will touch it
+        continue;
+      }
+      if (state_of(tag) != running) continue;
+      if constexpr (stoppable) to_stop.push_back(slot.stop);
+      slot.tag.store(tag_of(0, free_slot), std::memory_order_release);  // its result will be dropped
     }
-    if (state_of(tag) != running) continue;
-    if constexpr (stoppable) slot.stop.request_stop();
-    slot.tag.store(tag_of(0, free_slot), std::memory_order_release);  // its result will be dropped
   }
+  // Stop callbacks run user code: never under the lock.
+  for (auto& source : to_stop) source.request_stop();
 }
 
 // --- the tasks' side -------------------------------------------------------------------------
