@@ -7,9 +7,6 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
-#include <coroutine>
-#include <functional>
-#include <optional>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -346,32 +343,4 @@ TEST_CASE("coroutine tasks time out like any other, and see their stop token") {
                                    {.timeout = 100ms, .on_timeout = OnTimeout::kill_task}))
     seen.push_back(result.ok() ? "ok" : result.exit().reason);
   CHECK(seen == std::vector<std::string>{"ok", "timeout"});
-}
-
-namespace {
-
-// Suspends until its stop token fires; the stop callback resumes the coroutine right there,
-// on whichever thread requested the stop.
-struct UntilStopped {
-  std::stop_token stop;
-  std::optional<std::stop_callback<std::function<void()>>> resume_on_stop{};
-  bool await_ready() const noexcept { return stop.stop_requested(); }
-  void await_suspend(std::coroutine_handle<> waiting) {
-    resume_on_stop.emplace(stop, std::function<void()>([waiting] { waiting.resume(); }));
-  }
-  void await_resume() const noexcept {}
-};
-
-}  // namespace
-
-TEST_CASE("a stop callback that resumes its task at once runs outside the stream's lock (no deadlock on timeout)") {
-  auto task = [](std::int64_t x, std::stop_token stop) -> Task<std::int64_t> {
-    if (x == 1) co_await UntilStopped{stop};  // ends only when the timeout asks it to
-    co_return x;
-  };
-  std::vector<std::string> seen;
-  for (auto& result : async_stream(std::vector<std::int64_t>{1, 2}, task,
-                                   {.timeout = 50ms, .on_timeout = OnTimeout::kill_task}))
-    seen.push_back(result.ok() ? std::to_string(result.value()) : result.exit().reason);
-  CHECK(seen == std::vector<std::string>{"timeout", "2"});
 }

@@ -72,8 +72,9 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     for (std::size_t handled = 0; handled < throughput; ++handled) {
       Message* message = mailbox_.next();
       if (message == nullptr) {
-        account_slice(started);
-        return false;  // idle now: touch nothing more
+        // Idle now, and perhaps already running on another worker: only the atomic counters.
+        add_busy_time(started);
+        return false;
       }
       if (stopped_) {
         handle_after_stop(*message);
@@ -83,13 +84,14 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
         std::visit([this](auto& m) { handle(m); }, *message);
         if (stop_requested_) terminate(*std::exchange(stop_requested_, std::nullopt));
         if (!stopped_) settle();
+        record_demand();
       } catch (const std::exception& e) {
         terminate(ExitReason::error(name_, e.what()));
       } catch (...) {
         terminate(ExitReason::error(name_, "unknown exception"));
       }
     }
-    account_slice(started);
+    add_busy_time(started);
     return mailbox_.finish_slice();
   }
 
@@ -107,10 +109,13 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     bool manual = false;
   };
 
-  // Busy time and demand, for monitoring (sluice run --metrics): a few relaxed stores a slice.
-  void account_slice(std::chrono::steady_clock::time_point started) {
+  // Busy time and demand, for monitoring (sluice run --metrics): relaxed atomic stores.
+  void add_busy_time(std::chrono::steady_clock::time_point started) {
     stats_.add_busy(static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started).count()));
+  }
+  // After each message, while this thread owns the stage.
+  void record_demand() {
     std::size_t asked = 0;
     for (const auto& upstream : upstream_) asked += upstream.pending;
     if constexpr (ProducerConsumerStage<S>) {
