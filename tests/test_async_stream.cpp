@@ -9,8 +9,11 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <coroutine>
 #include <cstdint>
+#include <functional>
 #include <latch>
+#include <memory>
 #include <mutex>
 #include <ranges>
 #include <stdexcept>
@@ -233,7 +236,8 @@ TEST_CASE("reorder bound: finished results waiting behind a slow first element s
     }
     return x;
   };
-  auto stream = async_stream(std::views::iota(0), task,
+  // A finite input, read to its end: no task outlives the test's stack, which they use.
+  auto stream = async_stream(std::views::iota(0, 50), task,
                              {.max_concurrency = 2, .reorder_limit = 3, .kind = TaskKind::blocking});
   auto it = stream.begin();
   CHECK(it->value() == 0);
@@ -243,6 +247,8 @@ TEST_CASE("reorder bound: finished results waiting behind a slow first element s
     ++it;
     REQUIRE(it->value() == expected);
   }
+  ++it;
+  CHECK(it == stream.end());
 }
 
 TEST_CASE("no more than max_concurrency tasks run at once: an atomic high-water mark") {
@@ -343,4 +349,42 @@ TEST_CASE("coroutine tasks time out like any other, and see their stop token") {
                                    {.timeout = 100ms, .on_timeout = OnTimeout::kill_task}))
     seen.push_back(result.ok() ? "ok" : result.exit().reason);
   CHECK(seen == std::vector<std::string>{"ok", "timeout"});
+}
+
+namespace {
+
+using StopCallbacks = std::vector<std::unique_ptr<std::stop_callback<std::function<void()>>>>;
+
+// Suspends until its stop token fires; the stop callback resumes the coroutine right there, on
+// whichever thread requested the stop. The callbacks live in `keep`, outside the coroutine,
+// which may end (and be freed) inside its own callback.
+struct UntilStopped {
+  std::stop_token stop;
+  StopCallbacks* keep;
+  bool await_ready() const noexcept { return stop.stop_requested(); }
+  void await_suspend(std::coroutine_handle<> waiting) {
+    keep->push_back(std::make_unique<std::stop_callback<std::function<void()>>>(
+        stop, std::function<void()>([waiting] { waiting.resume(); })));
+  }
+  void await_resume() const noexcept {}
+};
+
+}  // namespace
+
+TEST_CASE("a stop callback that resumes its task at once runs outside the stream's lock (no deadlock on timeout)") {
+  StopCallbacks callbacks;  // outlives the stream
+  auto task = [&callbacks](std::int64_t x, std::stop_token stop) -> Task<std::int64_t> {
+    if (x == 1) {
+      // A named awaiter: GCC 12 mishandles the lifetime of a co_await'ed aggregate temporary
+      // that holds a stop_token (TSan sees the token's state released twice).
+      UntilStopped until_stopped{stop, &callbacks};
+      co_await until_stopped;  // ends only when the timeout asks it to
+    }
+    co_return x;
+  };
+  std::vector<std::string> seen;
+  for (auto& result : async_stream(std::vector<std::int64_t>{1, 2}, task,
+                                   {.timeout = 50ms, .on_timeout = OnTimeout::kill_task}))
+    seen.push_back(result.ok() ? std::to_string(result.value()) : result.exit().reason);
+  CHECK(seen == std::vector<std::string>{"timeout", "2"});
 }
