@@ -547,7 +547,9 @@ class DeadLetterSource final : public Producer<Value> {
 // Writes one event per line to a FILE, one write per batch; flushed at the end.
 class WriterSink final : public Consumer<Value> {
  public:
-  explicit WriterSink(std::FILE* file) : file_(file), owned_(false) {}
+  // Standard output is flushed after every batch, so that a reader at the other end of a pipe
+  // sees events as they come (a batch is whole lines, so this costs one write per batch).
+  explicit WriterSink(std::FILE* file) : file_(file), owned_(false), flush_each_batch_(true) {}
   // Opens `path` now, so that a bad path fails when the pipeline is built, not mid-stream.
   WriterSink(const std::string& path, bool append) : file_(std::fopen(path.c_str(), append ? "a" : "w")), owned_(true) {
     if (file_ == nullptr) throw std::runtime_error("cannot open '" + path + "' for writing");
@@ -561,6 +563,7 @@ class WriterSink final : public Consumer<Value> {
     }
     // Whole lines only: a batch is written in one call, so a stop never tears a line.
     if (std::fwrite(text_.data(), 1, text_.size(), file_) != text_.size()) throw std::runtime_error("write failed");
+    if (flush_each_batch_) std::fflush(file_);
   }
   void terminate(const ExitReason&) override {
     std::fflush(file_);
@@ -571,6 +574,7 @@ class WriterSink final : public Consumer<Value> {
  private:
   std::FILE* file_;
   bool owned_;
+  bool flush_each_batch_ = false;
   std::string text_;
 };
 

@@ -21,6 +21,10 @@ class TaskResult {
  public:
   explicit TaskResult(T value) : result_(std::in_place_index<0>, std::move(value)) {}
   explicit TaskResult(TaskExit<In> exit) : result_(std::in_place_index<1>, std::move(exit)) {}
+  // exit(reason), without its element (the stream adds it, with zip_input_on_exit).
+  static TaskResult exited(std::string reason, bool timed_out = false) {
+    return TaskResult(TaskExit<In>{std::move(reason), timed_out, std::nullopt});
+  }
 
   bool ok() const noexcept { return result_.index() == 0; }
   explicit operator bool() const noexcept { return ok(); }

@@ -339,6 +339,9 @@ class Loader {
     if (std::find(choices.begin(), choices.end(), *text) == choices.end()) {
       std::string all;
       for (const auto& c : choices) all += (all.empty() ? "" : " or ") + c;
+      // The map forms are choices too.
+      if (name == "on_error") all += " or {dead_letter: STAGE}";
+      if (name == "dispatcher") all += " or {partition: {partitions: N, key: EXPR}}";
       checker_.error(Checker::at(value), path, "expected " + all + ", got '" + *text + "'" + hint(*text, choices));
       return;
     }

@@ -55,21 +55,28 @@ struct task_traits<Task<U>> {
   static constexpr bool coroutine = true;
 };
 
+// Runs `body`, which makes a Result; an exception escaping it becomes exit(its message).
+template <class Result, class Body>
+Result exit_on_throw(Body&& body) {
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    return Result::exited(e.what());
+  } catch (...) {
+    return Result::exited("unknown exception");
+  }
+}
+
 // Runs one task: its value, or exit(reason) with the message of what it threw.
 template <class Result, class F, class In>
 Result invoke_task(F& fn, In&& element, [[maybe_unused]] std::stop_token token) {
-  using Exit = decltype(std::declval<Result&>().exit());
-  try {
+  return exit_on_throw<Result>([&] {
     if constexpr (TakesStopToken<F, In>) {
       return Result(std::invoke(fn, std::move(element), std::move(token)));
     } else {
       return Result(std::invoke(fn, std::move(element)));
     }
-  } catch (const std::exception& e) {
-    return Result(std::remove_cvref_t<Exit>{e.what(), false, std::nullopt});
-  } catch (...) {
-    return Result(std::remove_cvref_t<Exit>{"unknown exception", false, std::nullopt});
-  }
+  });
 }
 
 template <class In, class F>
@@ -122,9 +129,6 @@ class AsyncCore final : public std::enable_shared_from_this<AsyncCore<In, F>> {
     std::uint64_t seq;
   };
 
-  static Result exited(std::string reason, bool timed_out = false) {
-    return Result(TaskExit<In>{std::move(reason), timed_out, std::nullopt});
-  }
   static std::int64_t now_ticks() noexcept { return Clock::now().time_since_epoch().count(); }
   bool has_timeout() const noexcept { return options_.timeout != infinite_timeout; }
 
@@ -289,10 +293,10 @@ void AsyncCore<In, F>::start(In element) {
         task.emplace(std::invoke(fn_, std::move(element)));
       }
     } catch (const std::exception& e) {
-      finish(index, seq, exited(e.what()));
+      finish(index, seq, Result::exited(e.what()));
       return;
     } catch (...) {
-      finish(index, seq, exited("unknown exception"));
+      finish(index, seq, Result::exited("unknown exception"));
       return;
     }
     std::move(*task).start_detached(this->shared_from_this(), &AsyncCore::report, {index, seq});
@@ -388,7 +392,7 @@ std::vector<std::stop_source> AsyncCore<In, F>::expire_locked(Clock::time_point 
       next = std::min(next, deadline);
       continue;
     }
-    slot.result.emplace(exited("timeout", true));
+    slot.result.emplace(Result::exited("timeout", true));
     slot.tag.store(tag_of(seq_of(tag), finished), std::memory_order_release);
     running_.fetch_sub(1);
     if (!options_.ordered) completed_.push_back(static_cast<std::uint32_t>(index));
@@ -457,7 +461,7 @@ void AsyncCore<In, F>::finish(std::uint32_t index, std::uint64_t seq, Result&& r
                                          options_.timeout;
   auto publish = [&] {
     if (late) {
-      slot.result.emplace(exited("timeout", true));
+      slot.result.emplace(Result::exited("timeout", true));
     } else {
       slot.result.emplace(std::move(result));
     }
@@ -480,15 +484,7 @@ template <class In, class F>
 void AsyncCore<In, F>::report(void* owner, typename Task<T>::promise_type::Ticket ticket,
                               typename Task<T>::promise_type& finished) {
   auto* core = static_cast<AsyncCore*>(owner);
-  Result result = [&] {
-    try {
-      return Result(finished.take());
-    } catch (const std::exception& e) {
-      return exited(e.what());
-    } catch (...) {
-      return exited("unknown exception");
-    }
-  }();
+  Result result = exit_on_throw<Result>([&] { return Result(finished.take()); });
   core->finish(static_cast<std::uint32_t>(ticket.first), ticket.second, std::move(result));
 }
 

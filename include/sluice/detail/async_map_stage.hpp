@@ -92,7 +92,7 @@ class AsyncMapStage final : public ProducerConsumer<In, Out> {
                                  std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(options_.timeout).count()) +
                                  " ms");
       }
-      settle(task, Result(TaskExit<In>{"timeout", true, std::nullopt}));
+      settle(task, Result::exited("timeout", true));
     } else {
       return;
     }
