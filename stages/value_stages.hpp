@@ -1,6 +1,8 @@
 #pragma once
 // The built-in stage types of YAML pipelines (`sluice list` documents them). Their events are
-// sluice::Value: an int64, a double or a string.
+// int64s, doubles or strings (expr::EventType): the loader knows each edge's type, so a stage
+// is instantiated for the types it sees, and its batches are plain vectors an expression reads
+// as columns.
 #include <sluice/async_options.hpp>
 #include <sluice/detail/async_map_stage.hpp>
 #include <sluice/detail/demand_credit.hpp>
@@ -19,6 +21,7 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -77,8 +80,8 @@ class ExpressionStep {
   // Calls `use(first, results)` for each run of events that evaluated, `results` being the
   // expression's values for events [first, first + results.size()). Returns false when the
   // stage must stop (on_error: stop), after the run before the failing event.
-  template <class Results, class Evaluate, class Use>
-  bool apply(std::span<const Value> events, Evaluate evaluate, Use use) {
+  template <expr::EventType Event, class Evaluate, class Use>
+  bool apply(std::span<const Event> events, Evaluate evaluate, Use use) {
     std::size_t first = 0;
     while (first < events.size()) {
       const auto rest = events.subspan(first);
@@ -88,7 +91,7 @@ class ExpressionStep {
       } catch (const expr::EvalError& error) {
         // The events before the failing one evaluated: evaluate them again on their own.
         if (error.index() > 0) use(first, evaluate(rest.first(error.index())));
-        if (!reject(rest[error.index()], error.what())) return false;
+        if (!reject(Value(rest[error.index()]), error.what())) return false;
         first += error.index() + 1;
       }
     }
@@ -126,46 +129,73 @@ class ExpressionStep {
 // --- producers -------------------------------------------------------------------------------
 
 // from, from + step, ... up to `to` (inclusive); endless without `to`.
-class RangeSource final : public Producer<Value> {
+class RangeSource final : public Producer<std::int64_t> {
  public:
-  RangeSource(std::int64_t from, std::optional<std::int64_t> to, std::int64_t step) : next_(from), to_(to), step_(step) {}
-  void handle_demand(std::size_t demand, Emitter<Value>& out) override {
-    out.emit_bulk(demand, [&](std::span<Value> slots) {
-      std::size_t filled = 0;
-      for (; filled < slots.size() && !finished_; ++filled) {
-        slots[filled] = next_;  // the slot already holds an integer: no variant switch
-        if (__builtin_add_overflow(next_, step_, &next_) || (to_ && (step_ > 0 ? next_ > *to_ : next_ < *to_))) finished_ = true;
-      }
-      return filled;
-    });
-    if (finished_) out.done();
+  RangeSource(std::int64_t from, std::optional<std::int64_t> to, std::int64_t step)
+      : next_(from), to_(to), step_(step), empty_(to && (step > 0 ? from > *to : from < *to)) {
+    if (step == 0) throw std::invalid_argument("a range's step must not be 0");
   }
-  static bool empty(std::int64_t from, std::optional<std::int64_t> to, std::int64_t step) {
-    return to && (step > 0 ? from > *to : from < *to);
+  void handle_demand(std::size_t demand, Emitter<std::int64_t>& out) override {
+    if (empty_) {
+      out.done();
+      return;
+    }
+    const std::uint64_t after_next = left_after_next();
+    const bool last = demand > after_next;  // then what is left, after_next + 1, fits the demand
+    const std::uint64_t count = last ? after_next + 1 : demand;
+    // Unsigned arithmetic wraps where int64 would overflow; every value is in range.
+    const auto first = static_cast<std::uint64_t>(next_), step = static_cast<std::uint64_t>(step_);
+    out.emit_bulk(count, [&](std::span<std::int64_t> slots) {
+      for (std::size_t i = 0; i < slots.size(); ++i) slots[i] = static_cast<std::int64_t>(first + i * step);
+      return slots.size();
+    });
+    if (last) {
+      out.done();
+    } else {
+      next_ = static_cast<std::int64_t>(first + count * step);
+    }
   }
 
  private:
+  // How many values come after next_, up to `to` or to the end of int64's range (exact, in
+  // unsigned arithmetic: the distance may not fit an int64). next_ itself is due.
+  std::uint64_t left_after_next() const {
+    const std::int64_t last = to_ ? *to_ : step_ > 0 ? std::numeric_limits<std::int64_t>::max() : std::numeric_limits<std::int64_t>::min();
+    const std::uint64_t distance = step_ > 0 ? static_cast<std::uint64_t>(last) - static_cast<std::uint64_t>(next_)
+                                             : static_cast<std::uint64_t>(next_) - static_cast<std::uint64_t>(last);
+    const std::uint64_t stride = step_ > 0 ? static_cast<std::uint64_t>(step_) : std::uint64_t{0} - static_cast<std::uint64_t>(step_);
+    return distance / stride;
+  }
+
   std::int64_t next_;
   std::optional<std::int64_t> to_;
   std::int64_t step_;
-  bool finished_ = false;
+  bool empty_;
 };
 
+// Emits `values` (moved) at the end of the batch.
+template <class Event>
+void emit_moved(Emitter<Event>& out, std::vector<Event>& values) {
+  out.emit_bulk(values.size(), [&](std::span<Event> slots) {
+    std::move(values.begin(), values.end(), slots.begin());
+    return values.size();
+  });
+}
+
 // The expression over i = 0, 1, ... count - 1.
-class GenerateSource final : public Producer<Value> {
+template <expr::EventType Out>
+class GenerateSource final : public Producer<Out> {
  public:
   GenerateSource(std::int64_t count, std::shared_ptr<ExpressionStep> step) : count_(count), step_(std::move(step)) {}
-  void handle_demand(std::size_t demand, Emitter<Value>& out) override {
+  void handle_demand(std::size_t demand, Emitter<Out>& out) override {
     const auto n = static_cast<std::int64_t>(std::min<std::uint64_t>(demand, static_cast<std::uint64_t>(count_ - next_)));
-    std::vector<Value> indices;
-    indices.reserve(static_cast<std::size_t>(n));
-    for (std::int64_t i = 0; i < n; ++i) indices.emplace_back(next_ + i);
+    std::vector<std::int64_t> indices(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i) indices[static_cast<std::size_t>(i)] = next_ + i;
     next_ += n;
-    const bool go_on = step_->apply<std::vector<Value>>(
-        indices, [&](std::span<const Value> events) { return step_->expression().evaluate(events); },
-        [&](std::size_t, std::vector<Value> values) {
-          for (auto& value : values) out.emit(std::move(value));
-        });
+    const bool go_on = step_->apply(
+        std::span<const std::int64_t>(indices),
+        [&](std::span<const std::int64_t> part) { return step_->expression().evaluate<Out>(part); },
+        [&](std::size_t, std::vector<Out> values) { emit_moved(out, values); });
     if (!go_on || next_ >= count_) out.done();
   }
 
@@ -178,15 +208,15 @@ class GenerateSource final : public Producer<Value> {
 // One event per line of a file, or of standard input for "-". Lines are read on a blocking
 // thread, a chunk at a time, never on a worker: a chunk ends where the input has nothing more
 // ready, so a line typed on a terminal goes out at once rather than waiting for the next.
-class LinesSource final : public Producer<Value> {
+class LinesSource final : public Producer<std::string> {
  public:
   explicit LinesSource(std::string path) : path_(std::move(path)) {}
 
-  void handle_demand(std::size_t demand, Emitter<Value>& out) override {
+  void handle_demand(std::size_t demand, Emitter<std::string>& out) override {
     demand_ += demand;
     release(out);
   }
-  void handle_info(std::any& message, Emitter<Value>& out) override {
+  void handle_info(std::any& message, Emitter<std::string>& out) override {
     if (auto* failure = std::any_cast<std::exception_ptr>(&message)) std::rethrow_exception(*failure);
     auto* chunk = std::any_cast<Chunk>(&message);
     if (chunk == nullptr) return;
@@ -202,7 +232,7 @@ class LinesSource final : public Producer<Value> {
     bool ended = false;
   };
 
-  void release(Emitter<Value>& out) {
+  void release(Emitter<std::string>& out) {
     for (; demand_ > 0 && !lines_.empty(); --demand_) {
       out.emit(std::move(lines_.front()));
       lines_.pop_front();
@@ -250,16 +280,41 @@ class LinesSource final : public Producer<Value> {
 
 // --- producer-consumers ----------------------------------------------------------------------
 
-class MapStage final : public ProducerConsumer<Value, Value> {
+template <expr::EventType In, expr::EventType Out>
+class MapStage final : public ProducerConsumer<In, Out> {
  public:
   explicit MapStage(std::shared_ptr<ExpressionStep> step) : step_(std::move(step)) {}
-  void handle_events(std::span<Value> events, Emitter<Value>& out) override {
-    const bool go_on = step_->apply<std::vector<Value>>(
-        events, [&](std::span<const Value> part) { return step_->expression().evaluate(part); },
-        [&](std::size_t, std::vector<Value> values) {
-          out.emit_bulk(values.size(), [&](std::span<Value> slots) {
-            std::move(values.begin(), values.end(), slots.begin());
-            return values.size();
+  void handle_events(std::span<In> events, Emitter<Out>& out) override {
+    const bool go_on = step_->apply(
+        std::span<const In>(events), [&](std::span<const In> part) { return step_->expression().evaluate<Out>(part); },
+        [&](std::size_t, std::vector<Out> values) { emit_moved(out, values); });
+    if (!go_on) out.done();
+  }
+
+ private:
+  std::shared_ptr<ExpressionStep> step_;
+};
+
+template <expr::EventType Event>
+class FilterStage final : public ProducerConsumer<Event, Event> {
+ public:
+  explicit FilterStage(std::shared_ptr<ExpressionStep> step) : step_(std::move(step)) {}
+  void handle_events(std::span<Event> events, Emitter<Event>& out) override {
+    const bool go_on = step_->apply(
+        std::span<const Event>(events),
+        [&](std::span<const Event> part) { return step_->expression().evaluate<std::int64_t>(part); },
+        [&](std::size_t first, const std::vector<std::int64_t>& keep) {
+          out.emit_bulk(keep.size(), [&](std::span<Event> slots) {
+            std::size_t kept = 0;
+            for (std::size_t i = 0; i < keep.size(); ++i) {
+              if constexpr (std::is_trivially_copyable_v<Event>) {
+                slots[kept] = events[first + i];  // no branch: the loop vectorises
+                kept += keep[i] != 0;
+              } else if (keep[i] != 0) {
+                slots[kept++] = std::move(events[first + i]);
+              }
+            }
+            return kept;
           });
         });
     if (!go_on) out.done();
@@ -269,30 +324,12 @@ class MapStage final : public ProducerConsumer<Value, Value> {
   std::shared_ptr<ExpressionStep> step_;
 };
 
-class FilterStage final : public ProducerConsumer<Value, Value> {
- public:
-  explicit FilterStage(std::shared_ptr<ExpressionStep> step) : step_(std::move(step)) {}
-  void handle_events(std::span<Value> events, Emitter<Value>& out) override {
-    const bool go_on = step_->apply<std::vector<bool>>(
-        events, [&](std::span<const Value> part) { return step_->expression().test(part); },
-        [&](std::size_t first, std::vector<bool> keep) {
-          for (std::size_t i = 0; i < keep.size(); ++i)
-            if (keep[i]) out.emit(std::move(events[first + i]));
-        });
-    if (!go_on) out.done();
-  }
-
- private:
-  std::shared_ptr<ExpressionStep> step_;
-};
-
 // Splits string events on `separator` into one event per part.
-class FlatMapStage final : public ProducerConsumer<Value, Value> {
+class FlatMapStage final : public ProducerConsumer<std::string, std::string> {
  public:
   explicit FlatMapStage(std::string separator) : separator_(std::move(separator)) {}
-  void handle_events(std::span<Value> events, Emitter<Value>& out) override {
-    for (auto& event : events) {
-      const std::string& text = std::get<std::string>(event);
+  void handle_events(std::span<std::string> events, Emitter<std::string>& out) override {
+    for (const std::string& text : events) {
       std::size_t start = 0;
       for (;;) {
         const std::size_t end = separator_.empty() ? std::string::npos : text.find(separator_, start);
@@ -308,10 +345,11 @@ class FlatMapStage final : public ProducerConsumer<Value, Value> {
 };
 
 // Passes the first `count` events on, then cancels upstream and completes.
-class TakeStage final : public ProducerConsumer<Value, Value> {
+template <expr::EventType Event>
+class TakeStage final : public ProducerConsumer<Event, Event> {
  public:
   explicit TakeStage(std::uint64_t count) : left_(count) {}
-  void handle_events(std::span<Value> events, Emitter<Value>& out) override {
+  void handle_events(std::span<Event> events, Emitter<Event>& out) override {
     for (auto& event : events) {
       if (left_ == 0) break;
       out.emit(std::move(event));
@@ -326,28 +364,29 @@ class TakeStage final : public ProducerConsumer<Value, Value> {
 
 // Joins every `size` events into one string event, parts separated by `separator`; a partial
 // batch goes out after `timeout` (if not zero), and at the end of the input.
-class BatchStage final : public ProducerConsumer<Value, Value> {
+template <expr::EventType In>
+class BatchStage final : public ProducerConsumer<In, std::string> {
  public:
   BatchStage(std::size_t size, std::chrono::milliseconds timeout, std::string separator)
       : size_(size), timeout_(timeout), separator_(std::move(separator)) {}
 
-  void handle_events(std::span<Value> events, Emitter<Value>& out) override {
+  void handle_events(std::span<In> events, Emitter<std::string>& out) override {
     for (const auto& event : events) {
       if (parts_ > 0) line_ += separator_;
       append_value(line_, event);
       if (++parts_ == size_) {
         flush(out);
       } else if (parts_ == 1 && timeout_.count() > 0) {
-        context().send_after(timeout_, Flush{generation_});
+        this->context().send_after(timeout_, Flush{generation_});
       }
     }
   }
-  void handle_info(std::any& message, Emitter<Value>& out) override {
+  void handle_info(std::any& message, Emitter<std::string>& out) override {
     const auto* flush_due = std::any_cast<Flush>(&message);
     if (flush_due != nullptr && flush_due->generation == generation_ && parts_ > 0) flush(out);
   }
   // What is left goes out as a last, short batch.
-  void handle_end_of_input(Emitter<Value>& out) override {
+  void handle_end_of_input(Emitter<std::string>& out) override {
     if (parts_ > 0) flush(out);
   }
 
@@ -355,7 +394,7 @@ class BatchStage final : public ProducerConsumer<Value, Value> {
   struct Flush {
     std::uint64_t generation;  // of the batch it was set for: a later batch ignores it
   };
-  void flush(Emitter<Value>& out) {
+  void flush(Emitter<std::string>& out) {
     out.emit(std::exchange(line_, {}));
     parts_ = 0;
     ++generation_;
@@ -372,28 +411,29 @@ class BatchStage final : public ProducerConsumer<Value, Value> {
 // A producer-consumer that holds events and lets them go in order, at times of its choosing
 // (delay, rate_limit). Its demand is manual: events it holds count against downstream demand,
 // and it holds at most `window`.
-class PacedStage : public ProducerConsumer<Value, Value> {
+template <expr::EventType Event>
+class PacedStage : public ProducerConsumer<Event, Event> {
  public:
   using Clock = std::chrono::steady_clock;
   explicit PacedStage(std::size_t window) : window_(window) {}
 
   DemandMode handle_subscribe(const SubscriptionInfo& info) override {
     const DemandMode mode = credit_.subscribed(info);
-    credit_.ask(context(), held_.size(), window_);
+    credit_.ask(this->context(), held_.size(), window_);
     return mode;
   }
   void handle_cancel(const SubscriptionInfo& info, const ExitReason&) override { credit_.cancelled(info); }
-  void handle_demand(std::size_t demand, Emitter<Value>& out) override {
+  void handle_demand(std::size_t demand, Emitter<Event>& out) override {
     credit_.demanded(demand);
     pump(out);
   }
-  void handle_events(std::span<Value> events, Emitter<Value>& out) override {
+  void handle_events(std::span<Event> events, Emitter<Event>& out) override {
     credit_.received(events.size());
     const auto now = Clock::now();
     for (auto& event : events) held_.push_back({due(now), std::move(event)});
     pump(out);
   }
-  void handle_info(std::any& message, Emitter<Value>& out) override {
+  void handle_info(std::any& message, Emitter<Event>& out) override {
     if (std::any_cast<Tick>(&message) == nullptr) return;
     armed_ = false;
     pump(out);
@@ -410,10 +450,10 @@ class PacedStage : public ProducerConsumer<Value, Value> {
   struct Tick {};
   struct Held {
     Clock::time_point due;
-    Value event;
+    Event event;
   };
 
-  void pump(Emitter<Value>& out) {
+  void pump(Emitter<Event>& out) {
     const auto now = Clock::now();
     while (!held_.empty() && credit_.credit() > 0) {
       if (held_.front().due > now) {
@@ -428,12 +468,12 @@ class PacedStage : public ProducerConsumer<Value, Value> {
       held_.pop_front();
       credit_.emitted(1);
     }
-    credit_.ask(context(), held_.size(), window_);
+    credit_.ask(this->context(), held_.size(), window_);
   }
   void arm(Clock::duration wait) {
     if (armed_) return;
     armed_ = true;
-    context().send_after(wait, Tick{});
+    this->context().send_after(wait, Tick{});
   }
 
   std::size_t window_;
@@ -444,9 +484,11 @@ class PacedStage : public ProducerConsumer<Value, Value> {
 
 // Holds each event for `delay` (simulated I/O latency); events overlap, so throughput is not
 // limited by the delay, only by the window.
-class DelayStage final : public PacedStage {
+template <expr::EventType Event>
+class DelayStage final : public PacedStage<Event> {
  public:
-  DelayStage(std::chrono::milliseconds delay, std::size_t window) : PacedStage(window), delay_(delay) {}
+  using Clock = std::chrono::steady_clock;
+  DelayStage(std::chrono::milliseconds delay, std::size_t window) : PacedStage<Event>(window), delay_(delay) {}
 
  private:
   Clock::time_point due(Clock::time_point arrival) override { return arrival + delay_; }
@@ -455,10 +497,12 @@ class DelayStage final : public PacedStage {
 };
 
 // Lets at most `per_second` events a second through, evenly spaced.
-class RateLimitStage final : public PacedStage {
+template <expr::EventType Event>
+class RateLimitStage final : public PacedStage<Event> {
  public:
+  using Clock = std::chrono::steady_clock;
   RateLimitStage(double per_second, std::size_t window)
-      : PacedStage(window),
+      : PacedStage<Event>(window),
         interval_(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(1.0 / per_second))) {}
 
  private:
@@ -475,51 +519,54 @@ class RateLimitStage final : public PacedStage {
 
 // async_map in a YAML pipeline: the expression evaluated as a task per event, after
 // `delay` (simulated I/O, on a blocking thread; it ends early if the task is asked to stop).
+template <expr::EventType In, expr::EventType Out>
 struct DelayedExpression {
   std::shared_ptr<ExpressionStep> step;
   std::chrono::milliseconds delay;
 
-  Value operator()(Value event, std::stop_token stop) const {
+  Out operator()(In event, std::stop_token stop) const {
     if (delay.count() > 0) {
       std::mutex mutex;
       std::condition_variable_any never;
       std::unique_lock lock(mutex);
       never.wait_for(lock, stop, delay, [] { return false; });
     }
-    return std::move(step->expression().evaluate(std::span<const Value>(&event, 1)).front());
+    return std::move(step->expression().evaluate<Out>(std::span<const In>(&event, 1)).front());
   }
 };
 
 // Emits a task's value; an exit (an expression error, a timeout) goes by the stage's on_error.
+template <expr::EventType In, expr::EventType Out>
 struct DeliverValues {
   std::shared_ptr<ExpressionStep> step;
 
-  bool operator()(TaskResult<Value, Value>&& result, Emitter<Value>& out) const {
+  bool operator()(TaskResult<Out, In>&& result, Emitter<Out>& out) const {
     if (result.ok()) {
       out.emit(std::move(result.value()));
       return true;
     }
-    if (!step->reject(*result.exit().input, result.exit().reason)) out.done();
+    if (!step->reject(Value(*result.exit().input), result.exit().reason)) out.done();
     return false;
   }
 };
 
-using AsyncMapStage = detail::AsyncMapStage<Value, DelayedExpression, Value, DeliverValues>;
+template <expr::EventType In, expr::EventType Out>
+using AsyncMapStage = detail::AsyncMapStage<In, DelayedExpression<In, Out>, Out, DeliverValues<In, Out>>;
 
 // The events of the stages whose on_error is dead_letter, each as one string:
 // `stage: error: event`. It completes once every stage feeding it has stopped.
-class DeadLetterSource final : public Producer<Value> {
+class DeadLetterSource final : public Producer<std::string> {
  public:
   struct Letter {
     std::string line;
   };
   explicit DeadLetterSource(std::size_t feeders) : feeders_(feeders) {}
 
-  void handle_demand(std::size_t demand, Emitter<Value>& out) override {
+  void handle_demand(std::size_t demand, Emitter<std::string>& out) override {
     demand_ += demand;
     release(out);
   }
-  void handle_info(std::any& message, Emitter<Value>& out) override {
+  void handle_info(std::any& message, Emitter<std::string>& out) override {
     if (auto* letter = std::any_cast<Letter>(&message)) {
       letters_.push_back(std::move(letter->line));
     } else if (std::any_cast<StageDown>(&message) != nullptr) {
@@ -529,7 +576,7 @@ class DeadLetterSource final : public Producer<Value> {
   }
 
  private:
-  void release(Emitter<Value>& out) {
+  void release(Emitter<std::string>& out) {
     for (; demand_ > 0 && !letters_.empty(); --demand_) {
       out.emit(std::move(letters_.front()));
       letters_.pop_front();
@@ -544,8 +591,19 @@ class DeadLetterSource final : public Producer<Value> {
 
 // --- consumers -------------------------------------------------------------------------------
 
+// Writes `value` and a newline, and flushes: a sink's one result line.
+template <expr::EventType Event>
+void print_line(std::FILE* out, const Event& value) {
+  std::string line;
+  append_value(line, value);
+  line.push_back('\n');
+  std::fwrite(line.data(), 1, line.size(), out);
+  std::fflush(out);
+}
+
 // Writes one event per line to a FILE, one write per batch; flushed at the end.
-class WriterSink final : public Consumer<Value> {
+template <expr::EventType Event>
+class WriterSink final : public Consumer<Event> {
  public:
   // Standard output is flushed after every batch, so that a reader at the other end of a pipe
   // sees events as they come (a batch is whole lines, so this costs one write per batch).
@@ -555,7 +613,7 @@ class WriterSink final : public Consumer<Value> {
     if (file_ == nullptr) throw std::runtime_error("cannot open '" + path + "' for writing");
   }
 
-  void handle_events(std::span<Value> events) override {
+  void handle_events(std::span<Event> events) override {
     text_.clear();
     for (const auto& event : events) {
       append_value(text_, event);
@@ -578,56 +636,49 @@ class WriterSink final : public Consumer<Value> {
   std::string text_;
 };
 
-class NullSink final : public Consumer<Value> {
+template <expr::EventType Event>
+class NullSink final : public Consumer<Event> {
  public:
-  void handle_events(std::span<Value>) override {}
+  void handle_events(std::span<Event>) override {}
 };
 
-// Prints one line at the end: the number of events, or their sum.
-class ReduceSink final : public Consumer<Value> {
+// Prints one line at the end: the number of events.
+template <expr::EventType Event>
+class CountSink final : public Consumer<Event> {
  public:
-  enum class Kind { count, sum };
-  ReduceSink(Kind kind, std::FILE* out) : kind_(kind), out_(out) {}
+  explicit CountSink(std::FILE* out) : out_(out) {}
+  void handle_events(std::span<Event> events) override { count_ += events.size(); }
+  void terminate(const ExitReason& reason) override {
+    if (reason.kind == ExitReason::Kind::normal) print_line(out_, static_cast<std::int64_t>(count_));
+  }
 
-  void handle_events(std::span<Value> events) override {
-    count_ += events.size();
-    if (kind_ == Kind::count) return;
-    for (const auto& event : events) {
-      if (const auto* i = std::get_if<std::int64_t>(&event)) {
-        if (floating_) {
-          float_sum_ += static_cast<double>(*i);
-        } else if (__builtin_add_overflow(int_sum_, *i, &int_sum_)) {
-          throw std::runtime_error("integer overflow in the sum, adding " + to_string(event));
-        }
-      } else if (const auto* d = std::get_if<double>(&event)) {
-        if (!floating_) float_sum_ = static_cast<double>(int_sum_);
-        floating_ = true;
-        float_sum_ += *d;
-      } else {
-        throw std::runtime_error("cannot sum the string \"" + std::get<std::string>(event) + "\"");
+ private:
+  std::FILE* out_;
+  std::uint64_t count_ = 0;
+};
+
+// Prints one line at the end: the sum of the events. An integer sum that overflows is an error.
+template <class Number>
+  requires std::is_same_v<Number, std::int64_t> || std::is_same_v<Number, double>
+class SumSink final : public Consumer<Number> {
+ public:
+  explicit SumSink(std::FILE* out) : out_(out) {}
+  void handle_events(std::span<Number> events) override {
+    for (const Number event : events) {
+      if constexpr (std::is_same_v<Number, double>) {
+        sum_ += event;
+      } else if (__builtin_add_overflow(sum_, event, &sum_)) {
+        throw std::runtime_error("integer overflow in the sum, adding " + std::to_string(event));
       }
     }
   }
   void terminate(const ExitReason& reason) override {
-    if (reason.kind != ExitReason::Kind::normal) return;
-    std::string line;
-    if (kind_ == Kind::count) {
-      append_value(line, static_cast<std::int64_t>(count_));
-    } else {
-      append_value(line, floating_ ? Value(float_sum_) : Value(int_sum_));
-    }
-    line.push_back('\n');
-    std::fwrite(line.data(), 1, line.size(), out_);
-    std::fflush(out_);
+    if (reason.kind == ExitReason::Kind::normal) print_line(out_, sum_);
   }
 
  private:
-  Kind kind_;
   std::FILE* out_;
-  std::uint64_t count_ = 0;
-  std::int64_t int_sum_ = 0;
-  double float_sum_ = 0;
-  bool floating_ = false;
+  Number sum_ = 0;
 };
 
 }  // namespace sluice::stages

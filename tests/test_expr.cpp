@@ -1,5 +1,6 @@
 // The expression language of YAML pipelines.
 #include <sluice/expr.hpp>
+#include <sluice/value.hpp>
 
 #include <doctest/doctest.h>
 
@@ -10,10 +11,17 @@ using namespace sluice::expr;
 
 namespace {
 
-std::vector<Value> eval(std::string_view source, std::vector<Value> events, Type x = Type::integer) {
-  return Expression::compile(source, x).evaluate(events);
+// The values of `source` over `events`, whatever its result type, as Values to compare.
+template <EventType X>
+std::vector<Value> eval(std::string_view source, const std::vector<X>& events) {
+  const Expression expression = Expression::compile(source, type_of<X>);
+  return with_event_type(expression.type(), [&]<class R>(std::type_identity<R>) {
+    const std::vector<R> values = expression.evaluate<R, X>(events);
+    return std::vector<Value>(values.begin(), values.end());
+  });
 }
 
+std::vector<std::int64_t> xs(std::initializer_list<std::int64_t> values) { return values; }
 std::vector<Value> ints(std::initializer_list<std::int64_t> values) { return {values.begin(), values.end()}; }
 
 std::string error_of(std::string_view source, Type x = Type::integer) {
@@ -28,58 +36,67 @@ std::string error_of(std::string_view source, Type x = Type::integer) {
 }  // namespace
 
 TEST_CASE("arithmetic and precedence over a whole batch") {
-  CHECK(eval("x * x", ints({1, 2, 3})) == ints({1, 4, 9}));
-  CHECK(eval("1 + 2 * x - -x % 4", ints({3})) == ints({1 + 6 - (-3 % 4)}));
-  CHECK(eval("(1 + 2) * x", ints({2})) == ints({6}));
-  CHECK(eval("x / 2", ints({7, -7})) == ints({3, -3}));
-  CHECK(eval("x / 2.0", ints({7})) == std::vector<Value>{3.5});
-  CHECK(eval("x + 0.5", {Value(1.0)}, Type::floating) == std::vector<Value>{1.5});
+  CHECK(eval("x * x", xs({1, 2, 3})) == ints({1, 4, 9}));
+  CHECK(eval("1 + 2 * x - -x % 4", xs({3})) == ints({1 + 6 - (-3 % 4)}));
+  CHECK(eval("(1 + 2) * x", xs({2})) == ints({6}));
+  CHECK(eval("x / 2", xs({7, -7})) == ints({3, -3}));
+  CHECK(eval("x / 2.0", xs({7})) == std::vector<Value>{3.5});
+  CHECK(eval("x + 0.5", std::vector<double>{1.0}) == std::vector<Value>{1.5});
+}
+
+TEST_CASE("a batch of the wrong event types is a programming error, not a silent conversion") {
+  const Expression square = Expression::compile("x * x", Type::integer);
+  const std::vector<double> floats{1.5};
+  const std::vector<std::int64_t> ints{2};
+  CHECK_THROWS_AS((square.evaluate<double, double>(floats)), std::logic_error);
+  CHECK_THROWS_AS((square.evaluate<std::string, std::int64_t>(ints)), std::logic_error);
+  CHECK((square.evaluate<std::int64_t, std::int64_t>(ints) == std::vector<std::int64_t>{4}));
 }
 
 TEST_CASE("comparisons, logic and the conditional; && and || do not evaluate what they skip") {
-  CHECK(Expression::compile("x < 1000", Type::integer).test(ints({1, 999, 1000})) == std::vector<bool>{true, true, false});
-  CHECK(Expression::compile("x != 0 && 10 / x > 1", Type::integer).test(ints({0, 5, 20})) == std::vector<bool>{false, true, false});
-  CHECK(Expression::compile("x == 0 || 10 / x > 1", Type::integer).test(ints({0, 5, 20})) == std::vector<bool>{true, true, false});
-  CHECK(eval("x % 2 == 0 ? x / 2 : 3 * x + 1", ints({4, 5})) == ints({2, 16}));
-  CHECK(eval("x > 1 ? 1 : 0.5", ints({2, 0})) == std::vector<Value>{1.0, 0.5});
-  CHECK(Expression::compile("!(x > 1)", Type::integer).test(ints({1, 2})) == std::vector<bool>{true, false});
+  CHECK(eval("x < 1000", xs({1, 999, 1000})) == ints({1, 1, 0}));
+  CHECK(eval("x != 0 && 10 / x > 1", xs({0, 5, 20})) == ints({0, 1, 0}));
+  CHECK(eval("x == 0 || 10 / x > 1", xs({0, 5, 20})) == ints({1, 1, 0}));
+  CHECK(eval("x % 2 == 0 ? x / 2 : 3 * x + 1", xs({4, 5})) == ints({2, 16}));
+  CHECK(eval("x > 1 ? 1 : 0.5", xs({2, 0})) == std::vector<Value>{1.0, 0.5});
+  CHECK(eval("!(x > 1)", xs({1, 2})) == ints({1, 0}));
 }
 
 TEST_CASE("strings: concatenation and every string function") {
-  std::vector<Value> lines{std::string("  Error: disk  "), std::string("info")};
-  CHECK(eval("trim(x)", lines, Type::string) == std::vector<Value>{std::string("Error: disk"), std::string("info")});
-  CHECK(eval("upper(x) + \"!\"", {Value(std::string("ab"))}, Type::string) == std::vector<Value>{std::string("AB!")});
-  CHECK(eval("lower(x)", {Value(std::string("AbC"))}, Type::string) == std::vector<Value>{std::string("abc")});
-  CHECK(eval("len(x)", lines, Type::string) == ints({15, 4}));
-  CHECK(Expression::compile("contains(x, \"Error\")", Type::string).test(lines) == std::vector<bool>{true, false});
-  CHECK(Expression::compile("starts_with(x, \"in\") || ends_with(x, \"  \")", Type::string).test(lines) == std::vector<bool>{true, true});
+  const std::vector<std::string> lines{"  Error: disk  ", "info"};
+  CHECK(eval("trim(x)", lines) == std::vector<Value>{std::string("Error: disk"), std::string("info")});
+  CHECK(eval("upper(x) + \"!\"", std::vector<std::string>{"ab"}) == std::vector<Value>{std::string("AB!")});
+  CHECK(eval("lower(x)", std::vector<std::string>{"AbC"}) == std::vector<Value>{std::string("abc")});
+  CHECK(eval("len(x)", lines) == ints({15, 4}));
+  CHECK(eval("contains(x, \"Error\")", lines) == ints({1, 0}));
+  CHECK(eval("starts_with(x, \"in\") || ends_with(x, \"  \")", lines) == ints({1, 1}));
 }
 
 TEST_CASE("conversions and numeric functions") {
-  CHECK(eval("int(x)", {Value(std::string(" 42 "))}, Type::string) == ints({42}));
-  CHECK(eval("float(x)", {Value(std::string("2.5"))}, Type::string) == std::vector<Value>{2.5});
-  CHECK(eval("str(x) + \"s\"", ints({3})) == std::vector<Value>{std::string("3s")});
-  CHECK(eval("str(x / 4.0)", ints({1})) == std::vector<Value>{std::string("0.25")});
-  CHECK(eval("int(x * 1.9)", ints({1})) == ints({1}));
-  CHECK(eval("abs(x)", ints({-3, 3})) == ints({3, 3}));
-  CHECK(eval("min(x, 10)", ints({3, 30})) == ints({3, 10}));
-  CHECK(eval("max(x, 2.5)", ints({3})) == std::vector<Value>{3.0});
+  CHECK(eval("int(x)", std::vector<std::string>{" 42 "}) == ints({42}));
+  CHECK(eval("float(x)", std::vector<std::string>{"2.5"}) == std::vector<Value>{2.5});
+  CHECK(eval("str(x) + \"s\"", xs({3})) == std::vector<Value>{std::string("3s")});
+  CHECK(eval("str(x / 4.0)", xs({1})) == std::vector<Value>{std::string("0.25")});
+  CHECK(eval("int(x * 1.9)", xs({1})) == ints({1}));
+  CHECK(eval("abs(x)", xs({-3, 3})) == ints({3, 3}));
+  CHECK(eval("min(x, 10)", xs({3, 30})) == ints({3, 10}));
+  CHECK(eval("max(x, 2.5)", xs({3})) == std::vector<Value>{3.0});
 }
 
 TEST_CASE("integer overflow and division by zero are errors naming the event, never silent") {
-  auto failure = [](std::string_view source, std::vector<Value> events) -> std::string {
+  auto failure = [](std::string_view source, std::vector<std::int64_t> events) -> std::string {
     try {
-      Expression::compile(source, Type::integer).evaluate(events);
+      eval(source, events);
     } catch (const EvalError& error) {
       return std::to_string(error.index()) + ": " + error.what();
     }
     return "no error";
   };
-  CHECK(failure("x * x", ints({2, 3037000500, 4})) == "1: integer overflow in *");
-  CHECK(failure("100 / (x - 3)", ints({1, 2, 3})) == "2: division by zero");
-  CHECK(failure("x % 0", ints({5})) == "0: modulo by zero");
-  CHECK(failure("-x", ints({std::numeric_limits<std::int64_t>::min()})) == "0: integer overflow in unary -");
-  CHECK(failure("x + 1", ints({std::numeric_limits<std::int64_t>::max()})) == "0: integer overflow in +");
+  CHECK(failure("x * x", xs({2, 3037000500, 4})) == "1: integer overflow in *");
+  CHECK(failure("100 / (x - 3)", xs({1, 2, 3})) == "2: division by zero");
+  CHECK(failure("x % 0", xs({5})) == "0: modulo by zero");
+  CHECK(failure("-x", xs({std::numeric_limits<std::int64_t>::min()})) == "0: integer overflow in unary -");
+  CHECK(failure("x + 1", xs({std::numeric_limits<std::int64_t>::max()})) == "0: integer overflow in +");
 }
 
 TEST_CASE("parse and type errors point at the column inside the expression") {

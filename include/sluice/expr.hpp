@@ -10,20 +10,42 @@
 // whole batch at a time: every node of the expression runs over the batch's column of values
 // before the next node, not one event at a time through a tree walk. Integer overflow and
 // division by zero are errors, never silent.
-#include <sluice/value.hpp>
-
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 namespace sluice::expr {
 
 enum class Type { integer, floating, string, boolean };
 std::string_view type_name(Type type);
+
+// The C++ types of events: integers (booleans too, as 0 and 1), floats and strings. A YAML
+// pipeline knows each edge's type when it loads, so its batches are plain vectors of these,
+// which an expression reads and writes as columns without conversion.
+template <class T>
+concept EventType = std::is_same_v<T, std::int64_t> || std::is_same_v<T, double> || std::is_same_v<T, std::string>;
+
+// The Type whose values an EventType holds (booleans share integer's).
+template <EventType T>
+constexpr Type type_of = std::is_same_v<T, std::int64_t> ? Type::integer : std::is_same_v<T, double> ? Type::floating : Type::string;
+
+// Calls f(std::type_identity<T>{}), T being the EventType of `type`'s values.
+template <class F>
+decltype(auto) with_event_type(Type type, F&& f) {
+  switch (type) {
+    case Type::floating: return f(std::type_identity<double>{});
+    case Type::string: return f(std::type_identity<std::string>{});
+    case Type::integer:
+    case Type::boolean: break;
+  }
+  return f(std::type_identity<std::int64_t>{});
+}
 
 // A parse or type error, at a 0-based column of the expression's source.
 class SyntaxError : public std::runtime_error {
@@ -56,11 +78,11 @@ class Expression {
   Type x_type() const noexcept { return x_type_; }
   const std::string& source() const noexcept { return source_; }
 
-  // The value of the expression for each event of `events` (all of the x type it was compiled
-  // for). Throws EvalError naming the first event that failed.
-  std::vector<Value> evaluate(std::span<const Value> events) const;
-  // For boolean expressions: which events it holds for.
-  std::vector<bool> test(std::span<const Value> events) const;
+  // The value of the expression for each event of `events`. X is the EventType of the x type
+  // it was compiled for, R that of its result type (a boolean gives 1 where it holds, else 0);
+  // others throw std::logic_error. Throws EvalError naming the first event that failed.
+  template <EventType R, EventType X>
+  std::vector<R> evaluate(std::span<const X> events) const;
 
  private:
   Expression(std::shared_ptr<const Node> root, Type type, Type x_type, std::string source)

@@ -1,6 +1,6 @@
 #include "runner.hpp"
+#include "spawn.hpp"
 
-#include <sluice/dispatcher.hpp>
 #include <sluice/stages/value_stages.hpp>
 
 #include <fmt/format.h>
@@ -18,89 +18,6 @@
 namespace sluice::cli {
 
 namespace {
-
-using stages::ExpressionStep;
-
-std::int64_t integer_option(const yaml::StageConfig& stage, const std::string& name, std::int64_t fallback) {
-  auto found = stage.options.find(name);
-  return found == stage.options.end() ? fallback : std::stoll(found->second);
-}
-
-// Spawns one copy of `stage`; an expression stage's step goes into `steps` too, by name.
-// `dead_letter` takes its failed events when its on_error says dead_letter.
-detail::ActorCore& spawn(System& system, const yaml::StageConfig& stage, StageOptions options,
-                         const std::shared_ptr<stages::Failures>& failures,
-                         std::map<std::string, std::shared_ptr<ExpressionStep>>& steps, stages::DeadLetter dead_letter) {
-  const std::string& type = stage.type->name;
-  auto step = [&] {
-    auto made = std::make_shared<ExpressionStep>(options.name, *stage.expression, stage.on_error, failures, dead_letter);
-    steps[options.name] = made;
-    return made;
-  };
-  auto milliseconds = [&](const std::string& name, std::int64_t fallback) {
-    return std::chrono::milliseconds(integer_option(stage, name, fallback));
-  };
-  // Events a stage that holds them (delay, rate_limit) may hold at once: its demand.
-  const std::size_t window = stage.max_demand;
-  if (type == "range") {
-    std::optional<std::int64_t> to;
-    if (stage.options.contains("to")) to = integer_option(stage, "to", 0);
-    return system.spawn<stages::RangeSource>(options, integer_option(stage, "from", 1), to, integer_option(stage, "step", 1)).core();
-  }
-  if (type == "generate") return system.spawn<stages::GenerateSource>(options, integer_option(stage, "count", 0), step()).core();
-  if (type == "lines") return system.spawn<stages::LinesSource>(options, stage.options.at("path")).core();
-  if (type == "map") return system.spawn<stages::MapStage>(options, step()).core();
-  if (type == "filter") return system.spawn<stages::FilterStage>(options, step()).core();
-  if (type == "flat_map") return system.spawn<stages::FlatMapStage>(options, stage.options.at("split")).core();
-  if (type == "take") return system.spawn<stages::TakeStage>(options, static_cast<std::uint64_t>(integer_option(stage, "count", 0))).core();
-  if (type == "batch") {
-    auto sep = stage.options.find("sep");
-    return system.spawn<stages::BatchStage>(options, static_cast<std::size_t>(integer_option(stage, "size", 1)),
-                                            milliseconds("timeout_ms", 0), sep == stage.options.end() ? "," : sep->second).core();
-  }
-  if (type == "delay") return system.spawn<stages::DelayStage>(options, milliseconds("ms", 0), window).core();
-  if (type == "rate_limit") return system.spawn<stages::RateLimitStage>(options, std::stod(stage.options.at("per_second")), window).core();
-  if (type == "async_map") {
-    const std::chrono::milliseconds delay = milliseconds("delay_ms", 0);
-    auto ordered = stage.options.find("ordered");
-    AsyncOptions async{.max_concurrency = static_cast<std::size_t>(integer_option(stage, "max_concurrency", static_cast<std::int64_t>(defaults::async_max_concurrency()))),
-                       .ordered = ordered == stage.options.end() || ordered->second == "true",
-                       .timeout = milliseconds("timeout_ms", defaults::async_timeout.count()),
-                       .on_timeout = OnTimeout::kill_task,  // a late task is an event error: on_error decides
-                       .zip_input_on_exit = true,           // so that the error names the event
-                       .kind = delay.count() > 0 ? TaskKind::blocking : TaskKind::cpu};
-    auto made = step();
-    return system.spawn<stages::AsyncMapStage>(options, stages::DelayedExpression{made, delay}, async, stages::DeliverValues{made}).core();
-  }
-  if (type == "stdout") return system.spawn<stages::WriterSink>(options, stdout).core();
-  if (type == "file") {
-    auto append = stage.options.find("append");
-    return system.spawn<stages::WriterSink>(options, stage.options.at("path"), append != stage.options.end() && append->second == "true").core();
-  }
-  if (type == "null") return system.spawn<stages::NullSink>(options).core();
-  if (type == "count") return system.spawn<stages::ReduceSink>(options, stages::ReduceSink::Kind::count, stdout).core();
-  return system.spawn<stages::ReduceSink>(options, stages::ReduceSink::Kind::sum, stdout).core();
-}
-
-std::any dispatcher_of(const yaml::StageConfig& stage) {
-  switch (stage.dispatcher) {
-    case yaml::DispatcherKind::broadcast: return dispatch::Broadcast{};
-    case yaml::DispatcherKind::partition:
-      return dispatch::Partition<Value>::numbered(
-          stage.partitions, [key = *stage.partition_key, partitions = stage.partitions,
-                             id = stage.id](const Value& event) -> std::optional<PartitionKey> {
-            const Value partition = key.evaluate(std::span<const Value>(&event, 1)).front();
-            const std::int64_t number = std::get<std::int64_t>(partition);
-            if (number < 0 || static_cast<std::size_t>(number) >= partitions) {
-              throw std::runtime_error("the partition key of event " + to_string(event) + " is " + std::to_string(number) +
-                                       ", but '" + id + "' has partitions 0.." + std::to_string(partitions - 1));
-            }
-            return PartitionKey{static_cast<std::size_t>(number)};
-          });
-    case yaml::DispatcherKind::demand: break;
-  }
-  return dispatch::Demand{};
-}
 
 // SIGINT and SIGTERM are taken by one thread with sigwait: the first drains the pipeline (and
 // stops it if the drain outlasts its deadline), a second exits at once.
@@ -151,8 +68,6 @@ class SignalWatch {
 };
 
 using StageList = std::vector<std::pair<std::string, detail::ActorCore*>>;
-using Steps = std::map<std::string, std::shared_ptr<ExpressionStep>>;
-
 std::uint64_t errors_of(const detail::ActorCore& core, const Steps& steps) {
   auto step = steps.find(core.name());
   return step == steps.end() ? 0 : step->second->skipped();

@@ -1,6 +1,7 @@
 // The expression language: a lexer, a precedence-climbing parser that type-checks as it builds,
 // and nodes that each evaluate a whole column (one value per event of the batch) at a time.
 #include <sluice/expr.hpp>
+#include <sluice/value.hpp>
 
 #include "suggest.hpp"
 
@@ -106,6 +107,13 @@ class XNode final : public Node {
   Column eval(const Column& x) const override { return x; }
 };
 
+// The column of `node` over `x`: x itself for the event (no copy), else evaluated into `storage`.
+const Column& operand(const NodePtr& node, const Column& x, Column& storage) {
+  if (dynamic_cast<const XNode*>(node.get()) != nullptr) return x;
+  storage = node->eval(x);
+  return storage;
+}
+
 class Literal final : public Node {
  public:
   Literal(Type type, std::size_t column, Value value) : Node(type, column), value_(std::move(value)) {}
@@ -122,19 +130,26 @@ class Literal final : public Node {
   Value value_;
 };
 
-// Applies `op` row by row to one evaluated argument: the kernels of unary operators, functions
-// and conversions. `op(row, in, out)` writes row `row` of `out`.
+// Applies a kernel to one evaluated argument: unary operators, functions and conversions. The
+// kernel is either `op(in, out)` over whole columns, or `op(row, in, out)`, which writes row
+// `row` of `out` and is inlined into a loop over the column: one indirect call a column.
 class Map1 final : public Node {
  public:
   using Op = std::function<void(const Column&, Column&)>;
-  // `per_row(row, in, out)` is inlined into a loop over the column: one indirect call a column.
-  template <class PerRow>
-  Map1(Type type, std::size_t column, NodePtr arg, PerRow per_row)
-      : Node(type, column), arg_(std::move(arg)), op_([per_row](const Column& in, Column& out) {
-          for (std::size_t row = 0; row < in.size(); ++row) per_row(row, in, out);
-        }) {}
+  template <class Kernel>
+  Map1(Type type, std::size_t column, NodePtr arg, Kernel kernel) : Node(type, column), arg_(std::move(arg)) {
+    if constexpr (std::is_invocable_v<Kernel&, const Column&, Column&>) {
+      op_ = kernel;
+    } else {
+      op_ = [kernel](const Column& in, Column& out) {
+        const std::size_t rows = in.size();
+        for (std::size_t row = 0; row < rows; ++row) kernel(row, in, out);
+      };
+    }
+  }
   Column eval(const Column& x) const override {
-    const Column in = arg_->eval(x);
+    Column storage;
+    const Column& in = operand(arg_, x, storage);
     Column out{type(), {}, {}, {}};
     out.resize(in.size());
     op_(in, out);
@@ -146,18 +161,26 @@ class Map1 final : public Node {
   Op op_;
 };
 
+// As Map1, with two arguments.
 class Map2 final : public Node {
  public:
   using Op = std::function<void(const Column&, const Column&, Column&)>;
-  // As Map1: the row loop is inlined around `per_row`.
-  template <class PerRow>
-  Map2(Type type, std::size_t column, NodePtr left, NodePtr right, PerRow per_row)
-      : Node(type, column), left_(std::move(left)), right_(std::move(right)), op_([per_row](const Column& a, const Column& b, Column& out) {
-          for (std::size_t row = 0; row < a.size(); ++row) per_row(row, a, b, out);
-        }) {}
+  template <class Kernel>
+  Map2(Type type, std::size_t column, NodePtr left, NodePtr right, Kernel kernel)
+      : Node(type, column), left_(std::move(left)), right_(std::move(right)) {
+    if constexpr (std::is_invocable_v<Kernel&, const Column&, const Column&, Column&>) {
+      op_ = kernel;
+    } else {
+      op_ = [kernel](const Column& a, const Column& b, Column& out) {
+        const std::size_t rows = a.size();
+        for (std::size_t row = 0; row < rows; ++row) kernel(row, a, b, out);
+      };
+    }
+  }
   Column eval(const Column& x) const override {
-    const Column a = left_->eval(x);
-    const Column b = right_->eval(x);
+    Column left_storage, right_storage;
+    const Column& a = operand(left_, x, left_storage);
+    const Column& b = operand(right_, x, right_storage);
     Column out{type(), {}, {}, {}};
     out.resize(a.size());
     op_(a, b, out);
@@ -441,6 +464,26 @@ class Parser {
     }
   }
 
+  // + - * on integers. Overflow is noted in a flag over the whole column, so the loop has no
+  // branch; only a column that overflowed is searched again for its first failing row.
+  template <class Checked>
+  static NodePtr overflow_checked(const Token& op, const NodePtr& left, const NodePtr& right, Checked checked) {
+    return std::make_shared<Map2>(Type::integer, op.column, left, right,
+                                  [checked, what = "integer overflow in " + op.text](const Column& a, const Column& b, Column& out) {
+                                    const std::size_t rows = a.ints.size();
+                                    const std::int64_t* x = a.ints.data();
+                                    const std::int64_t* y = b.ints.data();
+                                    std::int64_t* result = out.ints.data();
+                                    bool overflow = false;
+                                    for (std::size_t row = 0; row < rows; ++row) overflow |= checked(x[row], y[row], &result[row]);
+                                    if (!overflow) return;
+                                    for (std::size_t row = 0; row < rows; ++row) {
+                                      std::int64_t ignored = 0;
+                                      if (checked(x[row], y[row], &ignored)) fail(row, what);
+                                    }
+                                  });
+  }
+
   NodePtr arithmetic(const Token& op, NodePtr left, NodePtr right) {
     const char symbol = op.text[0];
     if (symbol == '+' && left->type() == Type::string && right->type() == Type::string) {
@@ -453,17 +496,14 @@ class Parser {
                                        a(left->type()) + " and " + a(right->type()));
     }
     if (left->type() == Type::integer && right->type() == Type::integer) {
+      if (symbol == '+') return overflow_checked(op, left, right, add);
+      if (symbol == '-') return overflow_checked(op, left, right, subtract);
+      if (symbol == '*') return overflow_checked(op, left, right, multiply);
       return std::make_shared<Map2>(Type::integer, op.column, left, right, [symbol](std::size_t row, const Column& a, const Column& b, Column& out) {
         const std::int64_t x = a.ints[row], y = b.ints[row];
-        switch (symbol) {
-          case '+': out.ints[row] = checked(add, x, y, row, "+"); break;
-          case '-': out.ints[row] = checked(subtract, x, y, row, "-"); break;
-          case '*': out.ints[row] = checked(multiply, x, y, row, "*"); break;
-          default:
-            if (y == 0) fail(row, symbol == '/' ? "division by zero" : "modulo by zero");
-            if (x == std::numeric_limits<std::int64_t>::min() && y == -1) fail(row, std::string("integer overflow in ") + symbol);
-            out.ints[row] = symbol == '/' ? x / y : x % y;
-        }
+        if (y == 0) fail(row, symbol == '/' ? "division by zero" : "modulo by zero");
+        if (x == std::numeric_limits<std::int64_t>::min() && y == -1) fail(row, std::string("integer overflow in ") + symbol);
+        out.ints[row] = symbol == '/' ? x / y : x % y;
       });
     }
     return std::make_shared<Map2>(Type::floating, op.column, to_float(left), to_float(right),
@@ -661,29 +701,22 @@ class Parser {
   std::string_view variable_;
 };
 
-Column column_of(std::span<const Value> events, Type type) {
-  Column x{type, {}, {}, {}};
-  x.resize(events.size());
-  for (std::size_t row = 0; row < events.size(); ++row) {
-    const Value& event = events[row];
-    bool ok = true;
-    switch (type) {
-      case Type::floating:
-        if (const auto* d = std::get_if<double>(&event)) x.floats[row] = *d;
-        else if (const auto* i = std::get_if<std::int64_t>(&event)) x.floats[row] = static_cast<double>(*i);
-        else ok = false;
-        break;
-      case Type::string:
-        if (const auto* s = std::get_if<std::string>(&event)) x.strings[row] = *s;
-        else ok = false;
-        break;
-      default:
-        if (const auto* i = std::get_if<std::int64_t>(&event)) x.ints[row] = *i;
-        else ok = false;
-    }
-    if (!ok) fail(row, "expected " + a(type) + " event");
-  }
+// The events of a batch as the column `x`: a copy, since a failing event must stay in the batch
+// for on_error.
+template <EventType X>
+Column column_of(std::span<const X> events) {
+  Column x{type_of<X>, {}, {}, {}};
+  if constexpr (std::is_same_v<X, std::int64_t>) x.ints.assign(events.begin(), events.end());
+  if constexpr (std::is_same_v<X, double>) x.floats.assign(events.begin(), events.end());
+  if constexpr (std::is_same_v<X, std::string>) x.strings.assign(events.begin(), events.end());
   return x;
+}
+
+template <EventType R>
+std::vector<R> values_of(Column&& column) {
+  if constexpr (std::is_same_v<R, std::int64_t>) return std::move(column.ints);
+  if constexpr (std::is_same_v<R, double>) return std::move(column.floats);
+  if constexpr (std::is_same_v<R, std::string>) return std::move(column.strings);
 }
 
 }  // namespace
@@ -695,23 +728,21 @@ Expression Expression::compile(std::string_view source, Type x_type, std::string
   return Expression(std::move(root), type, x_type, std::string(source));
 }
 
-std::vector<Value> Expression::evaluate(std::span<const Value> events) const {
-  const Column out = root_->eval(column_of(events, x_type_));
-  std::vector<Value> values;
-  values.reserve(out.size());
-  for (std::size_t row = 0; row < out.size(); ++row) {
-    switch (out.type) {
-      case Type::floating: values.emplace_back(out.floats[row]); break;
-      case Type::string: values.emplace_back(out.strings[row]); break;
-      default: values.emplace_back(out.ints[row]);  // booleans as 1 and 0
-    }
+template <EventType R, EventType X>
+std::vector<R> Expression::evaluate(std::span<const X> events) const {
+  if (type_of<X> != x_type_ || type_of<R> != (type_ == Type::boolean ? Type::integer : type_)) {
+    throw std::logic_error("the expression '" + source_ + "' maps " + a(x_type_) + " to " + a(type_) + ", not " + a(type_of<X>) + " to " +
+                           a(type_of<R>));
   }
-  return values;
+  return values_of<R>(root_->eval(column_of(events)));
 }
 
-std::vector<bool> Expression::test(std::span<const Value> events) const {
-  const Column out = root_->eval(column_of(events, x_type_));
-  return std::vector<bool>(out.ints.begin(), out.ints.end());
-}
+#define SLUICE_EVALUATE(R, X) template std::vector<R> Expression::evaluate<R, X>(std::span<const X>) const;
+#define SLUICE_EVALUATE_TO(X) SLUICE_EVALUATE(std::int64_t, X) SLUICE_EVALUATE(double, X) SLUICE_EVALUATE(std::string, X)
+SLUICE_EVALUATE_TO(std::int64_t)
+SLUICE_EVALUATE_TO(double)
+SLUICE_EVALUATE_TO(std::string)
+#undef SLUICE_EVALUATE_TO
+#undef SLUICE_EVALUATE
 
 }  // namespace sluice::expr

@@ -601,6 +601,7 @@ class Loader {
       }
       input = t;
     }
+    if (input) stage.input_type = *input;
     const std::string& type = stage.type->name;
     if (type == "range") {
       stage.event_type = expr::Type::integer;
@@ -626,6 +627,7 @@ class Loader {
       }
     } else if (input) {
       stage.event_type = *input;
+      if (type == "sum" && input == expr::Type::string) checker_.error(stage.location, path, "sum adds numbers, but its input events are strings");
     }
     if (stage.dispatcher == DispatcherKind::partition) compile_partition_key(stage);
   }

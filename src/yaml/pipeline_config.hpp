@@ -72,7 +72,8 @@ struct StageConfig {
   std::size_t partitions = 0;                     // with a partition dispatcher
   std::optional<expr::Expression> partition_key;  // an integer expression over x: 0..partitions-1
   std::map<std::string, std::string> options;  // the type's own options, interpolated
-  expr::Type event_type = expr::Type::integer;    // of the events it emits
+  expr::Type event_type = expr::Type::integer;    // of the events it emits (a sink: receives)
+  expr::Type input_type = expr::Type::integer;    // of the events it receives (not a producer)
   std::optional<expr::Expression> expression;
 };
 
