@@ -143,16 +143,20 @@ class RangeSource final : public Producer<std::int64_t> {
     const std::uint64_t after_next = left_after_next();
     const bool last = demand > after_next;  // then what is left, after_next + 1, fits the demand
     const std::uint64_t count = last ? after_next + 1 : demand;
-    // Unsigned arithmetic wraps where int64 would overflow; every value is in range.
-    const auto first = static_cast<std::uint64_t>(next_), step = static_cast<std::uint64_t>(step_);
+    // Unsigned arithmetic wraps where int64 would overflow; every value emitted is in range.
+    auto value = static_cast<std::uint64_t>(next_);
+    const auto step = static_cast<std::uint64_t>(step_);
     out.emit_bulk(count, [&](std::span<std::int64_t> slots) {
-      for (std::size_t i = 0; i < slots.size(); ++i) slots[i] = static_cast<std::int64_t>(first + i * step);
+      for (auto& slot : slots) {
+        slot = static_cast<std::int64_t>(value);
+        value += step;
+      }
       return slots.size();
     });
     if (last) {
       out.done();
     } else {
-      next_ = static_cast<std::int64_t>(first + count * step);
+      next_ = static_cast<std::int64_t>(value);
     }
   }
 

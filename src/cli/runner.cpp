@@ -5,56 +5,93 @@
 
 #include <fmt/format.h>
 
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <condition_variable>
 #include <csignal>
-#include <mutex>
-#include <optional>
-#include <ctime>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <stop_token>
+#include <system_error>
 #include <thread>
 
 namespace sluice::cli {
 
 namespace {
 
-// SIGINT and SIGTERM are taken by one thread with sigwait: the first drains the pipeline (and
-// stops it if the drain outlasts its deadline), a second exits at once.
+// SIGINT and SIGTERM are taken by one thread, from a signalfd: the first drains the pipeline
+// (and stops it if the drain outlasts its deadline), a second exits at once. The thread sleeps
+// in poll() until a signal, the deadline, or its own end (an eventfd), so a finished run exits
+// at once rather than at the thread's next tick.
 class SignalWatch {
  public:
-  SignalWatch(System& system, std::chrono::milliseconds drain_timeout) {
-    sigemptyset(&signals_);
-    sigaddset(&signals_, SIGINT);
-    sigaddset(&signals_, SIGTERM);
+  SignalWatch(System& system, std::chrono::milliseconds drain_timeout)
+      : signals_(::signalfd(-1, &blocked(), SFD_CLOEXEC)), wake_(::eventfd(0, EFD_CLOEXEC)) {
+    if (signals_.fd < 0 || wake_.fd < 0) throw std::system_error(errno, std::generic_category(), "cannot watch for signals");
     thread_ = std::jthread([this, &system, drain_timeout](std::stop_token stop) { watch(stop, system, drain_timeout); });
   }
   bool interrupted() const noexcept { return interrupted_.load(); }
 
-  // Blocks the signals in the calling thread and in every thread it starts afterwards.
-  static void block() {
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  }
+  // Blocks the signals in the calling thread and in every thread it starts afterwards, so that
+  // they reach only the signalfd.
+  static void block() { pthread_sigmask(SIG_BLOCK, &blocked(), nullptr); }
 
  private:
+  struct FileDescriptor {
+    explicit FileDescriptor(int descriptor) : fd(descriptor) {}
+    FileDescriptor(const FileDescriptor&) = delete;
+    FileDescriptor& operator=(const FileDescriptor&) = delete;
+    ~FileDescriptor() {
+      if (fd >= 0) ::close(fd);
+    }
+    int fd;
+  };
+
+  static const sigset_t& blocked() {
+    static const sigset_t signals = [] {
+      sigset_t set;
+      sigemptyset(&set);
+      sigaddset(&set, SIGINT);
+      sigaddset(&set, SIGTERM);
+      return set;
+    }();
+    return signals;
+  }
+
   void watch(std::stop_token stop, System& system, std::chrono::milliseconds drain_timeout) {
+    const std::stop_callback wake(stop, [this] {
+      const std::uint64_t one = 1;
+      [[maybe_unused]] const auto written = ::write(wake_.fd, &one, sizeof one);
+    });
     std::optional<std::chrono::steady_clock::time_point> deadline;
     while (!stop.stop_requested()) {
-      const timespec tick{0, 50'000'000};  // also checks, this often, whether the run ended
-      if (sigtimedwait(&signals_, nullptr, &tick) > 0) {
-        if (interrupted_.exchange(true)) {
-          std::fputs("sluice: interrupted again, exiting now\n", stderr);
-          std::_Exit(130);
-        }
-        std::fputs("sluice: interrupted, draining (again to exit at once)\n", stderr);
-        system.drain();
-        deadline = std::chrono::steady_clock::now() + drain_timeout;
+      pollfd ready[2] = {{signals_.fd, POLLIN, 0}, {wake_.fd, POLLIN, 0}};
+      int timeout_ms = -1;
+      if (deadline) {
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now());
+        timeout_ms = static_cast<int>(std::max<std::int64_t>(left.count(), 0));
       }
-      if (deadline && std::chrono::steady_clock::now() > *deadline) {
+      if (::poll(ready, 2, timeout_ms) < 0 && errno != EINTR) return;
+      if ((ready[0].revents & POLLIN) != 0) {
+        signalfd_siginfo info{};
+        if (::read(signals_.fd, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+          if (interrupted_.exchange(true)) {
+            std::fputs("sluice: interrupted again, exiting now\n", stderr);
+            std::_Exit(130);
+          }
+          std::fputs("sluice: interrupted, draining (again to exit at once)\n", stderr);
+          system.drain();
+          deadline = std::chrono::steady_clock::now() + drain_timeout;
+        }
+      }
+      if (deadline && std::chrono::steady_clock::now() >= *deadline) {
         std::fputs("sluice: the drain timed out, stopping\n", stderr);
         system.stop();
         deadline.reset();
@@ -62,9 +99,10 @@ class SignalWatch {
     }
   }
 
-  sigset_t signals_{};
+  FileDescriptor signals_;
+  FileDescriptor wake_;
   std::atomic<bool> interrupted_{false};
-  std::jthread thread_;
+  std::jthread thread_;  // last: joined before the descriptors close
 };
 
 using StageList = std::vector<std::pair<std::string, detail::ActorCore*>>;

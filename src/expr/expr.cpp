@@ -125,6 +125,7 @@ class Literal final : public Node {
     if (const auto* s = std::get_if<std::string>(&value_)) out.strings.assign(n, *s);
     return out;
   }
+  const Value& value() const noexcept { return value_; }
 
  private:
   Value value_;
@@ -431,19 +432,30 @@ class Parser {
   template <class Decide>
   static NodePtr compared(const Token& op, const NodePtr& left, const NodePtr& right, Decide decide) {
     switch (left->type()) {
-      case Type::floating:
-        return std::make_shared<Map2>(Type::boolean, op.column, left, right, [decide](std::size_t row, const Column& a, const Column& b, Column& out) {
-          out.ints[row] = decide(a.floats[row], b.floats[row]);
-        });
-      case Type::string:
-        return std::make_shared<Map2>(Type::boolean, op.column, left, right, [decide](std::size_t row, const Column& a, const Column& b, Column& out) {
-          out.ints[row] = decide(a.strings[row], b.strings[row]);
-        });
-      default:
-        return std::make_shared<Map2>(Type::boolean, op.column, left, right, [decide](std::size_t row, const Column& a, const Column& b, Column& out) {
-          out.ints[row] = decide(a.ints[row], b.ints[row]);
-        });
+      case Type::floating: return compared_as(op, left, right, decide, &Column::floats);
+      case Type::string: return compared_as(op, left, right, decide, &Column::strings);
+      default: return compared_as(op, left, right, decide, &Column::ints);
     }
+  }
+
+  // Compares columns of T row by row; against a literal, with the literal itself rather than a
+  // column of copies of it (`x < 1000` is the common filter).
+  template <class Decide, class T>
+  static NodePtr compared_as(const Token& op, const NodePtr& left, const NodePtr& right, Decide decide, std::vector<T> Column::*values) {
+    const auto* literal = dynamic_cast<const Literal*>(right.get());
+    if (const T* constant = literal != nullptr ? std::get_if<T>(&literal->value()) : nullptr) {
+      return std::make_shared<Map1>(Type::boolean, op.column, left, [decide, values, constant = *constant](const Column& in, Column& out) {
+        const std::vector<T>& x = in.*values;
+        std::int64_t* result = out.ints.data();
+        for (std::size_t row = 0; row < x.size(); ++row) result[row] = decide(x[row], constant);
+      });
+    }
+    return std::make_shared<Map2>(Type::boolean, op.column, left, right, [decide, values](const Column& a, const Column& b, Column& out) {
+      const std::vector<T>& x = a.*values;
+      const std::vector<T>& y = b.*values;
+      std::int64_t* result = out.ints.data();
+      for (std::size_t row = 0; row < x.size(); ++row) result[row] = decide(x[row], y[row]);
+    });
   }
 
   NodePtr additive() {
