@@ -47,6 +47,22 @@ TEST_CASE("seed workload: NumberProducer -> NumberProcessor -> SumConsumer sums 
   CHECK(system.running() == 0);
 }
 
+TEST_CASE("busy time is measured only once the System is asked to, and then for every stage that ran") {
+  auto busy_ns = [](bool measured) {
+    System system(2);
+    if (measured) system.measure_busy_time();
+    auto numbers = system.spawn<NumberProducer>("numbers", 1, 100'000);
+    auto squares = system.spawn<NumberProcessor>("square", 1000);
+    auto sum = system.spawn<SumConsumer>("sum");
+    system.subscribe(squares, numbers);
+    system.subscribe(sum, squares);
+    system.wait();
+    return std::vector<std::uint64_t>{numbers.stats().busy_ns, squares.stats().busy_ns, sum.stats().busy_ns};
+  };
+  CHECK(busy_ns(false) == std::vector<std::uint64_t>{0, 0, 0});
+  for (const std::uint64_t ns : busy_ns(true)) CHECK(ns > 0);
+}
+
 TEST_CASE("completion flows downstream: a finite stream ends every stage of a long run") {
   System system;
   auto numbers = system.spawn<NumberProducer>("numbers", 1, 1'000'000);

@@ -12,7 +12,7 @@ struct StageStatsSnapshot {
   std::uint64_t buffered = 0;    // events waiting in the buffer now
   std::uint64_t demand_owed = 0;   // demand its consumers made that it has not met yet
   std::uint64_t demand_asked = 0;  // events it asked its producers for and has not received yet
-  std::uint64_t busy_ns = 0;       // time spent handling messages
+  std::uint64_t busy_ns = 0;       // time spent handling messages, if the System measures it
 };
 
 // Updated once per batch with relaxed atomics: cheap, and consistent enough for monitoring.

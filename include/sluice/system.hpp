@@ -131,6 +131,11 @@ class System final : private detail::StageHost {
   void stop();
 
   std::size_t running() const;
+
+  // Times every slice of every stage from now on, for StageStats::busy_ns. Off by default: two
+  // clock reads a slice are most of a slice's cost when messages carry one event each (as
+  // Tokio keeps its per-poll timing opt-in). `sluice run --metrics` turns it on.
+  void measure_busy_time(bool on = true) noexcept { measure_busy_time_.store(on, std::memory_order_relaxed); }
   std::optional<ExitReason> failure() const;
   // True once stop() was called (or a linked stage failed): supervisors restart nothing then.
   bool stopping() const noexcept { return stopping_.load(std::memory_order_acquire); }

@@ -198,6 +198,7 @@ void print_summary(std::FILE* out, const StageList& stages, const Steps& steps) 
 RunResult run_pipeline(const yaml::PipelineConfig& config, const RunOptions& options) {
   SignalWatch::block();
   System system(options.threads);
+  if (!options.metrics_path.empty()) system.measure_busy_time();
   auto failures = std::make_shared<stages::Failures>([&system] { system.drain(); });
   SignalWatch signals(system, options.drain_timeout);
 

@@ -5,6 +5,7 @@
 #include <sluice/scheduler.hpp>
 #include <sluice/stage_stats.hpp>
 
+#include <atomic>
 #include <cstddef>
 #include <oneapi/tbb/spin_mutex.h>
 
@@ -22,9 +23,12 @@ class StageHost {
  public:
   virtual void stage_stopped(ActorCore& stage, const ExitReason& reason) = 0;
   virtual TimerService& timers() = 0;
+  // Whether stages time their slices (StageStats::busy_ns).
+  bool measures_busy_time() const noexcept { return measure_busy_time_.load(std::memory_order_relaxed); }
 
  protected:
   ~StageHost() = default;
+  std::atomic<bool> measure_busy_time_{false};
 };
 
 class ActorCore {

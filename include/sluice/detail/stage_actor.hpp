@@ -68,12 +68,13 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
 
   bool run_slice() override {
     const std::size_t throughput = scheduler_.throughput();
-    const auto started = std::chrono::steady_clock::now();
+    const bool timed = host_.measures_busy_time();
+    const auto started = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     for (std::size_t handled = 0; handled < throughput; ++handled) {
       Message* message = mailbox_.next();
       if (message == nullptr) {
         // Idle now, and perhaps already running on another worker: only the atomic counters.
-        add_busy_time(started);
+        if (timed) add_busy_time(started);
         return false;
       }
       if (stopped_) {
@@ -91,7 +92,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
         terminate(ExitReason::error(name_, "unknown exception"));
       }
     }
-    add_busy_time(started);
+    if (timed) add_busy_time(started);
     return mailbox_.finish_slice();
   }
 
