@@ -36,6 +36,47 @@ TEST_CASE("DSL: map and filter lambdas over a lazy range, with per-step demand o
   CHECK(seen == std::vector<std::string>{"6", "12", "18", "24", "30", "36", "42", "48", "54", "60"});
 }
 
+TEST_CASE("DSL: fuse runs maps and filters as one stage, with the events the separate steps give") {
+  auto run = [](bool fused) {
+    System system(2);
+    std::vector<std::string> seen;
+    auto triple = map([](int x) { return x * 3; });
+    auto even = filter([](int x) { return x % 2 == 0; });
+    auto text = map([](int x) { return std::to_string(x); });
+    auto source = from(system, std::views::iota(1, 2001));
+    auto sink = each([&](std::string s) { seen.push_back(std::move(s)); });
+    if (fused) {
+      source | fuse(triple, even, text).with({.name = "triple_even_text", .max_demand = 7}) | sink;
+    } else {
+      source | triple | even | text | sink;
+    }
+    const std::size_t stages = system.running();
+    system.wait();
+    return std::pair(stages, seen);
+  };
+  const auto [fused_stages, fused_events] = run(true);
+  const auto [separate_stages, separate_events] = run(false);
+  CHECK(fused_stages == 3);  // source, the fused step, each
+  CHECK(separate_stages == 5);
+  REQUIRE(fused_events.size() == 1000);
+  CHECK(fused_events.front() == "6");
+  CHECK(fused_events.back() == "6000");
+  CHECK(fused_events == separate_events);
+}
+
+TEST_CASE("DSL: the steps inside fuse take no options; the fused step does, copies included") {
+  CHECK_THROWS_AS(fuse(map([](int x) { return x; }, {.max_demand = 5})), std::invalid_argument);
+  CHECK_THROWS_AS(fuse(map([](int x) { return x; }), filter([](int) { return true; }, {.copies = 2})), std::invalid_argument);
+  System system(2);
+  auto sum = from<NumberProducer>(system, 1, 10'000)                                                      //
+             | fuse(map([](std::int64_t x) { return x * x; }), filter([](std::int64_t x) { return x < 1000; }))  //
+                   .with({.max_demand = 10, .copies = 3})                                                 //
+             | into<SumConsumer>();
+  system.wait();
+  CHECK(sum->count() == 31);
+  CHECK(sum->sum() == 10416);
+}
+
 TEST_CASE("DSL: an endless range ends when the pipeline is drained") {
   System system(2);
   auto sum = from(system, std::views::iota(std::int64_t{1})) | into<SumConsumer>();

@@ -38,6 +38,7 @@ const bool registered = [] {
       {"sluice/default_demand", 100'000'000, [](auto n, auto t) { return sluice_pipeline(n, t, 1000); }},
       {"sluice/max_demand_1", 2'000'000, [](auto n, auto t) { return sluice_pipeline(n, t, 1); }},
       {"sluice/dsl_lambdas", 100'000'000, sluice_dsl},
+      {"sluice/dsl_fused", 100'000'000, sluice_dsl_fused},
       {"tbb_pipeline/batch_1000_tokens_8", 100'000'000, [](auto n, auto t) { return tbb_pipeline(n, t, 1000, 8); }},
       {"tbb_pipeline/batch_1_tokens_8", 2'000'000, [](auto n, auto t) { return tbb_pipeline(n, t, 1, 8); }},
       {"tbb_flow_graph/batch_1000", 100'000'000, [](auto n, auto t) { return tbb_flow_graph(n, t, 1000); }},

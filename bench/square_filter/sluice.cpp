@@ -33,4 +33,15 @@ std::uint64_t sluice_dsl(std::int64_t n, std::int64_t limit) {
   return sum;
 }
 
+std::uint64_t sluice_dsl_fused(std::int64_t n, std::int64_t limit) {
+  sluice::System system;
+  std::uint64_t sum = 0;
+  sluice::from(system, std::views::iota(std::int64_t{1}, n + 1))                                   //
+      | sluice::fuse(sluice::map([](std::int64_t x) { return square(x); }),                         //
+                     sluice::filter([limit](std::int64_t squared) { return squared < limit; }))  //
+      | sluice::each([&sum](std::int64_t kept) { sum += static_cast<std::uint64_t>(kept); });
+  system.wait();
+  return sum;
+}
+
 }  // namespace bench::square_filter

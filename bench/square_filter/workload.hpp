@@ -20,7 +20,9 @@ std::uint64_t tbb_flow_graph(std::int64_t n, std::int64_t limit, std::size_t bat
 std::uint64_t sluice_pipeline(std::int64_t n, std::int64_t limit, std::size_t max_demand);
 // The same as lambdas in the DSL: from(range) | map | filter | each.
 std::uint64_t sluice_dsl(std::int64_t n, std::int64_t limit);
-// The same through `sluice run` and a YAML file (a process of its own; int64 events as Values).
+// The same with map and filter fused into one stage (sluice::fuse).
+std::uint64_t sluice_dsl_fused(std::int64_t n, std::int64_t limit);
+// The same through `sluice run` and a YAML file (a process of its own).
 std::uint64_t sluice_cli(std::int64_t n, std::int64_t limit);
 
 }  // namespace bench::square_filter

@@ -7,6 +7,8 @@
 //            | sluice::into<SumConsumer>();
 //   system.wait();
 //
+// sluice::fuse(map(f), filter(g), ...) runs adjacent maps and filters as one stage.
+//
 // Each step spawns its stage(s) on the System and subscribes them to the previous step's.
 // A step with copies > 1 runs that many parallel stages; each subscribes to every stage of
 // the previous step, whose demand dispatcher feeds the copies with the most demand first.
@@ -24,6 +26,7 @@
 #include <cstddef>
 #include <optional>
 #include <ranges>
+#include <stdexcept>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -126,6 +129,12 @@ struct EachStep : StepBase<EachStep<F>> {
   template <class In>
   Stages<EachStage<In, F>> attach(const Flow<In>& upstream) const;
 };
+template <class... Parts>
+struct FusedStep : StepBase<FusedStep<Parts...>> {
+  std::tuple<Parts...> parts;
+  template <class In>
+  Flow<fused_result_t<In, Parts...>> attach(const Flow<In>& upstream) const;
+};
 template <ProducerConsumerStage S, class... Args>
 struct ViaStep : StepBase<ViaStep<S, Args...>> {
   std::tuple<Args...> args;
@@ -161,6 +170,41 @@ template <class F>
 detail::AsyncMapStep<F> async_map(F f, AsyncOptions async = {}, StepOptions options = {}) {
   return {{std::move(options)}, std::move(f), async};
 }
+namespace detail {
+// A fused step's options are its own (fuse(...).with(...)): its parts have none.
+inline void check_fused_part(const StepOptions& options) {
+  const StepOptions none;
+  if (!options.name.empty() || options.max_demand != none.max_demand || options.min_demand || options.copies != none.copies ||
+      options.buffer_size != none.buffer_size || options.buffer_keep != none.buffer_keep) {
+    throw std::invalid_argument("the steps inside fuse() take no options: give them to fuse(...).with({...})");
+  }
+}
+template <class F>
+Mapping<F> part_of(const MapStep<F>& step) {
+  check_fused_part(step.options);
+  return {step.f};
+}
+template <class F>
+Keeping<F> part_of(const FilterStep<F>& step) {
+  check_fused_part(step.options);
+  return {step.f};
+}
+}  // namespace detail
+
+// The steps fuse() takes: maps and filters, which keep no state between events.
+template <class Step>
+concept FusableStep = requires(const Step& step) { detail::part_of(step); };
+
+// Runs adjacent map and filter steps as one stage, in order, each event going through all of
+// them before the next (as Akka Streams and Elixir's Flow fuse operators): no batch, message
+// or demand between them, so cheap steps cost no hop. The fused step takes StepOptions with
+// .with({...}) like any other; the steps inside take none (std::invalid_argument).
+template <FusableStep... Steps>
+  requires(sizeof...(Steps) > 0)
+auto fuse(const Steps&... steps) -> detail::FusedStep<decltype(detail::part_of(steps))...> {
+  return {{}, {detail::part_of(steps)...}};
+}
+
 // A sink that calls `f` on every event.
 template <class F>
 detail::EachStep<F> each(F f, StepOptions options = {}) {
@@ -255,6 +299,12 @@ template <class In>
 Flow<TaskResult<async_map_value_t<In, F>, In>> AsyncMapStep<F>::attach(const Flow<In>& upstream) const {
   return {upstream.system(),
           cores_of(spawn_step<AsyncMapStage<In, F>>(upstream, this->options, "async_map", f, async))};
+}
+
+template <class... Parts>
+template <class In>
+Flow<fused_result_t<In, Parts...>> FusedStep<Parts...>::attach(const Flow<In>& upstream) const {
+  return {upstream.system(), cores_of(spawn_step<FusedStage<In, Parts...>>(upstream, this->options, "fused", parts))};
 }
 
 template <class F>

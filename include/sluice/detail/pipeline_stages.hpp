@@ -6,6 +6,7 @@
 #include <optional>
 #include <ranges>
 #include <span>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -39,6 +40,64 @@ class FilterStage final : public ProducerConsumer<T, T> {
 
  private:
   F f_;
+};
+
+// The parts of a fused step (sluice::fuse): a map's function, or a filter's predicate.
+template <class F>
+struct Mapping {
+  F f;
+};
+template <class F>
+struct Keeping {
+  F f;
+};
+
+// The events a chain of fused parts emits, for events In.
+template <class In, class... Parts>
+struct fused_result {
+  using type = In;
+};
+template <class In, class F, class... Rest>
+struct fused_result<In, Mapping<F>, Rest...> : fused_result<map_result_t<In, F>, Rest...> {};
+template <class In, class F, class... Rest>
+struct fused_result<In, Keeping<F>, Rest...> : fused_result<In, Rest...> {};
+template <class In, class... Parts>
+using fused_result_t = typename fused_result<In, Parts...>::type;
+
+template <class Part>
+inline constexpr bool is_mapping = false;
+template <class F>
+inline constexpr bool is_mapping<Mapping<F>> = true;
+
+// Maps and filters run one after the other on each event, in one stage: no batch, message or
+// demand between them (Akka's operator fusion, Elixir Flow's stages).
+template <class In, class... Parts>
+class FusedStage final : public ProducerConsumer<In, fused_result_t<In, Parts...>> {
+ public:
+  using Out = fused_result_t<In, Parts...>;
+  explicit FusedStage(std::tuple<Parts...> parts) : parts_(std::move(parts)) {}
+  void handle_events(std::span<In> events, Emitter<Out>& out) override {
+    out.reserve(events.size());
+    for (In& event : events) push<0>(std::move(event), out);
+  }
+
+ private:
+  // Takes the event through part I and on; a filter that rejects it ends its way.
+  template <std::size_t I, class T>
+  void push(T&& event, Emitter<Out>& out) {
+    if constexpr (I == sizeof...(Parts)) {
+      out.emit(std::forward<T>(event));
+    } else {
+      auto& part = std::get<I>(parts_);
+      if constexpr (is_mapping<std::remove_cvref_t<decltype(part)>>) {
+        push<I + 1>(std::invoke(part.f, std::forward<T>(event)), out);
+      } else if (std::invoke(part.f, std::as_const(event))) {
+        push<I + 1>(std::forward<T>(event), out);
+      }
+    }
+  }
+
+  std::tuple<Parts...> parts_;
 };
 
 template <class In, class F>
