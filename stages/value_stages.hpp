@@ -79,23 +79,10 @@ class ExpressionStep {
 
   // Calls `use(first, results)` for each run of events that evaluated, `results` being the
   // expression's values for events [first, first + results.size()). Returns false when the
-  // stage must stop (on_error: stop), after the run before the failing event.
+  // stage must stop (on_error: stop), after the runs before the failing event.
   template <expr::EventType Event, class Evaluate, class Use>
   bool apply(std::span<const Event> events, Evaluate evaluate, Use use) {
-    std::size_t first = 0;
-    while (first < events.size()) {
-      const auto rest = events.subspan(first);
-      try {
-        use(first, evaluate(rest));
-        return true;
-      } catch (const expr::EvalError& error) {
-        // The events before the failing one evaluated: evaluate them again on their own.
-        if (error.index() > 0) use(first, evaluate(rest.first(error.index())));
-        if (!reject(Value(rest[error.index()]), error.what())) return false;
-        first += error.index() + 1;
-      }
-    }
-    return true;
+    return apply_from(events, 0, evaluate, use);
   }
 
   // An event failed: applies on_error. False when the stage must stop.
@@ -113,6 +100,30 @@ class ExpressionStep {
   const expr::Expression& expression() const noexcept { return expression_; }
 
  private:
+  // apply() over `events`, which start at `offset` in the events it was given.
+  template <expr::EventType Event, class Evaluate, class Use>
+  bool apply_from(std::span<const Event> events, std::size_t offset, Evaluate& evaluate, Use& use) {
+    std::size_t first = 0;
+    while (first < events.size()) {
+      const auto rest = events.subspan(first);
+      std::size_t failed = 0;
+      std::string error;
+      try {
+        use(offset + first, evaluate(rest));
+        return true;
+      } catch (const expr::EvalError& failure) {
+        failed = failure.index();
+        error = failure.what();
+      }
+      // The error names a failing event, not always the first (an operand is evaluated whole
+      // before the next): the events before it go through the same rules on their own.
+      if (failed > 0 && !apply_from(rest.first(failed), offset + first, evaluate, use)) return false;
+      if (!reject(Value(rest[failed]), error)) return false;
+      first += failed + 1;
+    }
+    return true;
+  }
+
   static std::string describe(const Value& value) {
     if (std::holds_alternative<std::string>(value)) return "\"" + std::get<std::string>(value) + "\"";
     return to_string(value);

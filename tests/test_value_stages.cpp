@@ -53,3 +53,42 @@ TEST_CASE("range: the ends of int64 are reached exactly, never overflowed") {
 TEST_CASE("range: a step of 0 is refused") {
   CHECK_THROWS_AS(stages::RangeSource(1, 2, 0), std::invalid_argument);
 }
+
+TEST_CASE("an expression error names a failing event, not always the first: the earlier ones still go by on_error") {
+  // The left operand fails at x = 3 before the right one is evaluated, which fails at x = 1.
+  for (const auto on_error : {stages::OnError::skip, stages::OnError::dead_letter}) {
+    std::vector<Value> dead_letters;
+    stages::ExpressionStep step("sum_of_ratios", expr::Expression::compile("10 / (x - 3) + 10 / (x - 1)", expr::Type::integer), on_error,
+                                std::make_shared<stages::Failures>(),
+                                [&](const std::string&, const Value& event, const std::string&) { dead_letters.push_back(event); });
+    const std::vector<std::int64_t> events{1, 2, 3, 4};
+    std::vector<std::pair<std::size_t, std::vector<std::int64_t>>> runs;
+    const bool go_on = step.apply(std::span<const std::int64_t>(events),
+                                  [&](std::span<const std::int64_t> part) { return step.expression().evaluate<std::int64_t>(part); },
+                                  [&](std::size_t first, std::vector<std::int64_t> values) { runs.emplace_back(first, std::move(values)); });
+    CHECK(go_on);
+    CHECK(step.skipped() == 2);
+    REQUIRE(runs.size() == 2);
+    CHECK(runs[0] == std::pair<std::size_t, std::vector<std::int64_t>>{1, {0}});     // x = 2: -10 + 10
+    CHECK(runs[1] == std::pair<std::size_t, std::vector<std::int64_t>>{3, {13}});    // x = 4: 10 + 3
+    if (on_error == stages::OnError::dead_letter) {
+      CHECK(dead_letters == std::vector<Value>{std::int64_t{1}, std::int64_t{3}});  // in event order
+    } else {
+      CHECK(dead_letters.empty());
+    }
+  }
+}
+
+TEST_CASE("on_error stop: the first failing event stops the step, after the events before it") {
+  auto failures = std::make_shared<stages::Failures>();
+  stages::ExpressionStep step("ratio", expr::Expression::compile("10 / (x - 3) + 10 / (x - 1)", expr::Type::integer), stages::OnError::stop,
+                              failures);
+  const std::vector<std::int64_t> events{2, 1, 3};
+  std::vector<std::int64_t> emitted;
+  const bool go_on = step.apply(std::span<const std::int64_t>(events),
+                                [&](std::span<const std::int64_t> part) { return step.expression().evaluate<std::int64_t>(part); },
+                                [&](std::size_t, std::vector<std::int64_t> values) { emitted.insert(emitted.end(), values.begin(), values.end()); });
+  CHECK_FALSE(go_on);
+  CHECK(emitted == std::vector<std::int64_t>{0});
+  CHECK(failures->first() == "stage 'ratio' failed on event 1: division by zero");
+}

@@ -78,7 +78,9 @@ class SignalWatch {
         const auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now());
         timeout_ms = static_cast<int>(std::max<std::int64_t>(left.count(), 0));
       }
-      if (::poll(ready, 2, timeout_ms) < 0 && errno != EINTR) return;
+      // A failure leaves every revents 0. Beyond EINTR it is transient (ENOMEM): the loop tries
+      // again, since the signals stay blocked and only this thread can take them.
+      if (::poll(ready, 2, timeout_ms) < 0 && errno != EINTR) std::this_thread::sleep_for(std::chrono::milliseconds(10));
       if ((ready[0].revents & POLLIN) != 0) {
         signalfd_siginfo info{};
         if (::read(signals_.fd, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
