@@ -54,7 +54,7 @@ const std::vector<StageTypeSpec>& catalog() {
        {{"path", OptionType::string, true, "", "the file"}, {"append", OptionType::boolean, false, "false", "append instead of truncating"}}},
       {"null", Role::consumer, "discards events", {}},
       {"count", Role::consumer, "prints the number of events at the end", {}},
-      {"sum", Role::consumer, "prints the sum of the events at the end (integers; floats once any is)", {}},
+      {"sum", Role::consumer, "prints the sum of the events at the end: integers exactly (an overflow is an error), or floats", {}},
   };
   return types;
 }
