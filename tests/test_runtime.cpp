@@ -8,6 +8,7 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <chrono>
 #include <stdexcept>
 #include <thread>
 
@@ -117,6 +118,36 @@ TEST_CASE("10,000 stages in one process: a chain of 10,000 identity producer-con
   CHECK(sum->count() == static_cast<std::uint64_t>(events));
   CHECK(sum->sum() == static_cast<std::uint64_t>(events * (events + 1) / 2));
   CHECK(previous->handled == static_cast<std::size_t>(events));
+}
+
+TEST_CASE("a stage woken behind a long slice is run by another worker: the run-next slot keeps chains local, not serial") {
+  // One broadcast slice wakes both consumers; the first runs next on the same worker. Each
+  // holds its worker until the other has run, so both finish only if the other worker takes
+  // the second while the first still runs (it may wait defaults::steal_delay first).
+  struct Rendezvous final : Consumer<std::int64_t> {
+    explicit Rendezvous(std::atomic<int>* arrived) : arrived_(arrived) {}
+    void handle_events(std::span<std::int64_t>) override {
+      arrived_->fetch_add(1);
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (arrived_->load() < 2 && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+      met = arrived_->load() == 2;
+    }
+    std::atomic<int>* arrived_;
+    bool met = false;
+  };
+  System system(2);
+  std::atomic<int> arrived{0};
+  StageOptions broadcast;
+  broadcast.name = "one";
+  broadcast.dispatcher = dispatch::Broadcast{};
+  auto one = system.spawn<NumberProducer>(broadcast, 1, 1);
+  auto first = system.spawn<Rendezvous>("first", &arrived);
+  auto second = system.spawn<Rendezvous>("second", &arrived);
+  system.subscribe(first, one);
+  system.subscribe(second, one);
+  system.wait();
+  CHECK(first->met);
+  CHECK(second->met);
 }
 
 TEST_CASE("a busy stage yields after a bounded number of messages, so others run in between") {

@@ -9,6 +9,8 @@
 #include <oneapi/tbb/task_group.h>
 
 #include <algorithm>
+#include <chrono>
+#include <deque>
 #include <atomic>
 #include <mutex>
 #include <optional>
@@ -62,9 +64,17 @@ thread_local const TbbScheduler* current_scheduler = nullptr;
 // slot): the first stage a slice wakes runs on the same thread, while the batch it was sent
 // is still in this core's cache, and without a task of its own. Measured on W1 (2 workers):
 // 2-3x the throughput of spawning every wake, since a cross-core hand-off costs about as much
-// as handling a 500-event chunk. Further stages woken by the slice are spawned, and idle
-// workers steal them.
+// as handling a 500-event chunk.
 thread_local ActorCore* run_next = nullptr;
+
+// Further stages woken on this worker, in order, each with its run ticket. Each also gets a
+// task that an idle worker can steal; the thief waits defaults::steal_delay for this worker to
+// take the stage first, so short slices keep a chain on one core and long ones still spread.
+struct Woken {
+  ActorCore* actor;
+  std::uint64_t ticket;
+};
+thread_local std::deque<Woken> run_soon;
 
 class TbbScheduler final : public Scheduler {
  public:
@@ -111,8 +121,9 @@ class TbbScheduler final : public Scheduler {
     } else if (run_next == nullptr) {
       run_next = &actor;
     } else {
-      // Spawned into this worker's deque, where an idle worker can steal it.
-      group_.run([this, &actor] { run(actor); });
+      const std::uint64_t ticket = actor.open_ticket();
+      run_soon.push_back({&actor, ticket});
+      group_.run([this, &actor, ticket, owner = &run_soon] { run_stolen(actor, ticket, owner); });
     }
   }
 
@@ -130,6 +141,11 @@ class TbbScheduler final : public Scheduler {
       // stages get their turn.
       if (actor->run_slice()) arena_.enqueue(group_.defer([this, actor] { run(*actor); }));
       actor = std::exchange(run_next, nullptr);
+      while (actor == nullptr && !run_soon.empty()) {
+        const Woken woken = run_soon.front();
+        run_soon.pop_front();
+        if (woken.actor->claim(woken.ticket)) actor = woken.actor;
+      }
       if (actor != nullptr && hop == max_run_next_hops) {
         group_.run([this, actor] { run(*actor); });
         actor = nullptr;
@@ -137,6 +153,16 @@ class TbbScheduler final : public Scheduler {
     }
     run_next = outer_next;
     current_scheduler = outer_scheduler;
+  }
+
+  // The task of a stage in `owner`'s run_soon. Whichever of the task and `owner` comes first
+  // runs the stage; a task on another worker first gives `owner` steal_delay to come.
+  void run_stolen(ActorCore& actor, std::uint64_t ticket, const std::deque<Woken>* owner) {
+    if (owner != &run_soon) {
+      const auto deadline = std::chrono::steady_clock::now() + defaults::steal_delay;
+      while (actor.ticket_open(ticket) && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+    }
+    if (actor.claim(ticket)) run(actor);
   }
 
   // Keeps `actor` for start() unless the scheduler started meanwhile.
