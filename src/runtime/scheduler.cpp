@@ -122,8 +122,10 @@ class TbbScheduler final : public Scheduler {
       run_next = &actor;
     } else {
       const std::uint64_t ticket = actor.open_ticket();
-      run_soon.push_back({&actor, ticket});
+      // The task first: it alone guarantees the stage runs, the entry only lets this worker
+      // get there sooner.
       group_.run([this, &actor, ticket, owner = &run_soon] { run_stolen(actor, ticket, owner); });
+      run_soon.push_back({&actor, ticket});
     }
   }
 
@@ -151,6 +153,10 @@ class TbbScheduler final : public Scheduler {
         actor = nullptr;
       }
     }
+    // Entries left (after the hop limit, or a caller's, in a run nested in a slice's oneTBB wait)
+    // must not outlive this run: their stages may stop and be destroyed, and this thread may next
+    // run another System's stages. Their tasks run them.
+    run_soon.clear();
     run_next = outer_next;
     current_scheduler = outer_scheduler;
   }
