@@ -5,18 +5,19 @@
 #include <sluice/manual_scheduler.hpp>
 
 #include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/spin_mutex.h>
 #include <oneapi/tbb/task_arena.h>
 #include <oneapi/tbb/task_group.h>
 
 #include <algorithm>
 #include <chrono>
-#include <deque>
 #include <atomic>
+#include <deque>
 #include <mutex>
 #include <optional>
-#include <vector>
 #include <thread>
 #include <utility>
+#include <vector>
 
 namespace sluice {
 
@@ -67,14 +68,50 @@ thread_local const TbbScheduler* current_scheduler = nullptr;
 // as handling a 500-event chunk.
 thread_local ActorCore* run_next = nullptr;
 
-// Further stages woken on this worker, in order, each with its run ticket. Each also gets a
-// task that an idle worker can steal; the thief waits defaults::steal_delay for this worker to
-// take the stage first, so short slices keep a chain on one core and long ones still spread.
-struct Woken {
-  ActorCore* actor;
-  std::uint64_t ticket;
+// Stages woken on one worker beyond its run-next slot, in wake order. The worker takes them
+// itself as its slices end. One helper task at a time lets an idle worker take the front stage
+// once the owner has left it waiting defaults::steal_delay (Go delays stealing runnext the same
+// way): short slices keep a chain on one core, and a stage behind a long slice still moves. One
+// helper per queue rather than a task per wake, because a worker that stays in its run-next
+// chain never returns to oneTBB's deque and would pile up a stale task for every wake.
+struct alignas(64) WakeQueue {
+  oneapi::tbb::spin_mutex mutex;
+  std::deque<ActorCore*> stages;        // guarded by mutex
+  bool helper_spawned = false;          // guarded by mutex: a helper will look at the queue again
+  std::atomic<std::size_t> size{0};     // stages.size(), read without the lock
+  std::atomic<std::uint64_t> taken{0};  // stages taken so far: a waiting helper sees progress
+
+  // The front stage, or nullptr.
+  ActorCore* take() {
+    oneapi::tbb::spin_mutex::scoped_lock lock(mutex);
+    return pop();
+  }
+  // The same for the helper, which also hands its duty on: `respawn` tells it to spawn the
+  // next helper, since stages remain.
+  ActorCore* take_as_helper(bool& respawn) {
+    oneapi::tbb::spin_mutex::scoped_lock lock(mutex);
+    ActorCore* actor = pop();
+    respawn = helper_spawned = !stages.empty();
+    return actor;
+  }
+  // A helper that leaves without a stage: true when stages remain and it must spawn the next.
+  bool keep_helper() {
+    oneapi::tbb::spin_mutex::scoped_lock lock(mutex);
+    return helper_spawned = !stages.empty();
+  }
+
+ private:
+  ActorCore* pop() {
+    if (stages.empty()) return nullptr;
+    ActorCore* actor = stages.front();
+    stages.pop_front();
+    size.store(stages.size(), std::memory_order_relaxed);
+    taken.store(taken.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    return actor;
+  }
 };
-thread_local std::deque<Woken> run_soon;
+// This worker's queue, while it runs a slice.
+thread_local WakeQueue* local_queue = nullptr;
 
 class TbbScheduler final : public Scheduler {
  public:
@@ -83,7 +120,8 @@ class TbbScheduler final : public Scheduler {
         // No thread of ours joins the arena, so every slot goes to a worker; oneTBB counts the
         // main thread in its default limit, which would otherwise leave one core idle.
         parallelism_(oneapi::tbb::global_control::max_allowed_parallelism, threads_ + 1),
-        arena_(static_cast<int>(threads_), 0) {}
+        arena_(static_cast<int>(threads_), 0),
+        queues_(threads_) {}
 
   // The stages are stopped by now. Blocking tasks still running may post to them, which
   // spawns tasks: so they are joined first, and then the task group is waited for (a
@@ -121,11 +159,15 @@ class TbbScheduler final : public Scheduler {
     } else if (run_next == nullptr) {
       run_next = &actor;
     } else {
-      const std::uint64_t ticket = actor.open_ticket();
-      // The task first: it alone guarantees the stage runs, the entry only lets this worker
-      // get there sooner.
-      group_.run([this, &actor, ticket, owner = &run_soon] { run_stolen(actor, ticket, owner); });
-      run_soon.push_back({&actor, ticket});
+      WakeQueue& queue = *local_queue;
+      bool spawn = false;
+      {
+        oneapi::tbb::spin_mutex::scoped_lock lock(queue.mutex);
+        queue.stages.push_back(&actor);
+        queue.size.store(queue.stages.size(), std::memory_order_relaxed);
+        spawn = !std::exchange(queue.helper_spawned, true);
+      }
+      if (spawn) group_.run([this, &queue] { help(queue); });
     }
   }
 
@@ -133,42 +175,67 @@ class TbbScheduler final : public Scheduler {
   // Slices run back to back through the run-next slot before the rest is left to the task
   // queue, so that a ping-pong between two stages cannot hold a worker forever.
   static constexpr int max_run_next_hops = 64;
+  // How long a helper on an idle worker watches a busy owner's queue before it leaves.
+  static constexpr auto max_help_wait = 25 * defaults::steal_delay;
 
   void run(ActorCore& first) {
     const TbbScheduler* outer_scheduler = std::exchange(current_scheduler, this);
     ActorCore* outer_next = std::exchange(run_next, nullptr);
+    WakeQueue* outer_queue = std::exchange(local_queue, &own_queue());
     ActorCore* actor = &first;
     for (int hop = 0; actor != nullptr; ++hop) {
       // A stage with work left yields: it goes to the back of the arena's queue so that other
       // stages get their turn.
       if (actor->run_slice()) arena_.enqueue(group_.defer([this, actor] { run(*actor); }));
       actor = std::exchange(run_next, nullptr);
-      while (actor == nullptr && !run_soon.empty()) {
-        const Woken woken = run_soon.front();
-        run_soon.pop_front();
-        if (woken.actor->claim(woken.ticket)) actor = woken.actor;
-      }
+      // Only this worker adds to its queue, so a size of 0 is not stale.
+      if (actor == nullptr && local_queue->size.load(std::memory_order_relaxed) != 0) actor = local_queue->take();
       if (actor != nullptr && hop == max_run_next_hops) {
         group_.run([this, actor] { run(*actor); });
         actor = nullptr;
       }
     }
-    // Entries left (after the hop limit, or a caller's, in a run nested in a slice's oneTBB wait)
-    // must not outlive this run: their stages may stop and be destroyed, and this thread may next
-    // run another System's stages. Their tasks run them.
-    run_soon.clear();
+    local_queue = outer_queue;
     run_next = outer_next;
     current_scheduler = outer_scheduler;
   }
 
-  // The task of a stage in `owner`'s run_soon. Whichever of the task and `owner` comes first
-  // runs the stage; a task on another worker first gives `owner` steal_delay to come.
-  void run_stolen(ActorCore& actor, std::uint64_t ticket, const std::deque<Woken>* owner) {
-    if (owner != &run_soon) {
-      const auto deadline = std::chrono::steady_clock::now() + defaults::steal_delay;
-      while (actor.ticket_open(ticket) && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  WakeQueue& own_queue() {
+    // An outside thread that joins the arena (the destructor's wait) may share the last queue:
+    // the queue's lock keeps that safe, and its helper still runs every stage in it.
+    const auto index = static_cast<std::size_t>(oneapi::tbb::this_task_arena::current_thread_index());
+    return queues_[std::min(index, queues_.size() - 1)];
+  }
+
+  // The helper of `queue`: takes its front stage, on the owner at once, on another worker only
+  // once the owner has left that stage waiting steal_delay. A helper on another worker watches
+  // for at most max_help_wait, so that it holds that worker only while the owner is busy.
+  void help(WakeQueue& queue) {
+    if (&queue != &own_queue()) {
+      using Clock = std::chrono::steady_clock;
+      const auto started = Clock::now();
+      auto deadline = started + defaults::steal_delay;
+      std::uint64_t seen = queue.taken.load(std::memory_order_relaxed);
+      for (;;) {
+        std::this_thread::yield();
+        const auto now = Clock::now();
+        const std::uint64_t taken = queue.taken.load(std::memory_order_relaxed);
+        if (taken != seen || queue.size.load(std::memory_order_relaxed) == 0) {
+          seen = taken;
+          deadline = now + defaults::steal_delay;
+        }
+        if (queue.size.load(std::memory_order_relaxed) != 0 && now >= deadline) break;
+        if (now - started >= max_help_wait) {
+          // The owner keeps up: go, and leave a helper in oneTBB's queue while stages remain.
+          if (queue.keep_helper()) arena_.enqueue(group_.defer([this, &queue] { help(queue); }));
+          return;
+        }
+      }
     }
-    if (actor.claim(ticket)) run(actor);
+    bool respawn = false;
+    ActorCore* actor = queue.take_as_helper(respawn);
+    if (respawn) group_.run([this, &queue] { help(queue); });
+    if (actor != nullptr) run(*actor);
   }
 
   // Keeps `actor` for start() unless the scheduler started meanwhile.
@@ -194,6 +261,7 @@ class TbbScheduler final : public Scheduler {
   oneapi::tbb::global_control parallelism_;
   oneapi::tbb::task_arena arena_;
   oneapi::tbb::task_group group_;
+  std::vector<WakeQueue> queues_;  // one per arena slot
   std::optional<BlockingPool> blocking_{std::in_place};  // joined first: its tasks post to stages
 };
 

@@ -48,20 +48,6 @@ class ActorCore {
   const std::string& name() const noexcept { return name_; }
   const StageStats& stats() const noexcept { return stats_; }
 
-  // Run tickets, the scheduler's: a stage woken on a busy worker may be run by that worker or
-  // by one that steals it, and its ticket lets exactly one of them. Opened when the stage is
-  // scheduled that way (it is idle then, so one opener at a time): odd while open.
-  std::uint64_t open_ticket() noexcept {
-    const std::uint64_t ticket = ticket_.load(std::memory_order_relaxed) + 1;
-    ticket_.store(ticket, std::memory_order_relaxed);
-    return ticket;
-  }
-  bool ticket_open(std::uint64_t ticket) const noexcept { return ticket_.load(std::memory_order_relaxed) == ticket; }
-  // True for the one caller that takes the stage on `ticket`.
-  bool claim(std::uint64_t ticket) noexcept {
-    return ticket_.compare_exchange_strong(ticket, ticket + 1, std::memory_order_acq_rel, std::memory_order_relaxed);
-  }
-
   // The supervisor told when this stage stops (none: the stage is linked to its System). Set
   // before the System adopts the stage, and never changed after.
   ActorCore* supervisor() const noexcept { return supervisor_; }
@@ -73,7 +59,6 @@ class ActorCore {
   StageHost& host_;
   std::string name_;
   StageStats stats_;
-  std::atomic<std::uint64_t> ticket_{0};
 };
 
 // A multi-producer, single-consumer mailbox. Senders append under a lock; the running slice
