@@ -212,20 +212,21 @@ class TbbScheduler final : public Scheduler {
   // for at most max_help_wait, so that it holds that worker only while the owner is busy.
   void help(WakeQueue& queue) {
     if (&queue != &own_queue()) {
+      // It looks at the queue once per steal_delay, not in a spin: each look pulls the line the
+      // owner writes on every push and take to this core, and the owner pays for that. The front
+      // stage has waited steal_delay when the queue held stages at two looks and none was taken.
       using Clock = std::chrono::steady_clock;
       const auto started = Clock::now();
-      auto deadline = started + defaults::steal_delay;
       std::uint64_t seen = queue.taken.load(std::memory_order_relaxed);
-      for (;;) {
-        std::this_thread::yield();
-        const auto now = Clock::now();
+      bool waiting = queue.size.load(std::memory_order_relaxed) != 0;
+      for (auto look = started + defaults::steal_delay;; look += defaults::steal_delay) {
+        while (Clock::now() < look) std::this_thread::yield();
         const std::uint64_t taken = queue.taken.load(std::memory_order_relaxed);
-        if (taken != seen || queue.size.load(std::memory_order_relaxed) == 0) {
-          seen = taken;
-          deadline = now + defaults::steal_delay;
-        }
-        if (queue.size.load(std::memory_order_relaxed) != 0 && now >= deadline) break;
-        if (now - started >= max_help_wait) {
+        const bool holds = queue.size.load(std::memory_order_relaxed) != 0;
+        if (waiting && holds && taken == seen) break;
+        seen = taken;
+        waiting = holds;
+        if (look - started >= max_help_wait) {
           // The owner keeps up: go, and leave a helper in oneTBB's queue while stages remain.
           if (queue.keep_helper()) arena_.enqueue(group_.defer([this, &queue] { help(queue); }));
           return;
