@@ -154,6 +154,38 @@ TEST_CASE("a stage woken behind a long slice is run by another worker: the run-n
   CHECK(second->met);
 }
 
+TEST_CASE("on one worker, a stage woken from outside runs while an endless chain keeps the worker busy") {
+  // The chain's continuations go to the back of oneTBB's FIFO queue, not to the worker's own
+  // deque, which oneTBB runs first: a chain spawning there starved every task enqueued from
+  // outside (this message, a timer's, a stop) for as long as the stream ran.
+  struct Flags final : Consumer<std::int64_t> {
+    Flags(std::atomic<bool>* on_events, std::atomic<bool>* on_info) : on_events_(on_events), on_info_(on_info) {}
+    void handle_events(std::span<std::int64_t>) override { on_events_->store(true); }
+    void handle_info(std::any&) override { on_info_->store(true); }
+    std::atomic<bool>* on_events_;
+    std::atomic<bool>* on_info_;
+  };
+  for (const std::size_t max_demand : {std::size_t{1000}, std::size_t{1}}) {
+    CAPTURE(max_demand);
+    System system(1);
+    const StepOptions demand{.max_demand = max_demand};
+    std::atomic<bool> flowing{false};
+    std::atomic<bool> unused{false};
+    std::atomic<bool> pinged{false};
+    from<NumberProducer>(system, std::int64_t{1}) | via<NumberProcessor>(std::int64_t{1} << 62).with(demand) |
+        into<Flags>(&flowing, &unused).with(demand);
+    auto other = system.spawn<Flags>("other", &unused, &pinged);
+    system.start();
+    while (!flowing.load()) std::this_thread::yield();
+    system.send_info(other, std::any(1));
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!pinged.load() && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    CHECK(pinged.load());
+    system.stop();
+    system.wait();
+  }
+}
+
 // Sanitizers hold freed memory back (ASan's quarantine), so resident memory says nothing there.
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 TEST_CASE("a chain at max_demand 1 on one worker runs in flat memory: wakes beyond the run-next slot pile up nothing") {

@@ -148,14 +148,14 @@ class TbbScheduler final : public Scheduler {
       held.swap(held_);
       held_tasks.swap(held_tasks_);
     }
-    for (ActorCore* actor : held) arena_.enqueue(group_.defer([this, actor] { run(*actor); }));
+    for (ActorCore* actor : held) enqueue_run(*actor);
     for (auto& task : held_tasks) arena_.enqueue(group_.defer(std::move(task)));
   }
 
   void schedule(ActorCore& actor) override {
     if (!started_.load(std::memory_order_acquire) && hold(actor)) return;
     if (current_scheduler != this) {
-      arena_.enqueue(group_.defer([this, &actor] { run(actor); }));
+      enqueue_run(actor);
     } else if (run_next == nullptr) {
       run_next = &actor;
     } else {
@@ -167,7 +167,7 @@ class TbbScheduler final : public Scheduler {
         queue.size.store(queue.stages.size(), std::memory_order_relaxed);
         spawn = !std::exchange(queue.helper_spawned, true);
       }
-      if (spawn) group_.run([this, &queue] { help(queue); });
+      if (spawn) enqueue_help(queue);
     }
   }
 
@@ -178,6 +178,12 @@ class TbbScheduler final : public Scheduler {
   // How long a helper on an idle worker watches a busy owner's queue before it leaves.
   static constexpr auto max_help_wait = 25 * defaults::steal_delay;
 
+  // Every task goes to the arena's FIFO queue, none to a worker's own deque: oneTBB runs its own
+  // deque first, so a chain that kept spawning there would starve the tasks enqueued from outside
+  // (a stage woken by a timer or by another thread) on a one-worker System.
+  void enqueue_run(ActorCore& actor) { arena_.enqueue(group_.defer([this, &actor] { run(actor); })); }
+  void enqueue_help(WakeQueue& queue) { arena_.enqueue(group_.defer([this, &queue] { help(queue); })); }
+
   void run(ActorCore& first) {
     const TbbScheduler* outer_scheduler = std::exchange(current_scheduler, this);
     ActorCore* outer_next = std::exchange(run_next, nullptr);
@@ -186,12 +192,12 @@ class TbbScheduler final : public Scheduler {
     for (int hop = 0; actor != nullptr; ++hop) {
       // A stage with work left yields: it goes to the back of the arena's queue so that other
       // stages get their turn.
-      if (actor->run_slice()) arena_.enqueue(group_.defer([this, actor] { run(*actor); }));
+      if (actor->run_slice()) enqueue_run(*actor);
       actor = std::exchange(run_next, nullptr);
       // Only this worker adds to its queue, so a size of 0 is not stale.
       if (actor == nullptr && local_queue->size.load(std::memory_order_relaxed) != 0) actor = local_queue->take();
       if (actor != nullptr && hop == max_run_next_hops) {
-        group_.run([this, actor] { run(*actor); });
+        enqueue_run(*actor);
         actor = nullptr;
       }
     }
@@ -228,14 +234,14 @@ class TbbScheduler final : public Scheduler {
         waiting = holds;
         if (look - started >= max_help_wait) {
           // The owner keeps up: go, and leave a helper in oneTBB's queue while stages remain.
-          if (queue.keep_helper()) arena_.enqueue(group_.defer([this, &queue] { help(queue); }));
+          if (queue.keep_helper()) enqueue_help(queue);
           return;
         }
       }
     }
     bool respawn = false;
     ActorCore* actor = queue.take_as_helper(respawn);
-    if (respawn) group_.run([this, &queue] { help(queue); });
+    if (respawn) enqueue_help(queue);
     if (actor != nullptr) run(*actor);
   }
 
