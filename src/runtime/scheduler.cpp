@@ -207,8 +207,9 @@ class TbbScheduler final : public Scheduler {
   }
 
   WakeQueue& own_queue() {
-    // An outside thread that joins the arena (the destructor's wait) may share the last queue:
-    // the queue's lock keeps that safe, and its helper still runs every stage in it.
+    // oneTBB gives each thread in the arena its own slot index; the clamp only guards against a
+    // caller outside any arena (index -2), which would share the last queue, safely: the queue's
+    // lock and its helper serve any number of pushers.
     const auto index = static_cast<std::size_t>(oneapi::tbb::this_task_arena::current_thread_index());
     return queues_[std::min(index, queues_.size() - 1)];
   }
@@ -225,7 +226,9 @@ class TbbScheduler final : public Scheduler {
       const auto started = Clock::now();
       std::uint64_t seen = queue.taken.load(std::memory_order_relaxed);
       bool waiting = queue.size.load(std::memory_order_relaxed) != 0;
-      for (auto look = started + defaults::steal_delay;; look += defaults::steal_delay) {
+      // The next look is steal_delay after the later of the planned look and now: if this thread
+      // was descheduled, two looks back to back would not prove a wait of steal_delay.
+      for (auto look = started + defaults::steal_delay;; look = std::max(look, Clock::now()) + defaults::steal_delay) {
         while (Clock::now() < look) std::this_thread::yield();
         const std::uint64_t taken = queue.taken.load(std::memory_order_relaxed);
         const bool holds = queue.size.load(std::memory_order_relaxed) != 0;
