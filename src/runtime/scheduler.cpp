@@ -70,16 +70,31 @@ thread_local ActorCore* run_next = nullptr;
 
 // Stages woken on one worker beyond its run-next slot, in wake order. The worker takes them
 // itself as its slices end. One helper task at a time lets an idle worker take the front stage
-// once the owner has left it waiting defaults::steal_delay (Go delays stealing runnext the same
-// way): short slices keep a chain on one core, and a stage behind a long slice still moves. One
-// helper per queue rather than a task per wake, because a worker that stays in its run-next
-// chain never returns to oneTBB's deque and would pile up a stale task for every wake.
+// once the owner has left a stage waiting defaults::steal_delay (Go delays stealing runnext the
+// same way): short slices keep a chain on one core, while a stage behind a long slice, or behind
+// a row of short ones, still moves. One helper per queue rather than a task per wake, because a
+// worker that stays in its run-next chain never returns to oneTBB's deque and would pile up a
+// stale task for every wake.
 struct alignas(64) WakeQueue {
   oneapi::tbb::spin_mutex mutex;
   std::deque<ActorCore*> stages;        // guarded by mutex
   bool helper_spawned = false;          // guarded by mutex: a helper will look at the queue again
-  std::atomic<std::size_t> size{0};     // stages.size(), read without the lock
-  std::atomic<std::uint64_t> taken{0};  // stages taken so far: a waiting helper sees progress
+  // Stages queued and taken so far, written under the lock and read without it: their
+  // difference is the queue's size, and a helper compares them across its looks.
+  std::atomic<std::uint64_t> pushed{0};
+  std::atomic<std::uint64_t> taken{0};
+
+  // Queues `actor`; true when no helper was spawned yet, and the caller must spawn one.
+  bool push(ActorCore& actor) {
+    oneapi::tbb::spin_mutex::scoped_lock lock(mutex);
+    stages.push_back(&actor);
+    pushed.store(pushed.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    return !std::exchange(helper_spawned, true);
+  }
+  // The owner's look before it locks: only the owner pushes, so a queue it sees empty is empty.
+  bool looks_empty() const noexcept {
+    return pushed.load(std::memory_order_relaxed) == taken.load(std::memory_order_relaxed);
+  }
 
   // The front stage, or nullptr.
   ActorCore* take() {
@@ -105,7 +120,6 @@ struct alignas(64) WakeQueue {
     if (stages.empty()) return nullptr;
     ActorCore* actor = stages.front();
     stages.pop_front();
-    size.store(stages.size(), std::memory_order_relaxed);
     taken.store(taken.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     return actor;
   }
@@ -159,15 +173,7 @@ class TbbScheduler final : public Scheduler {
     } else if (run_next == nullptr) {
       run_next = &actor;
     } else {
-      WakeQueue& queue = *local_queue;
-      bool spawn = false;
-      {
-        oneapi::tbb::spin_mutex::scoped_lock lock(queue.mutex);
-        queue.stages.push_back(&actor);
-        queue.size.store(queue.stages.size(), std::memory_order_relaxed);
-        spawn = !std::exchange(queue.helper_spawned, true);
-      }
-      if (spawn) enqueue_help(queue);
+      if (local_queue->push(actor)) enqueue_help(*local_queue);
     }
   }
 
@@ -194,8 +200,7 @@ class TbbScheduler final : public Scheduler {
       // stages get their turn.
       if (actor->run_slice()) enqueue_run(*actor);
       actor = std::exchange(run_next, nullptr);
-      // Only this worker adds to its queue, so a size of 0 is not stale.
-      if (actor == nullptr && local_queue->size.load(std::memory_order_relaxed) != 0) actor = local_queue->take();
+      if (actor == nullptr && !local_queue->looks_empty()) actor = local_queue->take();
       if (actor != nullptr && hop == max_run_next_hops) {
         enqueue_run(*actor);
         actor = nullptr;
@@ -215,26 +220,23 @@ class TbbScheduler final : public Scheduler {
   }
 
   // The helper of `queue`: takes its front stage, on the owner at once, on another worker only
-  // once the owner has left that stage waiting steal_delay. A helper on another worker watches
+  // once the owner has left a stage waiting steal_delay. A helper on another worker watches
   // for at most max_help_wait, so that it holds that worker only while the owner is busy.
   void help(WakeQueue& queue) {
     if (&queue != &own_queue()) {
       // It looks at the queue once per steal_delay, not in a spin: each look pulls the line the
-      // owner writes on every push and take to this core, and the owner pays for that. The front
-      // stage has waited steal_delay when the queue held stages at two looks and none was taken.
+      // owner writes on every push and take to this core, and the owner pays for that. A stage
+      // has waited steal_delay when, at a look, the owner has not yet taken every stage pushed
+      // before the previous look (the queue is FIFO).
       using Clock = std::chrono::steady_clock;
       const auto started = Clock::now();
-      std::uint64_t seen = queue.taken.load(std::memory_order_relaxed);
-      bool waiting = queue.size.load(std::memory_order_relaxed) != 0;
+      std::uint64_t pushed_before = queue.pushed.load(std::memory_order_relaxed);
       // The next look is steal_delay after the later of the planned look and now: if this thread
       // was descheduled, two looks back to back would not prove a wait of steal_delay.
       for (auto look = started + defaults::steal_delay;; look = std::max(look, Clock::now()) + defaults::steal_delay) {
         while (Clock::now() < look) std::this_thread::yield();
-        const std::uint64_t taken = queue.taken.load(std::memory_order_relaxed);
-        const bool holds = queue.size.load(std::memory_order_relaxed) != 0;
-        if (waiting && holds && taken == seen) break;
-        seen = taken;
-        waiting = holds;
+        if (queue.taken.load(std::memory_order_relaxed) < pushed_before) break;
+        pushed_before = queue.pushed.load(std::memory_order_relaxed);
         if (look - started >= max_help_wait) {
           // The owner keeps up: go, and leave a helper in oneTBB's queue while stages remain.
           if (queue.keep_helper()) enqueue_help(queue);
