@@ -134,10 +134,19 @@ TEST_CASE("broadcast: selectors 'starts with pre' and 'starts with pref' get 3 a
 }
 
 TEST_CASE("partition: odd/even, multiples of 3 dropped, each asking 4, 1..12 -> even [2,4,8,10], odd [1,5,7,11], [12] left over") {
-  auto policy = dispatch::Partition<std::int64_t>::named({"odd", "even"}, [](const std::int64_t& x) -> std::optional<PartitionKey> {
+  using Key = dispatch::Partition<std::int64_t>::Key;
+  auto odd_or_even = [](const std::int64_t& x) -> Key {
     if (x % 3 == 0) return std::nullopt;
     return PartitionKey(std::string(x % 2 == 0 ? "even" : "odd"));
-  });
+  };
+  auto policy = dispatch::Partition<std::int64_t>::named({"odd", "even"}, odd_or_even);
+  SUBCASE("a key per event") {}
+  SUBCASE("the keys of a batch at once (hash_batch), which the dispatcher uses instead") {
+    policy.hash = [](const std::int64_t&) -> Key { throw std::logic_error("hash_batch must be used"); };
+    policy.hash_batch = [odd_or_even](std::span<const std::int64_t> events, std::vector<Key>& keys) {
+      for (const std::int64_t x : events) keys.push_back(odd_or_even(x));
+    };
+  }
   detail::PartitionDispatcher<std::int64_t> dispatcher(policy);
   BatchPool<std::int64_t> pool;
   RecordingInlet<std::int64_t> odd, even;
@@ -154,6 +163,23 @@ TEST_CASE("partition: odd/even, multiples of 3 dropped, each asking 4, 1..12 -> 
   CHECK(even.batches == std::vector<std::vector<std::int64_t>>{{2, 4, 8, 10}});
   CHECK(odd.batches == std::vector<std::vector<std::int64_t>>{{1, 5, 7, 11}});
   CHECK(std::vector<std::int64_t>(events.begin(), events.end()) == std::vector<std::int64_t>{12});
+}
+
+TEST_CASE("partition: a hash_batch that gives fewer keys than events is a clear error") {
+  auto policy = dispatch::Partition<std::int64_t>::numbered(2, {});
+  policy.hash_batch = [](std::span<const std::int64_t>, std::vector<dispatch::Partition<std::int64_t>::Key>& keys) {
+    keys.emplace_back(PartitionKey(std::size_t{0}));
+  };
+  detail::PartitionDispatcher<std::int64_t> dispatcher(policy);
+  BatchPool<std::int64_t> pool;
+  RecordingInlet<std::int64_t> zero;
+  SubscribeOptions options;
+  options.partition = PartitionKey(std::size_t{0});
+  REQUIRE(dispatcher.subscribe(ConsumerSlot<std::int64_t>{1, nullptr, &zero}, options).empty());
+  dispatcher.ask(1, 4);
+  Batch<std::int64_t> events{1, 2};
+  CHECK_THROWS_WITH_AS(dispatcher.dispatch(events, pool), "the partition's hash_batch must give one key per event",
+                       std::logic_error);
 }
 
 TEST_CASE("partition: events beyond a partition's demand wait for that partition") {

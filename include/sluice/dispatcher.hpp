@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <variant>
 #include <vector>
@@ -34,8 +35,13 @@ struct Broadcast {};
 // A partition's events beyond its consumer's demand wait for that partition.
 template <class T>
 struct Partition {
+  using Key = std::optional<PartitionKey>;
   std::vector<PartitionKey> partitions;
-  std::function<std::optional<PartitionKey>(const T&)> hash;
+  std::function<Key(const T&)> hash;
+  // Used instead of `hash` when set (one of the two must be): the keys of a whole batch at once,
+  // one per event, appended to `keys`. For hashes that cost less per event over a column, as
+  // the CLI's key expressions do.
+  std::function<void(std::span<const T> events, std::vector<Key>& keys)> hash_batch{};
 
   // Partitions numbered 0..count-1.
   static Partition numbered(std::size_t count, std::function<std::optional<PartitionKey>(const T&)> hash) {

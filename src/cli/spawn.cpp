@@ -81,16 +81,23 @@ std::any dispatcher_of(const yaml::StageConfig& stage) {
     case yaml::DispatcherKind::broadcast: return dispatch::Broadcast{};
     case yaml::DispatcherKind::partition:
       return expr::with_event_type(stage.event_type, [&]<class Event>(std::type_identity<Event>) -> std::any {
-        return dispatch::Partition<Event>::numbered(
-            stage.partitions, [key = *stage.partition_key, partitions = stage.partitions,
-                               id = stage.id](const Event& event) -> std::optional<PartitionKey> {
-              const std::int64_t number = key.evaluate<std::int64_t>(std::span<const Event>(&event, 1)).front();
-              if (number < 0 || static_cast<std::size_t>(number) >= partitions) {
-                throw std::runtime_error("the partition key of event " + to_string(Value(event)) + " is " + std::to_string(number) +
-                                         ", but '" + id + "' has partitions 0.." + std::to_string(partitions - 1));
-              }
-              return PartitionKey{static_cast<std::size_t>(number)};
-            });
+        using Key = typename dispatch::Partition<Event>::Key;
+        // The key expression runs over a whole batch's column; the error names the first event
+        // whose key is out of range.
+        auto partition = dispatch::Partition<Event>::numbered(stage.partitions, {});
+        partition.hash_batch = [key = *stage.partition_key, partitions = stage.partitions, id = stage.id](
+                                   std::span<const Event> events, std::vector<Key>& keys) {
+          const std::vector<std::int64_t> numbers = key.evaluate<std::int64_t>(events);
+          for (std::size_t i = 0; i < numbers.size(); ++i) {
+            if (numbers[i] < 0 || static_cast<std::size_t>(numbers[i]) >= partitions) {
+              throw std::runtime_error("the partition key of event " + to_string(Value(events[i])) + " is " +
+                                       std::to_string(numbers[i]) + ", but '" + id + "' has partitions 0.." +
+                                       std::to_string(partitions - 1));
+            }
+            keys.emplace_back(PartitionKey{static_cast<std::size_t>(numbers[i])});
+          }
+        };
+        return partition;
       });
     case yaml::DispatcherKind::demand: break;
   }

@@ -264,9 +264,10 @@ class BroadcastDispatcher final : public Dispatcher<T> {
 template <class T>
 class PartitionDispatcher final : public Dispatcher<T> {
  public:
-  explicit PartitionDispatcher(dispatch::Partition<T> policy) : hash_(std::move(policy.hash)) {
+  explicit PartitionDispatcher(dispatch::Partition<T> policy)
+      : hash_(std::move(policy.hash)), hash_batch_(std::move(policy.hash_batch)) {
     if (policy.partitions.empty()) throw std::invalid_argument("a partition dispatcher needs at least one partition");
-    if (!hash_) throw std::invalid_argument("a partition dispatcher needs a hash function");
+    if (!hash_ && !hash_batch_) throw std::invalid_argument("a partition dispatcher needs a hash function");
     for (auto& key : policy.partitions) partitions_.push_back(Partition{std::move(key)});
   }
 
@@ -321,9 +322,14 @@ class PartitionDispatcher final : public Dispatcher<T> {
 
   std::size_t dispatch(Batch<T>& batch, BatchPool<T>& pool) override {
     for (auto& partition : partitions_) partition.outgoing = {};
+    if (hash_batch_) {
+      keys_.clear();
+      hash_batch_(std::span<const T>(batch), keys_);
+      if (keys_.size() != batch.size()) throw std::logic_error("the partition's hash_batch must give one key per event");
+    }
     std::size_t taken = 0;
     for (; taken < batch.size() && waiting_ > 0; ++taken) {
-      auto key = hash_(batch[taken]);
+      auto key = hash_batch_ ? std::move(keys_[taken]) : hash_(batch[taken]);
       if (!key) continue;  // dropped by the hash: it costs no demand
       auto partition = find(*key);
       if (partition == partitions_.end()) {
@@ -371,6 +377,11 @@ class PartitionDispatcher final : public Dispatcher<T> {
   };
 
   typename std::vector<Partition>::iterator find(const PartitionKey& key) {
+    // Numbered partitions sit at their own index.
+    if (const auto* number = std::get_if<std::size_t>(&key);
+        number != nullptr && *number < partitions_.size() && partitions_[*number].key == key) {
+      return partitions_.begin() + static_cast<std::ptrdiff_t>(*number);
+    }
     return std::find_if(partitions_.begin(), partitions_.end(), [&](const Partition& p) { return p.key == key; });
   }
   typename std::vector<Partition>::iterator find(SubscriptionId id) {
@@ -384,7 +395,9 @@ class PartitionDispatcher final : public Dispatcher<T> {
   }
   static std::string name_of(const ConsumerSlot<T>& consumer) { return consumer.actor->name(); }
 
-  std::function<std::optional<PartitionKey>(const T&)> hash_;
+  std::function<typename dispatch::Partition<T>::Key(const T&)> hash_;
+  std::function<void(std::span<const T>, std::vector<typename dispatch::Partition<T>::Key>&)> hash_batch_;
+  std::vector<typename dispatch::Partition<T>::Key> keys_;  // hash_batch_'s, reused across batches
   std::vector<Partition> partitions_;
   std::size_t waiting_ = 0;  // forwarded upstream, not yet dispatched
   std::size_t pending_ = 0;  // departed consumers' demand, already forwarded once
