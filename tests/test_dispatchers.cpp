@@ -140,10 +140,14 @@ TEST_CASE("partition: odd/even, multiples of 3 dropped, each asking 4, 1..12 -> 
     return PartitionKey(std::string(x % 2 == 0 ? "even" : "odd"));
   };
   auto policy = dispatch::Partition<std::int64_t>::named({"odd", "even"}, odd_or_even);
+  std::size_t keyed = 0;
+  bool batched = false;
   SUBCASE("a key per event") {}
   SUBCASE("the keys of a batch at once (hash_batch), which the dispatcher uses instead") {
+    batched = true;
     policy.hash = [](const std::int64_t&) -> Key { throw std::logic_error("hash_batch must be used"); };
-    policy.hash_batch = [odd_or_even](std::span<const std::int64_t> events, std::vector<Key>& keys) {
+    policy.hash_batch = [odd_or_even, &keyed](std::span<const std::int64_t> events, std::vector<Key>& keys) {
+      keyed += events.size();
       for (const std::int64_t x : events) keys.push_back(odd_or_even(x));
     };
   }
@@ -163,6 +167,15 @@ TEST_CASE("partition: odd/even, multiples of 3 dropped, each asking 4, 1..12 -> 
   CHECK(even.batches == std::vector<std::vector<std::int64_t>>{{2, 4, 8, 10}});
   CHECK(odd.batches == std::vector<std::vector<std::int64_t>>{{1, 5, 7, 11}});
   CHECK(std::vector<std::int64_t>(events.begin(), events.end()) == std::vector<std::int64_t>{12});
+  // Keys only for what the demand could take: 8 events, then 2 more for the 2 of them dropped
+  // (3 and 6), then 1 for the 9 dropped among those; 12 is left unkeyed.
+  if (batched) CHECK(keyed == 11);
+  // The event left over is keyed when it goes out: 12 is dropped, at no cost in demand.
+  dispatcher.ask(1, 1);
+  CHECK(dispatcher.dispatch(events, pool) == 1);
+  CHECK(events.empty());
+  CHECK(odd.batches.size() == 1);
+  CHECK(even.batches.size() == 1);
 }
 
 TEST_CASE("partition: a hash_batch that gives fewer keys than events is a clear error") {
@@ -180,6 +193,9 @@ TEST_CASE("partition: a hash_batch that gives fewer keys than events is a clear 
   Batch<std::int64_t> events{1, 2};
   CHECK_THROWS_WITH_AS(dispatcher.dispatch(events, pool), "the partition's hash_batch must give one key per event",
                        std::logic_error);
+  // Nothing was sent or taken.
+  CHECK(zero.batches.empty());
+  CHECK(events.size() == 2);
 }
 
 TEST_CASE("partition: events beyond a partition's demand wait for that partition") {

@@ -83,17 +83,37 @@ std::any dispatcher_of(const yaml::StageConfig& stage) {
       return expr::with_event_type(stage.event_type, [&]<class Event>(std::type_identity<Event>) -> std::any {
         using Key = typename dispatch::Partition<Event>::Key;
         // The key expression runs over a whole batch's column; the error names the first event
-        // whose key is out of range.
+        // whose key fails, whether it is out of range or does not evaluate.
         auto partition = dispatch::Partition<Event>::numbered(stage.partitions, {});
         partition.hash_batch = [key = *stage.partition_key, partitions = stage.partitions, id = stage.id](
                                    std::span<const Event> events, std::vector<Key>& keys) {
-          const std::vector<std::int64_t> numbers = key.evaluate<std::int64_t>(events);
-          for (std::size_t i = 0; i < numbers.size(); ++i) {
-            if (numbers[i] < 0 || static_cast<std::size_t>(numbers[i]) >= partitions) {
-              throw std::runtime_error("the partition key of event " + to_string(Value(events[i])) + " is " +
-                                       std::to_string(numbers[i]) + ", but '" + id + "' has partitions 0.." +
+          auto check = [&](const Event& event, std::int64_t number) {
+            if (number < 0 || static_cast<std::size_t>(number) >= partitions) {
+              throw std::runtime_error("the partition key of event " + to_string(Value(event)) + " is " +
+                                       std::to_string(number) + ", but '" + id + "' has partitions 0.." +
                                        std::to_string(partitions - 1));
             }
+          };
+          std::vector<std::int64_t> numbers;
+          try {
+            numbers = key.evaluate<std::int64_t>(events);
+          } catch (const expr::EvalError&) {
+            // It names a failing event, not always the first (an operand is evaluated whole before
+            // the next): one event at a time finds the first failure of either kind.
+            for (const Event& event : events) {
+              std::int64_t number = 0;
+              try {
+                number = key.evaluate<std::int64_t>(std::span<const Event>(&event, 1)).front();
+              } catch (const expr::EvalError& failure) {
+                throw std::runtime_error("the partition key of event " + to_string(Value(event)) + " failed: " +
+                                         failure.what());
+              }
+              check(event, number);
+            }
+            throw;
+          }
+          for (std::size_t i = 0; i < numbers.size(); ++i) {
+            check(events[i], numbers[i]);
             keys.emplace_back(PartitionKey{static_cast<std::size_t>(numbers[i])});
           }
         };

@@ -322,13 +322,16 @@ class PartitionDispatcher final : public Dispatcher<T> {
 
   std::size_t dispatch(Batch<T>& batch, BatchPool<T>& pool) override {
     for (auto& partition : partitions_) partition.outgoing = {};
-    if (hash_batch_) {
-      keys_.clear();
-      hash_batch_(std::span<const T>(batch), keys_);
-      if (keys_.size() != batch.size()) throw std::logic_error("the partition's hash_batch must give one key per event");
-    }
+    keys_.clear();
     std::size_t taken = 0;
     for (; taken < batch.size() && waiting_ > 0; ++taken) {
+      // Keys only for the events the demand can take now (more if the hash drops some): the
+      // rest stay in the batch and are keyed when they go out.
+      if (hash_batch_ && taken == keys_.size()) {
+        const std::size_t count = std::min(batch.size() - taken, waiting_);
+        hash_batch_(std::span<const T>(batch).subspan(taken, count), keys_);
+        if (keys_.size() != taken + count) throw std::logic_error("the partition's hash_batch must give one key per event");
+      }
       auto key = hash_batch_ ? std::move(keys_[taken]) : hash_(batch[taken]);
       if (!key) continue;  // dropped by the hash: it costs no demand
       auto partition = find(*key);
