@@ -16,10 +16,11 @@ inline constexpr std::size_t buffer_size = 10'000;
 // whole batch, so this bounds the work per slice without costing a reschedule per event.
 inline constexpr std::size_t max_throughput = 32;
 
-// How long a worker that steals a stage waits for the worker that woke it to run it instead (as
-// Go's scheduler delays stealing a P's runnext): a stage woken by a short slice then runs on
-// the core whose cache holds the batch it was sent, while a stage behind a long slice is
-// stolen after this wait. The stealing worker was idle, so the wait costs no work.
+// How long a stage queued on a busy worker waits before an idle worker takes it, and how often
+// the idle worker looks (as Go's scheduler delays stealing a P's runnext): a stage woken by
+// short slices then runs on the core whose cache holds the batch it was sent, while one behind
+// a long slice, or a row of short ones, moves after this wait. The idle worker had nothing to
+// do, so the wait costs no work.
 inline constexpr std::chrono::nanoseconds steal_delay{2000};
 
 // Spare batch vectors a producer keeps for reuse; more than the usual number of batches in

@@ -44,14 +44,14 @@ struct Partition {
   std::function<void(std::span<const T> events, std::vector<Key>& keys)> hash_batch{};
 
   // Partitions numbered 0..count-1.
-  static Partition numbered(std::size_t count, std::function<std::optional<PartitionKey>(const T&)> hash) {
+  static Partition numbered(std::size_t count, std::function<Key(const T&)> hash) {
     Partition partition{{}, std::move(hash)};
     for (std::size_t i = 0; i < count; ++i) partition.partitions.emplace_back(i);
     return partition;
   }
   // Partitions with names.
   static Partition named(const std::vector<std::string>& names,
-                         std::function<std::optional<PartitionKey>(const T&)> hash) {
+                         std::function<Key(const T&)> hash) {
     Partition partition{{}, std::move(hash)};
     for (const auto& name : names) partition.partitions.emplace_back(name);
     return partition;

@@ -10,8 +10,8 @@
 #include <oneapi/tbb/task_group.h>
 
 #include <algorithm>
-#include <chrono>
 #include <atomic>
+#include <chrono>
 #include <deque>
 #include <mutex>
 #include <optional>
