@@ -2,6 +2,8 @@
 // workers, at a given max_demand (min_demand at its default, max_demand / 2).
 #include "workload.hpp"
 
+#include <sluice/defaults.hpp>
+#include <sluice/manual_scheduler.hpp>
 #include <sluice/pipeline.hpp>
 #include <sluice/stages/number_processor.hpp>
 #include <sluice/stages/number_producer.hpp>
@@ -11,15 +13,30 @@
 
 namespace bench::square_filter {
 
-std::uint64_t sluice_pipeline(std::int64_t n, std::int64_t limit, std::size_t max_demand) {
+namespace {
+
+std::uint64_t run_stages(sluice::System& system, std::int64_t n, std::int64_t limit, std::size_t max_demand) {
   using namespace sluice::stages;
-  sluice::System system;
   const sluice::StepOptions demand{.max_demand = max_demand};
   auto sum = sluice::from<NumberProducer>(system, std::int64_t{1}, n)  //
              | sluice::via<NumberProcessor>(limit).with(demand)        //
              | sluice::into<SumConsumer>().with(demand);
   system.wait();
   return sum->sum();
+}
+
+}  // namespace
+
+std::uint64_t sluice_pipeline(std::int64_t n, std::int64_t limit, std::size_t max_demand) {
+  sluice::System system;
+  return run_stages(system, n, limit, max_demand);
+}
+
+std::uint64_t sluice_pipeline_one_thread(std::int64_t n, std::int64_t limit, std::size_t max_demand) {
+  // Slices as the scheduler's workers run them, but all on this thread, in FIFO order.
+  sluice::ManualScheduler scheduler(sluice::defaults::max_throughput);
+  sluice::System system(scheduler);
+  return run_stages(system, n, limit, max_demand);
 }
 
 std::uint64_t sluice_dsl(std::int64_t n, std::int64_t limit) {

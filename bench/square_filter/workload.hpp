@@ -18,6 +18,9 @@ std::uint64_t plain_loop(std::int64_t n, std::int64_t limit);
 std::uint64_t tbb_pipeline(std::int64_t n, std::int64_t limit, std::size_t batch, std::size_t tokens);
 std::uint64_t tbb_flow_graph(std::int64_t n, std::int64_t limit, std::size_t batch);
 std::uint64_t sluice_pipeline(std::int64_t n, std::int64_t limit, std::size_t max_demand);
+// The same on a ManualScheduler: every slice on the calling thread, without oneTBB or a second
+// core, so it measures what the stages and their messages cost by themselves.
+std::uint64_t sluice_pipeline_one_thread(std::int64_t n, std::int64_t limit, std::size_t max_demand);
 // The same as lambdas in the DSL: from(range) | map | filter | each.
 std::uint64_t sluice_dsl(std::int64_t n, std::int64_t limit);
 // The same with map and filter fused into one stage (sluice::fuse).
