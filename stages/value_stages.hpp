@@ -437,7 +437,10 @@ class PacedStage : public ProducerConsumer<Event, Event> {
     credit_.ask(this->context(), held_.size(), window_);
     return mode;
   }
-  void handle_cancel(const SubscriptionInfo& info, const ExitReason&) override { credit_.cancelled(info); }
+  void handle_cancel(const SubscriptionInfo& info, const ExitReason&) override {
+    credit_.cancelled(info);
+    credit_.ask(this->context(), held_.size(), window_);  // what the producer that left owed, of the others
+  }
   void handle_demand(std::size_t demand, Emitter<Event>& out) override {
     credit_.demanded(demand);
     pump(out);

@@ -4,6 +4,7 @@
 #include "support.hpp"
 
 #include <sluice/sluice.hpp>
+#include <sluice/stages/number_producer.hpp>
 
 #include <doctest/doctest.h>
 
@@ -11,6 +12,7 @@
 #include <atomic>
 #include <cstdint>
 #include <mutex>
+#include <numeric>
 #include <ranges>
 #include <stdexcept>
 #include <thread>
@@ -168,4 +170,23 @@ TEST_CASE("async_map: on_timeout = kill_task turns the late task into exit(timeo
       each([&](const Result& result) { seen.push_back(result.ok() ? std::to_string(result.value()) : result.exit().reason); });
   system.wait();
   CHECK(seen == std::vector<std::string>{"1", "timeout", "3"});
+}
+
+TEST_CASE("async_map fed by two producers: what one producer was asked for and never sent is asked of the other") {
+  // `first` is asked for the whole window (max_concurrency 4, ordered: 8), has no events and
+  // completes. The stage must stop counting those 8 as on their way, and ask `second`.
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto stage = system.spawn<detail::AsyncMapStage<std::int64_t, Doubler>>(
+      StageOptions{.name = "async_map"}, Doubler{}, AsyncOptions{.max_concurrency = 4});
+  auto first = system.spawn<stages::NumberProducer>("first", 1, 0);
+  auto second = system.spawn<stages::NumberProducer>("second", 101, 2100);
+  system.subscribe(stage, first);
+  system.subscribe(stage, second);
+  auto consumer = system.spawn<test::RecordingConsumer<Result>>("consumer");
+  system.subscribe(consumer, stage);
+  system.wait();
+  const auto values = values_of(consumer->batches);
+  CHECK(values.size() == 2000);
+  CHECK(std::accumulate(values.begin(), values.end(), std::int64_t{0}) == 2 * (101 + 2100) * 1000);
 }

@@ -176,6 +176,88 @@ TEST_CASE("a producer-consumer works only while its downstream has demand") {
   system.stop();
 }
 
+namespace {
+
+// Passes events on until it meets `last`, which it drops, and then ends its output
+// (Emitter::done), as a stage whose event failed with on_error: stop does.
+class DoneAt final : public ProducerConsumer<std::int64_t, std::int64_t> {
+ public:
+  explicit DoneAt(std::int64_t last) : last_(last) {}
+  void handle_events(std::span<std::int64_t> events, Emitter<std::int64_t>& out) override {
+    ++calls;
+    for (std::int64_t x : events) {
+      if (x == last_) {
+        out.done();
+        return;
+      }
+      out.emit(x);
+    }
+  }
+  std::size_t calls = 0;
+
+ private:
+  std::int64_t last_;
+};
+
+// Records what it receives, and leaves its first subscription when it sees `last` (it stays
+// subscribed to any other).
+class CancelAt final : public Consumer<std::int64_t> {
+ public:
+  explicit CancelAt(std::int64_t last) : last_(last) {}
+  DemandMode handle_subscribe(const SubscriptionInfo& info) override {
+    subscriptions.push_back(info.id);
+    return DemandMode::automatic;
+  }
+  void handle_events(std::span<std::int64_t> events) override {
+    for (std::int64_t x : events) {
+      received.push_back(x);
+      if (x == last_) context().cancel(subscriptions.front());
+    }
+  }
+  Batch received;
+  std::vector<SubscriptionId> subscriptions;
+
+ private:
+  std::int64_t last_;
+};
+
+}  // namespace
+
+TEST_CASE("a producer-consumer that ends its output mid-batch is given nothing more") {
+  // GenStage cuts a batch into chunks on arrival, and a stage that stops in one chunk handles
+  // no later chunk: sluice's done() ends the output the same way. At max 10 / min 5, batch
+  // [0..9] is chunks [0..4] and [5..9]; done at 3 leaves [5..9] unhandled.
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto producer = system.spawn<NumberProducer>("numbers", 0);
+  auto middle = system.spawn<DoneAt>("done_at", 3);
+  auto consumer = system.spawn<RecordingConsumer<>>("consumer");
+  system.subscribe(middle, producer, {.max_demand = 10, .min_demand = 5});
+  system.subscribe(consumer, middle);
+  scheduler.run_until_idle();
+  CHECK(consumer->batches == std::vector<Batch>{iota_batch(0, 2)});
+  CHECK(middle->calls == 1);
+  system.stop();
+}
+
+TEST_CASE("events of a subscription the consumer has left are dropped, as GenStage drops an unknown subscription's") {
+  // At max 10 / min 5 the refill after chunk [0..4] brings [10..14]. It arrives after the
+  // consumer left the subscription at 7, while another subscription keeps it running, and is
+  // dropped instead of handed to the stage. The chunk the cancel came in is still handled in
+  // full, as GenStage hands on the chunks it has cut.
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto numbers = system.spawn<NumberProducer>("numbers", 0);
+  auto idle = system.spawn<test::QueueProducer<>>("idle");
+  auto consumer = system.spawn<CancelAt>("consumer", 7);
+  system.subscribe(consumer, numbers, {.max_demand = 10, .min_demand = 5});
+  system.subscribe(consumer, idle);
+  scheduler.run_until_idle();
+  CHECK(consumer->received == iota_batch(0, 9));
+  CHECK(numbers.stats().events_out == 15);  // [10..14] was sent, and did arrive
+  system.stop();
+}
+
 TEST_CASE("Reactive Streams 1.1: a producer never sends more than the outstanding demand (randomised)") {
   // Manual-demand consumers ask random amounts at random times; the producer emits random
   // amounts, often beyond demand. After every single message, each consumer must have

@@ -48,6 +48,9 @@ struct SubscriptionInfo {
   PeerRole peer_role = PeerRole::producer;
   std::string_view peer_name;
   SubscribeOptions options;
+  // In a consumer's handle_cancel: events asked for on this subscription that never came. A
+  // stage asking by hand (DemandMode::manual) stops counting them as on their way.
+  std::size_t undelivered = 0;
 };
 
 }  // namespace sluice

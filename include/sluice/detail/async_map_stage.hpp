@@ -64,7 +64,10 @@ class AsyncMapStage final : public ProducerConsumer<In, Out> {
     return mode;
   }
 
-  void handle_cancel(const SubscriptionInfo& info, const ExitReason&) override { credit_.cancelled(info); }
+  void handle_cancel(const SubscriptionInfo& info, const ExitReason&) override {
+    credit_.cancelled(info);
+    ask_upstream();  // what the producer that left owed, of the others
+  }
 
   void handle_demand(std::size_t demand, Emitter<Out>&) override {
     credit_.demanded(demand);

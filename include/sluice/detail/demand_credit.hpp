@@ -18,8 +18,12 @@ class DemandCredit {
     producers_.push_back(info.id);
     return DemandMode::manual;
   }
+  // A producer that leaves will not send what it was asked for and did not send: without
+  // this, that share would count as on its way forever, and the others would not be asked.
   void cancelled(const SubscriptionInfo& info) {
-    if (info.peer_role == PeerRole::producer) std::erase(producers_, info.id);
+    if (info.peer_role != PeerRole::producer) return;
+    std::erase(producers_, info.id);
+    requested_ -= std::min(requested_, info.undelivered);
   }
   bool has_producers() const noexcept { return !producers_.empty(); }
 

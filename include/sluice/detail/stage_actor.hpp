@@ -155,6 +155,12 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
 
   void handle(Events<In>& m) {
     if constexpr (receives) {
+      // Events of a subscription this stage has left (it cancelled, or finished its output) are
+      // dropped, as GenStage drops events of an unknown subscription.
+      if (find_upstream(m.id) == nullptr) {
+        if (m.pool != nullptr) m.pool->release(std::move(m.events));
+        return;
+      }
       stats_.add_in(m.events.size());
       if constexpr (ProducerConsumerStage<S>) {
         // A producer-consumer works only while its consumers have demand (GenStage's
@@ -170,13 +176,17 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
 
   // Handles a batch in chunks of at most max_demand - min_demand events, refilling demand after
   // each chunk once it falls to min_demand (GenStage's refill rule, steps 2-4).
+  // The chunks are cut before the first is handled, as GenStage splits a batch on arrival: a
+  // callback that cancels the subscription still gets the rest of the batch in the same chunks.
+  // One that stops the stage, or ends its output, gets nothing more.
   void consume(Events<In>& m) {
     std::span<In> events(m.events);
+    const Upstream* arrived = find_upstream(m.id);
+    const std::size_t chunk =
+        arrived ? arrived->options.max_demand - arrived->options.effective_min_demand() : events.size();
     std::size_t offset = 0;
-    while (offset < events.size()) {
+    while (offset < events.size() && !stopped_ && !stop_requested_ && !output_done_) {
       Upstream* upstream = find_upstream(m.id);
-      const std::size_t chunk =
-          upstream ? upstream->options.max_demand - upstream->options.effective_min_demand() : events.size();
       const std::size_t count = std::min(chunk, events.size() - offset);
       const std::size_t refill = upstream ? account_received(*upstream, count) : 0;
       deliver_chunk(events.subspan(offset, count));
@@ -219,8 +229,8 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       if (upstream == upstream_.end()) return;
       const Upstream gone = *upstream;
       upstream_.erase(upstream);
-      stage_.handle_cancel(SubscriptionInfo{gone.id, PeerRole::producer, peer_name(gone.producer), gone.options},
-                           m.reason);
+      const SubscriptionInfo info{gone.id, PeerRole::producer, peer_name(gone.producer), gone.options, gone.pending};
+      stage_.handle_cancel(info, m.reason);
       switch (gone.options.cancel) {
         case CancelMode::permanent:
           if (m.reason.kind == ExitReason::Kind::normal) {
