@@ -268,3 +268,28 @@ TEST_CASE("a supervision tree survives a stage that throws on every 100th event 
   run_every_hundredth(system, ledger, 20'050);
   check_every_hundredth(ledger, 20'050);
 }
+
+namespace {
+
+// Starts once; its restart throws from the constructor, as a sink whose file cannot be
+// reopened does.
+struct StartsOnce final : Server {
+  explicit StartsOnce(int* starts) {
+    if (++*starts > 1) throw std::runtime_error("cannot reopen");
+  }
+  void handle_cast(std::any&) override { throw std::runtime_error("asked to crash"); }
+};
+
+}  // namespace
+
+TEST_CASE("a child that cannot be restarted fails its supervisor, with the reason, as in OTP") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  int starts = 0;
+  auto supervisor = start_supervisor(system, {.name = "sup"}, {child<StartsOnce>("once", &starts)});
+  scheduler.run_until_idle();
+  system.cast(*supervisor.child<StartsOnce>("once"), 0);
+  CHECK_THROWS_WITH_AS(system.wait(), "stage 'sup' failed: a child failed to start: cannot reopen", StageError);
+  CHECK(starts == 2);
+  CHECK(system.running() == 0);
+}

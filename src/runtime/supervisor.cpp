@@ -37,7 +37,14 @@ class SupervisorCore final : public ActorCore {
     for (std::size_t handled = 0; handled < throughput; ++handled) {
       Control* message = mailbox_.next();
       if (message == nullptr) return false;  // idle now: touch nothing more
-      std::visit([this](auto& m) { handle(m); }, *message);
+      try {
+        std::visit([this](auto& m) { handle(m); }, *message);
+      } catch (const std::exception& e) {
+        // A restart ran a child's constructor, which threw: the supervisor fails, as OTP's does
+        // when a child cannot be started, rather than let the exception into the scheduler.
+        std::lock_guard lock(mutex_);
+        terminate(ExitReason::error(name_, std::string("a child failed to start: ") + e.what()));
+      }
     }
     return mailbox_.finish_slice();
   }
