@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <deque>
 #include <functional>
+#include <mutex>
+#include <optional>
 
 namespace sluice {
 
@@ -15,9 +17,11 @@ class ManualScheduler final : public Scheduler {
   // By default a step is one message, so a test can observe the state after every message.
   explicit ManualScheduler(std::size_t throughput = 1) : throughput_(throughput) {}
 
-  void schedule(detail::ActorCore& actor) override { ready_.push_back({&actor, {}}); }
+  // Other threads may schedule too (a timer, a blocking task that posts its result): the queue
+  // is locked, while the slices themselves run only on the test's thread.
+  void schedule(detail::ActorCore& actor) override { enqueue({&actor, {}}); }
   // Tasks queue with the stages, and run one per step in the same FIFO order.
-  void run_task(std::function<void()> task) override { ready_.push_back({nullptr, std::move(task)}); }
+  void run_task(std::function<void()> task) override { enqueue({nullptr, std::move(task)}); }
   void run_blocking(std::function<void()> task) override { run_task(std::move(task)); }
 
   // Runs one slice of the stage at the head of the queue; false when nothing is ready.
@@ -28,7 +32,10 @@ class ManualScheduler final : public Scheduler {
   // a test can stand for a consumer that is busy or blocked.
   std::size_t run_until_idle_except(const std::function<bool(const detail::ActorCore&)>& hold);
 
-  std::size_t ready() const noexcept { return ready_.size(); }
+  std::size_t ready() const {
+    std::lock_guard lock(mutex_);
+    return ready_.size();
+  }
   std::size_t throughput() const noexcept override { return throughput_; }
 
  private:
@@ -37,7 +44,17 @@ class ManualScheduler final : public Scheduler {
     detail::ActorCore* actor;    // a stage's slice to run, or
     std::function<void()> task;  // a task, when actor is null
   };
-  std::deque<Ready> ready_;
+  void enqueue(Ready ready) {
+    std::lock_guard lock(mutex_);
+    ready_.push_back(std::move(ready));
+  }
+  // The front of the queue, if any.
+  std::optional<Ready> take();
+  // Runs one slice or task; a stage with work left goes to the back of the queue.
+  void run(Ready& next);
+
+  mutable std::mutex mutex_;
+  std::deque<Ready> ready_;  // guarded by mutex_
 };
 
 }  // namespace sluice

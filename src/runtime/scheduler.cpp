@@ -21,15 +21,26 @@
 
 namespace sluice {
 
-bool ManualScheduler::run_once() {
-  if (ready_.empty()) return false;
+std::optional<ManualScheduler::Ready> ManualScheduler::take() {
+  std::lock_guard lock(mutex_);
+  if (ready_.empty()) return std::nullopt;
   Ready next = std::move(ready_.front());
   ready_.pop_front();
+  return next;
+}
+
+void ManualScheduler::run(Ready& next) {
   if (next.actor == nullptr) {
     next.task();
   } else if (next.actor->run_slice()) {
-    ready_.push_back({next.actor, {}});
+    enqueue({next.actor, {}});
   }
+}
+
+bool ManualScheduler::run_once() {
+  std::optional<Ready> next = take();
+  if (!next) return false;
+  run(*next);
   return true;
 }
 
@@ -42,16 +53,17 @@ std::size_t ManualScheduler::run_until_idle(std::size_t limit) {
 std::size_t ManualScheduler::run_until_idle_except(const std::function<bool(const detail::ActorCore&)>& hold) {
   std::size_t slices = 0;
   std::deque<Ready> held;
-  while (!ready_.empty()) {
-    if (ready_.front().actor != nullptr && hold(*ready_.front().actor)) {
-      held.push_back(std::move(ready_.front()));
-      ready_.pop_front();
+  while (std::optional<Ready> next = take()) {
+    if (next->actor != nullptr && hold(*next->actor)) {
+      held.push_back(std::move(*next));
       continue;
     }
-    run_once();
+    run(*next);
     ++slices;
   }
-  ready_ = std::move(held);
+  // Held stages keep their place ahead of anything another thread queued meanwhile.
+  std::lock_guard lock(mutex_);
+  ready_.insert(ready_.begin(), std::make_move_iterator(held.begin()), std::make_move_iterator(held.end()));
   return slices;
 }
 
@@ -131,11 +143,17 @@ class TbbScheduler final : public Scheduler {
  public:
   explicit TbbScheduler(std::size_t threads)
       : threads_(threads == 0 ? std::max(1u, std::thread::hardware_concurrency()) : threads),
-        // No thread of ours joins the arena, so every slot goes to a worker; oneTBB counts the
-        // main thread in its default limit, which would otherwise leave one core idle.
-        parallelism_(oneapi::tbb::global_control::max_allowed_parallelism, threads_ + 1),
         arena_(static_cast<int>(threads_), 0),
-        queues_(threads_) {}
+        queues_(threads_) {
+    // No thread of ours joins the arena, so every slot goes to a worker; oneTBB counts the main
+    // thread in its limit, which would otherwise leave one core idle. The limit is process-wide
+    // and oneTBB applies the smallest one set, so it is set only when it must be raised: a small
+    // System would otherwise cap a larger one alive at the same time.
+    using oneapi::tbb::global_control;
+    if (threads_ + 1 > global_control::active_value(global_control::max_allowed_parallelism)) {
+      parallelism_.emplace(global_control::max_allowed_parallelism, threads_ + 1);
+    }
+  }
 
   // The stages are stopped by now. Blocking tasks still running may post to them, which
   // spawns tasks: so they are joined first, and then the task group is waited for (a
@@ -270,7 +288,7 @@ class TbbScheduler final : public Scheduler {
   std::vector<ActorCore*> held_;                     // guarded by hold_mutex_
   std::vector<std::function<void()>> held_tasks_;  // guarded by hold_mutex_
   std::size_t threads_;
-  oneapi::tbb::global_control parallelism_;
+  std::optional<oneapi::tbb::global_control> parallelism_;
   oneapi::tbb::task_arena arena_;
   oneapi::tbb::task_group group_;
   std::vector<WakeQueue> queues_;  // one per arena slot
