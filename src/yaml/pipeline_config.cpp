@@ -26,29 +26,29 @@ const std::vector<StageTypeSpec>& catalog() {
         {"to", OptionType::integer, false, "", "last value (inclusive); omit for an endless stream"},
         {"step", OptionType::integer, false, "1", "increment, not 0"}}},
       {"generate", Role::producer, "`expr` evaluated over i = 0, 1, ... count - 1",
-       {{"count", OptionType::integer, true, "", "how many events"}, {"expr", OptionType::expression, true, "", "an expression over i"}}},
+       {{"count", OptionType::integer, true, "", "how many events", 0}, {"expr", OptionType::expression, true, "", "an expression over i"}}},
       {"lines", Role::producer, "one string event per line of a file", {{"path", OptionType::string, true, "", "a file, or - for standard input"}}},
       {"map", Role::producer_consumer, "replaces each event x by `expr`", {expression("an expression over x")}},
       {"filter", Role::producer_consumer, "keeps the events for which `expr` is true", {expression("a boolean expression over x")}},
       {"flat_map", Role::producer_consumer, "splits each string event into one event per part",
        {{"split", OptionType::string, true, "", "the separator"}}},
       {"take", Role::producer_consumer, "passes the first `count` events on, then cancels upstream: the pipeline ends",
-       {{"count", OptionType::integer, true, "", "how many events"}}},
+       {{"count", OptionType::integer, true, "", "how many events", 0}}},
       {"batch", Role::producer_consumer, "joins every `size` events into one string event",
-       {{"size", OptionType::integer, true, "", "events per batch (>= 1)"},
-        {"timeout_ms", OptionType::integer, false, "0", "a partial batch goes out after this long (0: only at the end)"},
+       {{"size", OptionType::integer, true, "", "events per batch (>= 1)", 1},
+        {"timeout_ms", OptionType::integer, false, "0", "a partial batch goes out after this long (0: only at the end)", 0},
         {"sep", OptionType::string, false, ",", "the separator between parts"}}},
       {"rate_limit", Role::producer_consumer, "lets at most `per_second` events a second through, evenly spaced",
-       {{"per_second", OptionType::number, true, "", "events per second (> 0)"}}},
+       {{"per_second", OptionType::number, true, "", "events per second (> 0)", 0, true}}},
       {"delay", Role::producer_consumer, "holds each event for `ms` (simulated I/O); events overlap",
-       {{"ms", OptionType::integer, true, "", "milliseconds (>= 0)"}}},
+       {{"ms", OptionType::integer, true, "", "milliseconds (>= 0)", 0}}},
       {"async_map", Role::producer_consumer,
        "replaces each event x by `expr`, evaluated as a task, at most max_concurrency at once (async_stream)",
        {expression("an expression over x"),
-        {"max_concurrency", OptionType::integer, false, "cores", "tasks at once (>= 1)"},
+        {"max_concurrency", OptionType::integer, false, "cores", "tasks at once (>= 1)", 1},
         {"ordered", OptionType::boolean, false, "true", "results in input order; false: as tasks finish"},
-        {"timeout_ms", OptionType::integer, false, "5000", "per task; a late task is an error, handled by on_error"},
-        {"delay_ms", OptionType::integer, false, "0", "each task first waits this long (simulated I/O)"}}},
+        {"timeout_ms", OptionType::integer, false, "5000", "per task; a late task is an error, handled by on_error", 1},
+        {"delay_ms", OptionType::integer, false, "0", "each task first waits this long (simulated I/O)", 0}}},
       {"stdout", Role::consumer, "writes one event per line to standard output", {}},
       {"file", Role::consumer, "writes one event per line to a file",
        {{"path", OptionType::string, true, "", "the file"}, {"append", OptionType::boolean, false, "false", "append instead of truncating"}}},
@@ -409,17 +409,14 @@ class Loader {
     }
     if (!ok) return;
     stage.options[name] = *interpolate(value.Scalar(), checker_, Checker::at(value), path);
-    // The least value of the numeric options that have one; `per_second` must exceed it.
-    static const std::map<std::string, double> minimums = {{"size", 1},      {"per_second", 0},      {"ms", 0},
-                                                           {"count", 0},     {"max_concurrency", 1}, {"timeout_ms", 1},
-                                                           {"delay_ms", 0}};
-    if (auto minimum = minimums.find(name); minimum != minimums.end()) {
+    if (spec->least) {
       const double number = std::stod(stage.options[name]);
-      const bool strict = name == "per_second";
-      if (number < minimum->second || (strict && number <= minimum->second)) {
+      if (number < *spec->least || (spec->above_least && number <= *spec->least)) {
         std::ostringstream bound;
-        bound << minimum->second;
-        checker_.error(Checker::at(value), path, std::string("must be ") + (strict ? "more than " : "at least ") + bound.str() + ", got " + stage.options[name]);
+        bound << *spec->least;
+        checker_.error(Checker::at(value), path,
+                       std::string("must be ") + (spec->above_least ? "more than " : "at least ") + bound.str() + ", got " +
+                           stage.options[name]);
       }
     }
     if (spec->type == OptionType::expression) expression_marks_[stage.id] = {Checker::at(value), quoted(value)};

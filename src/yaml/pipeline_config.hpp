@@ -24,6 +24,8 @@ struct OptionSpec {
   bool required;
   std::string default_value;  // as written in YAML; empty: none
   std::string description;
+  std::optional<double> least{};  // numeric options: the least value allowed, if any
+  bool above_least = false;       // the value must exceed `least` rather than reach it
 };
 
 struct StageTypeSpec {
