@@ -80,7 +80,8 @@ class Expression {
 
   // The value of the expression for each event of `events`. X is the EventType of the x type
   // it was compiled for, R that of its result type (a boolean gives 1 where it holds, else 0);
-  // others throw std::logic_error. Throws EvalError naming the first event that failed.
+  // others throw std::logic_error. Throws EvalError naming an event that failed: each operand is
+  // evaluated over the whole batch before the next, so not always the first one in the batch.
   template <EventType R, EventType X>
   std::vector<R> evaluate(std::span<const X> events) const;
 
