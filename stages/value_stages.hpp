@@ -579,6 +579,8 @@ class DeadLetterSource final : public Producer<std::string> {
     std::string line;
   };
   explicit DeadLetterSource(std::size_t feeders) : feeders_(feeders) {}
+  // It ends once its feeders have stopped, so a drain leaves it running until then.
+  static constexpr bool fed_by_pipeline = true;
 
   void handle_demand(std::size_t demand, Emitter<std::string>& out) override {
     demand_ += demand;

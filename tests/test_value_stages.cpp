@@ -1,5 +1,7 @@
 // The built-in stages of YAML pipelines, where their edge cases are easier to reach from C++
 // than from a YAML file.
+#include "support.hpp"
+
 #include <sluice/pipeline.hpp>
 #include <sluice/stages/value_stages.hpp>
 
@@ -91,4 +93,20 @@ TEST_CASE("on_error stop: the first failing event stops the step, after the even
   CHECK_FALSE(go_on);
   CHECK(emitted == std::vector<std::int64_t>{0});
   CHECK(failures->first() == "stage 'ratio' failed on event 1: division by zero");
+}
+
+TEST_CASE("a drain leaves a dead-letter source running until its feeders stop: a letter sent meanwhile arrives") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto letters = system.spawn<stages::DeadLetterSource>("dead_letter", std::size_t{1});
+  auto feeder = system.spawn<test::QueueProducer<>>("feeder");
+  auto sink = system.spawn<test::RecordingConsumer<std::string>>("sink");
+  system.subscribe(sink, letters);
+  system.monitor(letters.core(), feeder.core());
+  scheduler.run_until_idle();
+  // The drain's Complete reaches the feeder and the dead-letter source before this letter does.
+  system.drain();
+  system.send_info(letters, stages::DeadLetterSource::Letter{"feeder: failed: 7"});
+  system.wait();
+  CHECK(sink->batches == std::vector<std::vector<std::string>>{{"feeder: failed: 7"}});
 }

@@ -173,6 +173,12 @@ template <class S>
 concept ProducerStage = requires { typename S::out_type; } && !requires { typename S::in_type; } &&
                         std::derived_from<S, Producer<typename S::out_type>>;
 
+// A producer fed by the pipeline's own stages, not from outside (a dead-letter source), says so
+// with `static constexpr bool fed_by_pipeline = true;`. A drain does not complete it: it ends
+// when its feeders have, so that what they send it while the drain runs is not lost.
+template <class S>
+concept DrainedSource = ProducerStage<S> && !requires { requires S::fed_by_pipeline; };
+
 template <class S>
 concept ProducerConsumerStage =
     requires {

@@ -169,7 +169,7 @@ StageRef<S> System::spawn(StageOptions options, Args&&... args) {
   auto actor = std::make_unique<detail::StageActor<S>>(scheduler_, static_cast<detail::StageHost&>(*this),
                                                        std::move(options), std::forward<Args>(args)...);
   auto* raw = actor.get();
-  adopt(std::move(actor), ProducerStage<S>, raw->options().register_name);
+  adopt(std::move(actor), DrainedSource<S>, raw->options().register_name);
   return StageRef<S>(raw);
 }
 
@@ -179,7 +179,7 @@ StageRef<S> System::spawn_child(detail::ActorCore& supervisor, StageOptions opti
                                                        std::move(options), std::forward<Args>(args)...);
   actor->set_supervisor(&supervisor);
   auto* raw = actor.get();
-  adopt(std::move(actor), ProducerStage<S>, raw->options().register_name);
+  adopt(std::move(actor), DrainedSource<S>, raw->options().register_name);
   return StageRef<S>(raw);
 }
 
