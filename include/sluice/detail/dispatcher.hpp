@@ -50,7 +50,8 @@ class Dispatcher {
   // Forgets a consumer; returns demand the producer must now serve on the others' behalf.
   virtual std::size_t cancel(SubscriptionId id) = 0;
   // Sends what demand allows from the front of `batch`; what no consumer has demand for stays
-  // in `batch`, in order. Returns the number of events taken from `batch`.
+  // in `batch`, in order. Returns the number of events that met demand: those a partition hash
+  // drops leave `batch` too, but met none.
   virtual std::size_t dispatch(Batch<T>& batch, BatchPool<T>& pool) = 0;
   // Demand a dispatch gave back (broadcast selectors' rejects): the producer asks itself.
   virtual std::vector<std::pair<SubscriptionId, std::size_t>> take_credits() { return {}; }
@@ -324,6 +325,7 @@ class PartitionDispatcher final : public Dispatcher<T> {
     for (auto& partition : partitions_) partition.outgoing = {};
     keys_.clear();
     std::size_t taken = 0;
+    std::size_t dropped = 0;
     for (; taken < batch.size() && waiting_ > 0; ++taken) {
       // Keys only for the events the demand can take now (more if the hash drops some): the
       // rest stay in the batch and are keyed when they go out.
@@ -333,7 +335,10 @@ class PartitionDispatcher final : public Dispatcher<T> {
         if (keys_.size() != taken + count) throw std::logic_error("the partition's hash_batch must give one key per event");
       }
       auto key = hash_batch_ ? std::move(keys_[taken]) : hash_(batch[taken]);
-      if (!key) continue;  // dropped by the hash: it costs no demand
+      if (!key) {
+        ++dropped;  // dropped by the hash: it costs no demand
+        continue;
+      }
       auto partition = find(*key);
       if (partition == partitions_.end()) {
         throw std::runtime_error("the partition hash returned unknown partition " + to_string(*key) +
@@ -354,7 +359,7 @@ class PartitionDispatcher final : public Dispatcher<T> {
       }
     }
     batch.erase(batch.begin(), batch.begin() + static_cast<std::ptrdiff_t>(taken));
-    return taken;
+    return taken - dropped;
   }
 
   std::vector<ConsumerSlot<T>> consumers() const override {

@@ -293,6 +293,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       accumulating_ = false;
       for (std::size_t demand : std::exchange(accumulated_, {})) {
         if (stopped_ || output_done_) break;
+        owed_demand_ += demand;
         emitting([&](Emitter<Out>& out) { stage_.handle_demand(demand, out); });
       }
     }
