@@ -18,9 +18,7 @@
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
-#include <fstream>
 #include <functional>
-#include <iostream>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -28,7 +26,13 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <vector>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 namespace sluice::stages {
 
@@ -222,10 +226,21 @@ class GenerateSource final : public Producer<Out> {
 
 // One event per line of a file, or of standard input for "-". Lines are read on a blocking
 // thread, a chunk at a time, never on a worker: a chunk ends where the input has nothing more
-// ready, so a line typed on a terminal goes out at once rather than waiting for the next.
+// ready, so a line typed on a terminal goes out at once rather than waiting for the next. The
+// thread waits in poll() on the input and on a wake-up descriptor, not in a blocking read, so
+// that a stage that stops (a drain, a take that had enough) ends a read waiting on a terminal
+// or a pipe at once: a blocked read would hold the System's shutdown until input came.
 class LinesSource final : public Producer<std::string> {
  public:
-  explicit LinesSource(std::string path) : path_(std::move(path)) {}
+  explicit LinesSource(std::string path) : path_(std::move(path)), wake_(::eventfd(0, EFD_CLOEXEC)) {
+    if (wake_ < 0) throw std::system_error(errno, std::generic_category(), "cannot create an eventfd");
+  }
+  ~LinesSource() override {
+    if (owned_input_) ::close(input_);
+    ::close(wake_);
+  }
+  LinesSource(const LinesSource&) = delete;
+  LinesSource& operator=(const LinesSource&) = delete;
 
   void handle_demand(std::size_t demand, Emitter<std::string>& out) override {
     demand_ += demand;
@@ -239,6 +254,10 @@ class LinesSource final : public Producer<std::string> {
     ended_ = chunk->ended;
     for (auto& line : chunk->lines) lines_.push_back(std::move(line));
     release(out);
+  }
+  void terminate(const ExitReason&) override {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] const auto written = ::write(wake_, &one, sizeof one);
   }
 
  private:
@@ -255,38 +274,76 @@ class LinesSource final : public Producer<std::string> {
     if (ended_ && lines_.empty()) {
       out.done();
     } else if (demand_ > 0 && !reading_ && !ended_) {
-      reading_ = true;  // one read at a time: only that task touches the stream
+      reading_ = true;  // one read at a time: only that task touches the input and its buffer
       context().run_task([this, limit = demand_] { return std::any(read(limit)); }, TaskKind::blocking);
     }
   }
 
-  // On the blocking thread: one line (waiting for it if need be), then whatever else is ready.
+  // On the blocking thread: one line (waiting for it if need be), then whatever else is ready,
+  // at most `limit`. A last line without a newline counts once the input ends.
   Chunk read(std::size_t limit) {
-    if (in_ == nullptr) open();
+    if (input_ < 0) open();
     Chunk chunk;
-    std::string line;
-    while (chunk.lines.size() < limit && std::getline(*in_, line)) {
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      chunk.lines.push_back(std::move(line));
-      if (in_->rdbuf()->in_avail() <= 0) break;
+    while (chunk.lines.empty() && !input_ended_) {
+      take_lines(chunk, limit);
+      if (!chunk.lines.empty()) break;
+      pollfd ready[2] = {{input_, POLLIN, 0}, {wake_, POLLIN, 0}};
+      if (::poll(ready, 2, -1) < 0) {
+        if (errno == EINTR) continue;
+        throw std::system_error(errno, std::generic_category(), "cannot read '" + path_ + "'");
+      }
+      if (ready[1].revents != 0) return chunk;  // the stage stopped: nobody wants the rest
+      char buffer[1 << 16];
+      const ssize_t got = ::read(input_, buffer, sizeof buffer);
+      if (got < 0) {
+        if (errno == EINTR || errno == EAGAIN) continue;
+        throw std::system_error(errno, std::generic_category(), "cannot read '" + path_ + "'");
+      }
+      if (got == 0) {
+        input_ended_ = true;
+      } else {
+        pending_.append(buffer, static_cast<std::size_t>(got));
+      }
     }
-    chunk.ended = !*in_;
+    take_lines(chunk, limit);
+    if (input_ended_ && chunk.lines.size() < limit && !pending_.empty()) {
+      chunk.lines.push_back(std::exchange(pending_, {}));
+      strip_carriage_return(chunk.lines.back());
+    }
+    chunk.ended = input_ended_ && pending_.empty();
     return chunk;
+  }
+
+  // Moves the whole lines at the front of pending_ into `chunk`, up to `limit` in all.
+  void take_lines(Chunk& chunk, std::size_t limit) {
+    std::size_t start = 0;
+    for (std::size_t end; chunk.lines.size() < limit && (end = pending_.find('\n', start)) != std::string::npos; start = end + 1) {
+      chunk.lines.emplace_back(pending_, start, end - start);
+      strip_carriage_return(chunk.lines.back());
+    }
+    pending_.erase(0, start);
+  }
+
+  static void strip_carriage_return(std::string& line) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
   }
 
   void open() {
     if (path_ == "-") {
-      in_ = &std::cin;
+      input_ = STDIN_FILENO;
       return;
     }
-    file_.open(path_);
-    if (!file_) throw std::runtime_error("cannot open '" + path_ + "' for reading");
-    in_ = &file_;
+    input_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+    if (input_ < 0) throw std::runtime_error("cannot open '" + path_ + "' for reading");
+    owned_input_ = true;
   }
 
   std::string path_;
-  std::ifstream file_;
-  std::istream* in_ = nullptr;
+  int wake_;                  // written when the stage stops, to end a waiting read
+  int input_ = -1;            // opened by the first read
+  bool owned_input_ = false;  // closed with the stage (standard input is not)
+  std::string pending_;       // read, not yet split into lines
+  bool input_ended_ = false;
   std::size_t demand_ = 0;
   std::deque<std::string> lines_;  // read, waiting for demand
   bool reading_ = false;
@@ -625,34 +682,47 @@ void print_line(std::FILE* out, const Event& value) {
 template <expr::EventType Event>
 class WriterSink final : public Consumer<Event> {
  public:
-  // Standard output is flushed after every batch, so that a reader at the other end of a pipe
-  // sees events as they come (a batch is whole lines, so this costs one write per batch).
-  explicit WriterSink(std::FILE* file) : file_(file), owned_(false), flush_each_batch_(true) {}
+  // Standard output. Each batch goes out as it comes, so a reader at the other end of a pipe
+  // sees events as they are handled.
+  explicit WriterSink(int descriptor) : descriptor_(descriptor), owned_(false) {}
   // Opens `path` now, so that a bad path fails when the pipeline is built, not mid-stream.
-  WriterSink(const std::string& path, bool append) : file_(std::fopen(path.c_str(), append ? "a" : "w")), owned_(true) {
-    if (file_ == nullptr) throw std::runtime_error("cannot open '" + path + "' for writing");
+  WriterSink(const std::string& path, bool append)
+      : descriptor_(::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0666)),
+        owned_(true) {
+    if (descriptor_ < 0) throw std::runtime_error("cannot open '" + path + "' for writing");
   }
+  ~WriterSink() override { close_owned(); }
+  WriterSink(const WriterSink&) = delete;
+  WriterSink& operator=(const WriterSink&) = delete;
 
+  // A batch is whole lines, written with write(2) and no stdio buffer: the output ends at a line
+  // boundary after every batch, even if the process exits at once on a second signal (a stdio
+  // buffer would have sent its full blocks and kept the torn rest).
   void handle_events(std::span<Event> events) override {
     text_.clear();
     for (const auto& event : events) {
       append_value(text_, event);
       text_.push_back('\n');
     }
-    // Whole lines only: a batch is written in one call, so a stop never tears a line.
-    if (std::fwrite(text_.data(), 1, text_.size(), file_) != text_.size()) throw std::runtime_error("write failed");
-    if (flush_each_batch_) std::fflush(file_);
+    for (std::size_t written = 0; written < text_.size();) {
+      const ssize_t count = ::write(descriptor_, text_.data() + written, text_.size() - written);
+      if (count < 0) {
+        if (errno == EINTR) continue;
+        throw std::system_error(errno, std::generic_category(), "write failed");
+      }
+      written += static_cast<std::size_t>(count);
+    }
   }
-  void terminate(const ExitReason&) override {
-    std::fflush(file_);
-    if (owned_) std::fclose(file_);
+  void terminate(const ExitReason&) override { close_owned(); }
+
+ private:
+  void close_owned() {
+    if (owned_) ::close(descriptor_);
     owned_ = false;
   }
 
- private:
-  std::FILE* file_;
+  int descriptor_;
   bool owned_;
-  bool flush_each_batch_ = false;
   std::string text_;
 };
 

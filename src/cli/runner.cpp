@@ -29,15 +29,28 @@ namespace {
 // SIGINT and SIGTERM are taken by one thread, from a signalfd: the first drains the pipeline
 // (and stops it if the drain outlasts its deadline), a second exits at once. The thread sleeps
 // in poll() until a signal, the deadline, or its own end (an eventfd), so a finished run exits
-// at once rather than at the thread's next tick.
+// at once rather than at the thread's next tick. It outlives the System: a signal while the
+// System shuts down (detached by then) exits at once too.
 class SignalWatch {
  public:
-  SignalWatch(System& system, std::chrono::milliseconds drain_timeout)
+  explicit SignalWatch(std::chrono::milliseconds drain_timeout)
       : signals_(::signalfd(-1, &blocked(), SFD_CLOEXEC)), wake_(::eventfd(0, EFD_CLOEXEC)) {
     if (signals_.fd < 0 || wake_.fd < 0) throw std::system_error(errno, std::generic_category(), "cannot watch for signals");
-    thread_ = std::jthread([this, &system, drain_timeout](std::stop_token stop) { watch(stop, system, drain_timeout); });
+    thread_ = std::jthread([this, drain_timeout](std::stop_token stop) { watch(stop, drain_timeout); });
   }
   bool interrupted() const noexcept { return interrupted_.load(); }
+
+  // Signals drain `system` while the returned guard lives; it must go before the System does.
+  class Attachment {
+   public:
+    Attachment(SignalWatch& watch, System& system) : watch_(watch) { watch_.set_system(&system); }
+    ~Attachment() { watch_.set_system(nullptr); }
+    Attachment(const Attachment&) = delete;
+    Attachment& operator=(const Attachment&) = delete;
+
+   private:
+    SignalWatch& watch_;
+  };
 
   // Blocks the signals in the calling thread and in every thread it starts afterwards, so that
   // they reach only the signalfd.
@@ -65,7 +78,12 @@ class SignalWatch {
     return signals;
   }
 
-  void watch(std::stop_token stop, System& system, std::chrono::milliseconds drain_timeout) {
+  void set_system(System* system) {
+    std::lock_guard lock(mutex_);
+    system_ = system;
+  }
+
+  void watch(std::stop_token stop, std::chrono::milliseconds drain_timeout) {
     const std::stop_callback wake(stop, [this] {
       const std::uint64_t one = 1;
       [[maybe_unused]] const auto written = ::write(wake_.fd, &one, sizeof one);
@@ -84,18 +102,22 @@ class SignalWatch {
       if ((ready[0].revents & POLLIN) != 0) {
         signalfd_siginfo info{};
         if (::read(signals_.fd, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
-          if (interrupted_.exchange(true)) {
+          std::lock_guard lock(mutex_);
+          if (interrupted_.exchange(true) || system_ == nullptr) {
             std::fputs("sluice: interrupted again, exiting now\n", stderr);
             std::_Exit(130);
           }
           std::fputs("sluice: interrupted, draining (again to exit at once)\n", stderr);
-          system.drain();
+          system_->drain();
           deadline = std::chrono::steady_clock::now() + drain_timeout;
         }
       }
       if (deadline && std::chrono::steady_clock::now() >= *deadline) {
-        std::fputs("sluice: the drain timed out, stopping\n", stderr);
-        system.stop();
+        std::lock_guard lock(mutex_);
+        if (system_ != nullptr) {
+          std::fputs("sluice: the drain timed out, stopping\n", stderr);
+          system_->stop();
+        }
         deadline.reset();
       }
     }
@@ -104,7 +126,9 @@ class SignalWatch {
   FileDescriptor signals_;
   FileDescriptor wake_;
   std::atomic<bool> interrupted_{false};
-  std::jthread thread_;  // last: joined before the descriptors close
+  std::mutex mutex_;
+  System* system_ = nullptr;  // guarded by mutex_: the System signals drain, while attached
+  std::jthread thread_;       // last: joined before the descriptors close
 };
 
 using StageList = std::vector<std::pair<std::string, detail::ActorCore*>>;
@@ -199,10 +223,11 @@ void print_summary(std::FILE* out, const StageList& stages, const Steps& steps) 
 
 RunResult run_pipeline(const yaml::PipelineConfig& config, const RunOptions& options) {
   SignalWatch::block();
+  SignalWatch signals(options.drain_timeout);  // before the System, so that it outlives it
   System system(options.threads);
   if (!options.metrics_path.empty()) system.measure_busy_time();
   auto failures = std::make_shared<stages::Failures>([&system] { system.drain(); });
-  SignalWatch signals(system, options.drain_timeout);
+  const SignalWatch::Attachment attached(signals, system);
 
   std::map<std::string, std::vector<detail::ActorCore*>> copies;  // by stage id
   StageList all;

@@ -2,6 +2,8 @@
 
 #include <sluice/dispatcher.hpp>
 
+#include <unistd.h>
+
 #include <optional>
 #include <stdexcept>
 #include <type_traits>
@@ -65,7 +67,7 @@ detail::ActorCore& spawn(System& system, const yaml::StageConfig& stage, StageOp
     }
     if (type == "delay") return system.spawn<stages::DelayStage<In>>(options, milliseconds("ms", 0), window).core();
     if (type == "rate_limit") return system.spawn<stages::RateLimitStage<In>>(options, std::stod(stage.options.at("per_second")), window).core();
-    if (type == "stdout") return system.spawn<stages::WriterSink<In>>(options, stdout).core();
+    if (type == "stdout") return system.spawn<stages::WriterSink<In>>(options, STDOUT_FILENO).core();
     if (type == "file") {
       auto append = stage.options.find("append");
       return system.spawn<stages::WriterSink<In>>(options, stage.options.at("path"), append != stage.options.end() && append->second == "true").core();

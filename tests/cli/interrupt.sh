@@ -15,7 +15,7 @@ if [ "$code" != 130 ]; then
   echo "exit code $code, expected 130"
   exit 1
 fi
-if grep -qvE '^[0-9]+$' "$out"; then
+if grep -qvE '^[0-9]+$' "$out" || [ "$(tail -c 1 "$out" | od -An -c | tr -d ' ')" != '\n' ]; then
   echo "a torn or foreign line in the output"
   exit 1
 fi
