@@ -10,14 +10,18 @@
 #include <sluice/stage.hpp>
 #include <sluice/value.hpp>
 
-#include <chrono>
-#include <condition_variable>
-#include <deque>
-#include <stop_token>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <deque>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -25,14 +29,11 @@
 #include <optional>
 #include <span>
 #include <stdexcept>
+#include <stop_token>
 #include <string>
 #include <system_error>
+#include <utility>
 #include <vector>
-
-#include <fcntl.h>
-#include <poll.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 namespace sluice::stages {
 
@@ -225,8 +226,8 @@ class GenerateSource final : public Producer<Out> {
 };
 
 // One event per line of a file, or of standard input for "-". Lines are read on a blocking
-// thread, a chunk at a time, never on a worker: a chunk ends where the input has nothing more
-// ready, so a line typed on a terminal goes out at once rather than waiting for the next. The
+// thread, a chunk at a time, never on a worker: a chunk is the whole lines one read brought, so
+// a line typed on a terminal goes out at once rather than waiting for the next. The
 // thread waits in poll() on the input and on a wake-up descriptor, not in a blocking read, so
 // that a stage that stops (a drain, a take that had enough) ends a read waiting on a terminal
 // or a pipe at once: a blocked read would hold the System's shutdown until input came.
@@ -314,7 +315,6 @@ class LinesSource final : public Producer<std::string> {
     return chunk;
   }
 
-  // Moves the whole lines at the front of pending_ into `chunk`, up to `limit` in all.
   void take_lines(Chunk& chunk, std::size_t limit) {
     std::size_t start = 0;
     for (std::size_t end; chunk.lines.size() < limit && (end = pending_.find('\n', start)) != std::string::npos; start = end + 1) {
@@ -495,8 +495,7 @@ class PacedStage : public ProducerConsumer<Event, Event> {
     return mode;
   }
   void handle_cancel(const SubscriptionInfo& info, const ExitReason&) override {
-    credit_.cancelled(info);
-    credit_.ask(this->context(), held_.size(), window_);  // what the producer that left owed, of the others
+    credit_.cancelled(info, this->context(), held_.size(), window_);
   }
   void handle_demand(std::size_t demand, Emitter<Event>& out) override {
     credit_.demanded(demand);

@@ -327,6 +327,34 @@ TEST_CASE("partition through a producer-consumer: events the hash drops meet no 
   CHECK(middle.stats().events_out == 1000);
 }
 
+TEST_CASE("partition: buffered events the hash drops meet no demand, so the buffer serves the rest") {
+  // 1..10 wait in the producer's buffer; the consumer of even numbers asks for 4. Serving 4
+  // from the buffer sends 2 and 4 and drops 1 and 3: the buffer goes on until 6 and 8 are sent.
+  ManualScheduler scheduler;
+  System system(scheduler);
+  StageOptions options;
+  options.name = "queue";
+  options.dispatcher = dispatch::Partition<std::int64_t>::numbered(1, [](const std::int64_t& x) -> std::optional<PartitionKey> {
+    if (x % 2 != 0) return std::nullopt;
+    return PartitionKey(std::size_t{0});
+  });
+  auto producer = system.spawn<test::QueueProducer<>>(options);
+  SubscribeOptions evens;
+  evens.partition = std::size_t{0};
+  auto consumer = system.spawn<test::RecordingConsumer<>>("consumer", DemandMode::manual);
+  system.subscribe(consumer, producer, evens);
+  scheduler.run_until_idle();
+  system.send_info(producer, test::iota_batch(1, 10));
+  scheduler.run_until_idle();
+  system.send_info(consumer, std::size_t{4});
+  scheduler.run_until_idle();
+  std::vector<std::int64_t> received;
+  for (const auto& batch : consumer->batches) received.insert(received.end(), batch.begin(), batch.end());
+  CHECK(received == std::vector<std::int64_t>{2, 4, 6, 8});
+  CHECK(producer->demands.empty());  // the buffer met it all
+  system.stop();
+}
+
 TEST_CASE("accumulate, then forward: accumulated demands are replayed in order") {
   ManualScheduler scheduler;
   System system(scheduler);

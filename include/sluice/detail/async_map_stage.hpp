@@ -65,8 +65,7 @@ class AsyncMapStage final : public ProducerConsumer<In, Out> {
   }
 
   void handle_cancel(const SubscriptionInfo& info, const ExitReason&) override {
-    credit_.cancelled(info);
-    ask_upstream();  // what the producer that left owed, of the others
+    credit_.cancelled(info, this->context(), queued_.size() + in_window(), window_);
   }
 
   void handle_demand(std::size_t demand, Emitter<Out>&) override {

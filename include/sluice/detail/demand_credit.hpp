@@ -18,12 +18,13 @@ class DemandCredit {
     producers_.push_back(info.id);
     return DemandMode::manual;
   }
-  // A producer that leaves will not send what it was asked for and did not send: without
-  // this, that share would count as on its way forever, and the others would not be asked.
-  void cancelled(const SubscriptionInfo& info) {
+  // A producer that leaves will not send what it was asked for and did not send: that share
+  // is asked of the others (as ask() does), instead of counting as on its way forever.
+  void cancelled(const SubscriptionInfo& info, StageContext& context, std::size_t held, std::size_t limit) {
     if (info.peer_role != PeerRole::producer) return;
     std::erase(producers_, info.id);
     requested_ -= std::min(requested_, info.undelivered);
+    ask(context, held, limit);
   }
   bool has_producers() const noexcept { return !producers_.empty(); }
 

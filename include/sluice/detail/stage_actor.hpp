@@ -155,12 +155,6 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
 
   void handle(Events<In>& m) {
     if constexpr (receives) {
-      // Events of a subscription this stage has left (it cancelled, or finished its output) are
-      // dropped, as GenStage drops events of an unknown subscription.
-      if (find_upstream(m.id) == nullptr) {
-        if (m.pool != nullptr) m.pool->release(std::move(m.events));
-        return;
-      }
       stats_.add_in(m.events.size());
       if constexpr (ProducerConsumerStage<S>) {
         // A producer-consumer works only while its consumers have demand (GenStage's
@@ -177,8 +171,10 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   // Handles a batch in chunks of at most max_demand - min_demand events, refilling demand after
   // each chunk once it falls to min_demand (GenStage's refill rule, steps 2-4).
   // The chunks are cut before the first is handled, as GenStage splits a batch on arrival: a
-  // callback that cancels the subscription still gets the rest of the batch in the same chunks.
-  // One that stops the stage, or ends its output, gets nothing more.
+  // callback that cancels the subscription still gets the rest of the batch in the same chunks
+  // (and batches already on their way: GenStage's cancel is a message, and what the producer
+  // sent before it still arrives). One that stops the stage, or ends its output, gets nothing
+  // more, from this batch or any later one.
   void consume(Events<In>& m) {
     std::span<In> events(m.events);
     const Upstream* arrived = find_upstream(m.id);
@@ -229,7 +225,12 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       if (upstream == upstream_.end()) return;
       const Upstream gone = *upstream;
       upstream_.erase(upstream);
-      const SubscriptionInfo info{gone.id, PeerRole::producer, peer_name(gone.producer), gone.options, gone.pending};
+      // Batches parked for downstream demand have arrived: only the rest never will.
+      std::size_t parked = 0;
+      for (const auto& batch : waiting_batches_)
+        if (batch.id == gone.id) parked += batch.events.size();
+      const std::size_t undelivered = gone.pending - std::min(gone.pending, parked);
+      const SubscriptionInfo info{gone.id, PeerRole::producer, peer_name(gone.producer), gone.options, undelivered};
       stage_.handle_cancel(info, m.reason);
       switch (gone.options.cancel) {
         case CancelMode::permanent:
@@ -279,8 +280,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
         accumulated_.push_back(demand);
         return;
       }
-      owed_demand_ += demand;
-      emitting([&](Emitter<Out>& out) { stage_.handle_demand(demand, out); });
+      demand_of_producer(demand);
     } else {
       downstream_demand_ += demand;
       take_waiting_batches();
@@ -293,10 +293,15 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       accumulating_ = false;
       for (std::size_t demand : std::exchange(accumulated_, {})) {
         if (stopped_ || output_done_) break;
-        owed_demand_ += demand;
-        emitting([&](Emitter<Out>& out) { stage_.handle_demand(demand, out); });
+        demand_of_producer(demand);
       }
     }
+  }
+
+  // Hands demand to a producer's handle_demand; it is owed until emitted (for the stats).
+  void demand_of_producer(std::size_t demand) {
+    owed_demand_ += demand;
+    emitting([&](Emitter<Out>& out) { stage_.handle_demand(demand, out); });
   }
 
   void handle(Cancel& m) {
@@ -426,17 +431,22 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   }
 
   // Serves demand from the buffer first (GenStage's take_from_buffer); returns what is left.
+  // Only events that met demand count: those a partition hash drops leave the buffer without
+  // meeting any, so the buffer is served until the demand is met or it runs dry.
   std::size_t serve_from_buffer(std::size_t demand) {
-    if (demand == 0 || buffer_.empty()) return demand;
-    const std::size_t taken = std::min(demand, buffer_.size());
-    Batch<Out> batch = pool_.acquire();
-    buffer_.take(taken, batch);
-    dispatch(batch);
-    // Demand just grew by at least `taken`, so every taken event normally found a consumer;
-    // whatever did not keeps its place at the head of the buffer.
-    if (!batch.empty()) buffer_.push_front(batch);
+    while (demand > 0 && !buffer_.empty()) {
+      Batch<Out> batch = pool_.acquire();
+      buffer_.take(std::min(demand, buffer_.size()), batch);
+      demand -= std::min(demand, dispatch(batch));
+      // Demand just grew by at least what was taken, so every taken event normally found a
+      // consumer; whatever did not keeps its place at the head of the buffer.
+      if (!batch.empty()) {
+        buffer_.push_front(batch);
+        break;
+      }
+    }
     stats_.set_buffered(buffer_.size());
-    return demand - taken;
+    return demand;
   }
 
   // --- completion ----------------------------------------------------------------------------
