@@ -37,14 +37,7 @@ class SupervisorCore final : public ActorCore {
     for (std::size_t handled = 0; handled < throughput; ++handled) {
       Control* message = mailbox_.next();
       if (message == nullptr) return false;  // idle now: touch nothing more
-      try {
-        std::visit([this](auto& m) { handle(m); }, *message);
-      } catch (const std::exception& e) {
-        // A restart ran a child's constructor, which threw: the supervisor fails, as OTP's does
-        // when a child cannot be started, rather than let the exception into the scheduler.
-        std::lock_guard lock(mutex_);
-        terminate(ExitReason::error(name_, std::string("a child failed to start: ") + e.what()));
-      }
+      std::visit([this](auto& m) { handle(m); }, *message);
     }
     return mailbox_.finish_slice();
   }
@@ -104,14 +97,12 @@ class SupervisorCore final : public ActorCore {
       return;
     }
     if (!count_restart()) {
-      terminate(ExitReason::error(name_, "reached its maximum restart intensity (" + std::to_string(options_.max_restarts) +
-                                             " restarts in " + std::to_string(options_.max_seconds.count()) +
-                                             " ms); the last failure: " + m.reason.describe()));
+      fail_past_intensity(m.reason.describe());
       return;
     }
     switch (options_.strategy) {
       case Strategy::one_for_one:
-        start(*index);
+        restart_child(*index);
         break;
       case Strategy::one_for_all:
         restart_from(0);
@@ -169,8 +160,31 @@ class SupervisorCore final : public ActorCore {
       }
     }
     for (std::size_t i = group_first_; i < children_.size(); ++i) {
-      if (children_[i].actor == nullptr) start(i);
+      if (children_[i].actor == nullptr && !restart_child(i)) return;
     }
+  }
+
+  // Starts child `index` again. A start that throws (the child's constructor failed) is tried
+  // again, each try counted against the restart intensity, as OTP's try_again_restart does;
+  // past it the supervisor fails with the child's error. False when it failed.
+  bool restart_child(std::size_t index) {
+    for (;;) {
+      try {
+        start(index);
+        return true;
+      } catch (const std::exception& e) {
+        if (!count_restart()) {
+          fail_past_intensity("'" + children_[index].spec.id() + "' could not be started: " + e.what());
+          return false;
+        }
+      }
+    }
+  }
+
+  void fail_past_intensity(const std::string& last_failure) {
+    terminate(ExitReason::error(name_, "reached its maximum restart intensity (" + std::to_string(options_.max_restarts) +
+                                           " restarts in " + std::to_string(options_.max_seconds.count()) +
+                                           " ms); the last failure: " + last_failure));
   }
 
   void start(std::size_t index) {
