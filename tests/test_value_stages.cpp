@@ -104,7 +104,7 @@ TEST_CASE("a drain leaves a dead-letter source running until its feeders stop: a
   system.subscribe(sink, letters);
   system.monitor(letters.core(), feeder.core());
   scheduler.run_until_idle();
-  // The drain's Complete reaches the feeder and the dead-letter source before this letter does.
+  // The drain completes the feeder; the letter comes after the drain, before the feeder's end.
   system.drain();
   system.send_info(letters, stages::DeadLetterSource::Letter{"feeder: failed: 7"});
   system.wait();

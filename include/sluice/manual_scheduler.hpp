@@ -17,7 +17,7 @@ class ManualScheduler final : public Scheduler {
   // By default a step is one message, so a test can observe the state after every message.
   explicit ManualScheduler(std::size_t throughput = 1) : throughput_(throughput) {}
 
-  // Other threads may schedule too (a timer, a blocking task that posts its result): the queue
+  // Other threads may schedule too (the timer thread, a thread of the test's own): the queue
   // is locked, while the slices themselves run only on the test's thread.
   void schedule(detail::ActorCore& actor) override { enqueue({&actor, {}}); }
   // Tasks queue with the stages, and run one per step in the same FIFO order.

@@ -125,7 +125,8 @@ class System final : private detail::StageHost {
   // stages are still running then (they wait for something that will never come).
   void wait();
   // Graceful: sources stop producing, deliver what they hold, and complete; completion then
-  // flows downstream, so every event already emitted reaches the sinks.
+  // flows downstream, so every event already emitted reaches the sinks. A producer fed by the
+  // pipeline itself (fed_by_pipeline) is left to end when its feeders have.
   void drain();
   // Immediate: every stage stops with reason shutdown.
   void stop();

@@ -103,8 +103,9 @@ class SignalWatch {
         signalfd_siginfo info{};
         if (::read(signals_.fd, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
           std::lock_guard lock(mutex_);
-          if (interrupted_.exchange(true) || system_ == nullptr) {
-            std::fputs("sluice: interrupted again, exiting now\n", stderr);
+          const bool again = interrupted_.exchange(true);
+          if (again || system_ == nullptr) {
+            std::fputs(again ? "sluice: interrupted again, exiting now\n" : "sluice: interrupted, exiting now\n", stderr);
             std::_Exit(130);
           }
           std::fputs("sluice: interrupted, draining (again to exit at once)\n", stderr);

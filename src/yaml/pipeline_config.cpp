@@ -499,6 +499,7 @@ class Loader {
       }
     }
     const bool acyclic = !cycles();
+    if (acyclic) dead_letter_loops();
     // Event types and expressions need every stage, every edge, and no cycle.
     if (stages_ok && acyclic && !checker_.failed()) types();
   }
@@ -541,6 +542,34 @@ class Loader {
     } else if (stage.concurrency > 1) {
       checker_.error(subscription.location, path, "a partition has exactly one consumer, but this stage has concurrency " + std::to_string(stage.concurrency));
     }
+  }
+
+  // A dead-letter stage upstream of a stage that feeds it would take that stage's failed events
+  // back in: the feeder waits for its input to end, the dead-letter source for its feeders, and
+  // the pipeline could never end.
+  void dead_letter_loops() {
+    for (const auto& stage : config_.stages) {
+      if (stage.on_error != stages::OnError::dead_letter || !upstream_of(stage, stage.dead_letter)) continue;
+      checker_.error(stage.dead_letter_location, "stages." + stage.id + ".on_error.dead_letter",
+                     "'" + stage.dead_letter + "' is upstream of '" + stage.id +
+                         "': its failed events would come back to it, and the pipeline could never end");
+    }
+  }
+
+  // Whether `ancestor` is among the stages `stage` takes events from, directly or not.
+  bool upstream_of(const StageConfig& stage, const std::string& ancestor) const {
+    std::set<std::string> seen;
+    std::vector<const StageConfig*> todo{&stage};
+    while (!todo.empty()) {
+      const StageConfig* next = todo.back();
+      todo.pop_back();
+      for (const auto& subscription : next->subscribe_to) {
+        if (subscription.stage == ancestor) return true;
+        const StageConfig* producer = config_.find(subscription.stage);
+        if (producer != nullptr && seen.insert(producer->id).second) todo.push_back(producer);
+      }
+    }
+    return false;
   }
 
   // Reports each cycle as a -> b -> a; true if there was one.

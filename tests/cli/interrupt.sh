@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SIGINT drains: runs an endless pipeline into a file, interrupts it once output has appeared,
-# and checks the exit code (130) and that every line written is whole.
-#   interrupt.sh SLUICE PIPELINE
+# and checks the exit code (130) and that every line written is whole. With `twice`, a second
+# SIGINT follows at once, and the run exits without finishing the drain, still on whole lines.
+#   interrupt.sh SLUICE PIPELINE [twice]
 set -u
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
@@ -9,6 +10,7 @@ trap 'rm -f "$out"' EXIT
 pid=$!
 while [ ! -s "$out" ]; do sleep 0.01; done
 kill -INT "$pid"
+if [ "${3:-}" = twice ]; then kill -INT "$pid" 2>/dev/null; fi
 wait "$pid"
 code=$?
 if [ "$code" != 130 ]; then
