@@ -298,3 +298,16 @@ TEST_CASE("a child whose restart fails is tried again within the restart intensi
   CHECK(starts == 4);
   CHECK(system.running() == 0);
 }
+
+TEST_CASE("DynamicSupervisor: a start_child that throws tells the caller, and leaves the id free") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto dynamic = start_dynamic_supervisor(system, {.name = "dynamic"});
+  int starts = 1;  // StartsOnce throws from its second construction on
+  CHECK_THROWS_WITH_AS(dynamic.start_child(child<StartsOnce>("once", &starts)), "cannot reopen", std::runtime_error);
+  CHECK(dynamic.which_children().empty());
+  int fresh = 0;
+  dynamic.start_child(child<StartsOnce>("once", &fresh));
+  CHECK(dynamic.which_children().size() == 1);
+  system.stop();
+}

@@ -47,7 +47,12 @@ class SupervisorCore final : public ActorCore {
     if (stopped_ || terminating_) throw std::invalid_argument("supervisor '" + name_ + "' is stopping");
     if (index_of(spec.id())) throw std::invalid_argument("supervisor '" + name_ + "' already has a child '" + spec.id() + "'");
     children_.push_back(Child{std::move(spec)});
-    start(children_.size() - 1);
+    try {
+      start(children_.size() - 1);
+    } catch (...) {
+      children_.pop_back();  // the caller hears why; the id stays free for a corrected spec
+      throw;
+    }
     return *children_.back().actor;
   }
 
@@ -166,14 +171,16 @@ class SupervisorCore final : public ActorCore {
 
   // Starts child `index` again. A start that throws (the child's constructor failed) is tried
   // again, each try counted against the restart intensity, as OTP's try_again_restart does;
-  // past it the supervisor fails with the child's error. False when it failed.
+  // past it the supervisor fails with the child's error. The tries in a row are capped at
+  // max_restarts as well: a start that fails slowly would otherwise stay inside the window for
+  // ever, and this loop holds the supervisor. False when it failed.
   bool restart_child(std::size_t index) {
-    for (;;) {
+    for (int tries = 1;; ++tries) {
       try {
         start(index);
         return true;
       } catch (const std::exception& e) {
-        if (!count_restart()) {
+        if (!count_restart() || tries >= options_.max_restarts) {
           fail_past_intensity("'" + children_[index].spec.id() + "' could not be started: " + e.what());
           return false;
         }
@@ -191,9 +198,15 @@ class SupervisorCore final : public ActorCore {
     Child& child = children_[index];
     StageOptions options = child.spec.options_;
     ActorCore& actor = child.spec.start_(system_, std::move(options), *this);
+    try {
+      for (const auto& subscription : child.spec.subscriptions_) subscribe(actor, subscription.producer, subscription.options);
+    } catch (...) {
+      // Not recorded as the child: stopped, so that a failed start leaves no instance running.
+      actor.post(Stop{ExitReason::shutdown()});
+      throw;
+    }
     child.actor = &actor;
     ++child.starts;
-    for (const auto& subscription : child.spec.subscriptions_) subscribe(actor, subscription.producer, subscription.options);
   }
 
   // A sibling's running instance first, then the System's registry.
