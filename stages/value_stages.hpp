@@ -678,6 +678,12 @@ void print_line(std::FILE* out, const Event& value) {
 }
 
 // Writes one event per line to a FILE, one write per batch; flushed at the end.
+// Shared by every WriterSink, whatever its event type.
+inline std::mutex& output_turns() {
+  static std::mutex turns;
+  return turns;
+}
+
 template <expr::EventType Event>
 class WriterSink final : public Consumer<Event> {
  public:
@@ -694,15 +700,17 @@ class WriterSink final : public Consumer<Event> {
   WriterSink(const WriterSink&) = delete;
   WriterSink& operator=(const WriterSink&) = delete;
 
-  // A batch is whole lines, written with write(2) and no stdio buffer: the output ends at a line
+  // A batch is whole lines, written with write(2) and no stdio buffer: a file ends at a line
   // boundary after every batch, even if the process exits at once on a second signal (a stdio
-  // buffer would have sent its full blocks and kept the torn rest).
+  // buffer would have sent its full blocks and kept the torn rest). Sinks take turns, so that
+  // two of them on standard output never interleave their batches (as stdio's lock did).
   void handle_events(std::span<Event> events) override {
     text_.clear();
     for (const auto& event : events) {
       append_value(text_, event);
       text_.push_back('\n');
     }
+    std::lock_guard lock(output_turns());
     for (std::size_t written = 0; written < text_.size();) {
       const ssize_t count = ::write(descriptor_, text_.data() + written, text_.size() - written);
       if (count < 0) {
