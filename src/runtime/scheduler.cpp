@@ -5,6 +5,7 @@
 #include <sluice/manual_scheduler.hpp>
 
 #include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/info.h>
 #include <oneapi/tbb/spin_mutex.h>
 #include <oneapi/tbb/task_arena.h>
 #include <oneapi/tbb/task_group.h>
@@ -147,10 +148,11 @@ class TbbScheduler final : public Scheduler {
         queues_(threads_) {
     // No thread of ours joins the arena, so every slot goes to a worker; oneTBB counts the main
     // thread in its limit, which would otherwise leave one core idle. The limit is process-wide
-    // and oneTBB applies the smallest one set, so it is set only when it must be raised: a small
-    // System would otherwise cap a larger one alive at the same time.
+    // and oneTBB applies the smallest one set, so it is set only when the default is too low: a
+    // small System would otherwise cap a larger one alive at the same time. Against the default,
+    // not the limit active now, so that a System keeps its own while another comes and goes.
     using oneapi::tbb::global_control;
-    if (threads_ + 1 > global_control::active_value(global_control::max_allowed_parallelism)) {
+    if (threads_ + 1 > static_cast<std::size_t>(oneapi::tbb::info::default_concurrency())) {
       parallelism_.emplace(global_control::max_allowed_parallelism, threads_ + 1);
     }
   }

@@ -444,6 +444,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
         buffer_.push_front(batch);
         break;
       }
+      pool_.release(std::move(batch));
     }
     stats_.set_buffered(buffer_.size());
     return demand;
