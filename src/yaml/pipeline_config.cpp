@@ -544,29 +544,39 @@ class Loader {
     }
   }
 
-  // A dead-letter stage upstream of a stage that feeds it would take that stage's failed events
-  // back in: the feeder waits for its input to end, the dead-letter source for its feeders, and
-  // the pipeline could never end.
+  // A stage waits for its producers to end, and a dead-letter stage also for the stages that
+  // feed it. A dead-letter stage that its feeder waits for, through any chain of these, would
+  // take that stage's failed events back in, and the pipeline could never end.
   void dead_letter_loops() {
     for (const auto& stage : config_.stages) {
-      if (stage.on_error != stages::OnError::dead_letter || !upstream_of(stage, stage.dead_letter)) continue;
+      if (stage.on_error != stages::OnError::dead_letter || stage.dead_letter == stage.id) continue;  // reported already
+      if (!waits_for(stage, stage.dead_letter)) continue;
       checker_.error(stage.dead_letter_location, "stages." + stage.id + ".on_error.dead_letter",
-                     "'" + stage.dead_letter + "' is upstream of '" + stage.id +
-                         "': its failed events would come back to it, and the pipeline could never end");
+                     "'" + stage.dead_letter + "' feeds '" + stage.id +
+                         "', through subscriptions or dead letters: each would wait for the other to end, so the "
+                         "pipeline could never end");
     }
   }
 
-  // Whether `ancestor` is among the stages `stage` takes events from, directly or not.
-  bool upstream_of(const StageConfig& stage, const std::string& ancestor) const {
-    std::set<std::string> seen;
+  // Whether `stage` waits, directly or not, for `other` to end.
+  bool waits_for(const StageConfig& stage, const std::string& other) const {
+    std::set<std::string> seen{stage.id};
     std::vector<const StageConfig*> todo{&stage};
+    auto reach = [&](const std::string& id) {
+      const StageConfig* next = config_.find(id);
+      if (next != nullptr && seen.insert(id).second) todo.push_back(next);
+    };
     while (!todo.empty()) {
       const StageConfig* next = todo.back();
       todo.pop_back();
       for (const auto& subscription : next->subscribe_to) {
-        if (subscription.stage == ancestor) return true;
-        const StageConfig* producer = config_.find(subscription.stage);
-        if (producer != nullptr && seen.insert(producer->id).second) todo.push_back(producer);
+        if (subscription.stage == other) return true;
+        reach(subscription.stage);
+      }
+      for (const auto& feeder : config_.stages) {
+        if (feeder.on_error != stages::OnError::dead_letter || feeder.dead_letter != next->id) continue;
+        if (feeder.id == other) return true;
+        reach(feeder.id);
       }
     }
     return false;
