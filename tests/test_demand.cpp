@@ -259,31 +259,38 @@ TEST_CASE("a consumer that cancels still gets the rest of the batch, and what wa
 
 namespace {
 
-// Passes events on, and records what handle_cancel is told was never delivered.
+// Passes events on, and records its chunks and what handle_cancel is told was never delivered.
 class RecordsUndelivered final : public ProducerConsumer<std::int64_t, std::int64_t> {
  public:
-  void handle_events(std::span<std::int64_t> events, Emitter<std::int64_t>& out) override { out.emit_all(events); }
+  void handle_events(std::span<std::int64_t> events, Emitter<std::int64_t>& out) override {
+    chunks.push_back(events.size());
+    out.emit_all(events);
+  }
   void handle_cancel(const SubscriptionInfo& info, const ExitReason&) override { undelivered.push_back(info.undelivered); }
+  std::vector<std::size_t> chunks;
   std::vector<std::size_t> undelivered;
 };
 
 }  // namespace
 
-TEST_CASE("handle_cancel's undelivered counts what a departed producer never sent, not what waits for demand") {
-  // Asked for 20, the producer sends its 10 events and completes. They wait in the
-  // producer-consumer (its consumer has asked for nothing yet), but they have arrived.
+TEST_CASE("a batch that waits for demand keeps its arrival's chunks; undelivered counts only what never came") {
+  // Asked for 20, the producer sends its 15 events and completes. They wait in the
+  // producer-consumer (its consumer has asked for nothing yet), but they have arrived: 5 never
+  // will. Handled once demand comes, after the subscription has ended, the batch is still cut
+  // into chunks of max 20 - min 10.
   ManualScheduler scheduler;
   System system(scheduler);
-  auto producer = system.spawn<NumberProducer>("numbers", 0, 9);
+  auto producer = system.spawn<NumberProducer>("numbers", 0, 14);
   auto middle = system.spawn<RecordsUndelivered>("middle");
   auto consumer = system.spawn<RecordingConsumer<>>("consumer", DemandMode::manual);
   system.subscribe(middle, producer, {.max_demand = 20});
   system.subscribe(consumer, middle);
   scheduler.run_until_idle();
-  CHECK(middle->undelivered == std::vector<std::size_t>{10});
-  system.send_info(consumer, std::size_t{10});
+  CHECK(middle->undelivered == std::vector<std::size_t>{5});
+  system.send_info(consumer, std::size_t{15});
   system.wait();
-  CHECK(consumer->received() == 10);
+  CHECK(middle->chunks == std::vector<std::size_t>{10, 5});
+  CHECK(consumer->received() == 15);
 }
 
 TEST_CASE("Reactive Streams 1.1: a producer never sends more than the outstanding demand (randomised)") {

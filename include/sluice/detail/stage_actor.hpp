@@ -156,30 +156,31 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   void handle(Events<In>& m) {
     if constexpr (receives) {
       stats_.add_in(m.events.size());
+      // The chunk size is fixed on arrival, as GenStage splits a batch when it arrives: a batch
+      // that waits keeps it, even if its subscription ends meanwhile.
+      const Upstream* upstream = find_upstream(m.id);
+      const std::size_t chunk =
+          upstream ? upstream->options.max_demand - upstream->options.effective_min_demand() : m.events.size();
       if constexpr (ProducerConsumerStage<S>) {
         // A producer-consumer works only while its consumers have demand (GenStage's
         // producer_consumer queue): otherwise the batch waits, and so does the upstream refill.
         if (downstream_demand_ == 0 || !waiting_batches_.empty()) {
-          waiting_batches_.push_back(std::move(m));
+          waiting_batches_.push_back(Parked{std::move(m), chunk});
           return;
         }
       }
-      consume(m);
+      consume(m, chunk);
     }
   }
 
   // Handles a batch in chunks of at most max_demand - min_demand events, refilling demand after
-  // each chunk once it falls to min_demand (GenStage's refill rule, steps 2-4).
-  // The chunks are cut before the first is handled, as GenStage splits a batch on arrival: a
-  // callback that cancels the subscription still gets the rest of the batch in the same chunks
-  // (and batches already on their way: GenStage's cancel is a message, and what the producer
-  // sent before it still arrives). One that stops the stage, or ends its output, gets nothing
-  // more, from this batch or any later one.
-  void consume(Events<In>& m) {
+  // each chunk once it falls to min_demand (GenStage's refill rule, steps 2-4). A callback that
+  // cancels the subscription still gets the rest of the batch in the same chunks (and batches
+  // already on their way: GenStage's cancel is a message, and what the producer sent before it
+  // still arrives). One that stops the stage, or ends its output, gets nothing more, from this
+  // batch or any later one.
+  void consume(Events<In>& m, std::size_t chunk) {
     std::span<In> events(m.events);
-    const Upstream* arrived = find_upstream(m.id);
-    const std::size_t chunk =
-        arrived ? arrived->options.max_demand - arrived->options.effective_min_demand() : events.size();
     std::size_t offset = 0;
     while (offset < events.size() && !stopped_ && !stop_requested_ && !output_done_) {
       Upstream* upstream = find_upstream(m.id);
@@ -213,9 +214,9 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
 
   void take_waiting_batches() {
     while (downstream_demand_ > 0 && !waiting_batches_.empty() && !stopped_) {
-      Events<In> batch = std::move(waiting_batches_.front());
+      Parked parked = std::move(waiting_batches_.front());
       waiting_batches_.pop_front();
-      consume(batch);
+      consume(parked.batch, parked.chunk);
     }
   }
 
@@ -227,8 +228,8 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       upstream_.erase(upstream);
       // Batches parked for downstream demand have arrived: only the rest never will.
       std::size_t parked = 0;
-      for (const auto& batch : waiting_batches_)
-        if (batch.id == gone.id) parked += batch.events.size();
+      for (const auto& waiting : waiting_batches_)
+        if (waiting.batch.id == gone.id) parked += waiting.batch.events.size();
       const std::size_t undelivered = gone.pending - std::min(gone.pending, parked);
       const SubscriptionInfo info{gone.id, PeerRole::producer, peer_name(gone.producer), gone.options, undelivered};
       stage_.handle_cancel(info, m.reason);
@@ -563,7 +564,12 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   // Consumer side.
   std::vector<Upstream> upstream_;
   std::size_t completed_upstream_ = 0;
-  std::deque<Events<In>> waiting_batches_;  // producer-consumers: batches waiting for demand
+  // Producer-consumers: batches waiting for demand, each with its chunk size.
+  struct Parked {
+    Events<In> batch;
+    std::size_t chunk;
+  };
+  std::deque<Parked> waiting_batches_;
   std::size_t downstream_demand_ = 0;       // producer-consumers: demand not yet met
   bool input_ended_ = false;                // producer-consumers: handle_end_of_input was called
   std::size_t owed_demand_ = 0;             // producers: demand handed to handle_demand, not yet met
