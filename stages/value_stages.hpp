@@ -6,6 +6,7 @@
 #include <sluice/async_options.hpp>
 #include <sluice/detail/async_map_stage.hpp>
 #include <sluice/detail/demand_credit.hpp>
+#include <sluice/detail/file_descriptor.hpp>
 #include <sluice/expr.hpp>
 #include <sluice/stage.hpp>
 #include <sluice/value.hpp>
@@ -234,14 +235,8 @@ class GenerateSource final : public Producer<Out> {
 class LinesSource final : public Producer<std::string> {
  public:
   explicit LinesSource(std::string path) : path_(std::move(path)), wake_(::eventfd(0, EFD_CLOEXEC)) {
-    if (wake_ < 0) throw std::system_error(errno, std::generic_category(), "cannot create an eventfd");
+    if (!wake_.valid()) throw std::system_error(errno, std::generic_category(), "cannot create an eventfd");
   }
-  ~LinesSource() override {
-    if (owned_input_) ::close(input_);
-    ::close(wake_);
-  }
-  LinesSource(const LinesSource&) = delete;
-  LinesSource& operator=(const LinesSource&) = delete;
 
   void handle_demand(std::size_t demand, Emitter<std::string>& out) override {
     demand_ += demand;
@@ -258,7 +253,7 @@ class LinesSource final : public Producer<std::string> {
   }
   void terminate(const ExitReason&) override {
     const std::uint64_t one = 1;
-    [[maybe_unused]] const auto written = ::write(wake_, &one, sizeof one);
+    [[maybe_unused]] const auto written = ::write(wake_.get(), &one, sizeof one);
   }
 
  private:
@@ -283,19 +278,19 @@ class LinesSource final : public Producer<std::string> {
   // On the blocking thread: one line (waiting for it if need be), then whatever else is ready,
   // at most `limit`. A last line without a newline counts once the input ends.
   Chunk read(std::size_t limit) {
-    if (input_ < 0) open();
+    if (!input_.valid()) open();
     Chunk chunk;
     while (chunk.lines.empty() && !input_ended_) {
       take_lines(chunk, limit);
       if (!chunk.lines.empty()) break;
-      pollfd ready[2] = {{input_, POLLIN, 0}, {wake_, POLLIN, 0}};
+      pollfd ready[2] = {{input_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
       if (::poll(ready, 2, -1) < 0) {
         if (errno == EINTR) continue;
         throw std::system_error(errno, std::generic_category(), "cannot read '" + path_ + "'");
       }
       if (ready[1].revents != 0) return chunk;  // the stage stopped: nobody wants the rest
       char buffer[1 << 16];
-      const ssize_t got = ::read(input_, buffer, sizeof buffer);
+      const ssize_t got = ::read(input_.get(), buffer, sizeof buffer);
       if (got < 0) {
         if (errno == EINTR || errno == EAGAIN) continue;
         throw std::system_error(errno, std::generic_category(), "cannot read '" + path_ + "'");
@@ -330,18 +325,16 @@ class LinesSource final : public Producer<std::string> {
 
   void open() {
     if (path_ == "-") {
-      input_ = STDIN_FILENO;
+      input_ = detail::FileDescriptor(STDIN_FILENO, true);
       return;
     }
-    input_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-    if (input_ < 0) throw std::runtime_error("cannot open '" + path_ + "' for reading");
-    owned_input_ = true;
+    input_ = detail::FileDescriptor(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!input_.valid()) throw std::runtime_error("cannot open '" + path_ + "' for reading");
   }
 
   std::string path_;
-  int wake_;                  // written when the stage stops, to end a waiting read
-  int input_ = -1;            // opened by the first read
-  bool owned_input_ = false;  // closed with the stage (standard input is not)
+  detail::FileDescriptor wake_;   // written when the stage stops, to end a waiting read
+  detail::FileDescriptor input_;  // opened by the first read
   std::string pending_;       // read, not yet split into lines
   bool input_ended_ = false;
   std::size_t demand_ = 0;
@@ -689,16 +682,12 @@ class WriterSink final : public Consumer<Event> {
  public:
   // Standard output. Each batch goes out as it comes, so a reader at the other end of a pipe
   // sees events as they are handled.
-  explicit WriterSink(int descriptor) : descriptor_(descriptor), owned_(false) {}
+  explicit WriterSink(int descriptor) : descriptor_(descriptor, true) {}
   // Opens `path` now, so that a bad path fails when the pipeline is built, not mid-stream.
   WriterSink(const std::string& path, bool append)
-      : descriptor_(::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0666)),
-        owned_(true) {
-    if (descriptor_ < 0) throw std::runtime_error("cannot open '" + path + "' for writing");
+      : descriptor_(::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0666)) {
+    if (!descriptor_.valid()) throw std::runtime_error("cannot open '" + path + "' for writing");
   }
-  ~WriterSink() override { close_owned(); }
-  WriterSink(const WriterSink&) = delete;
-  WriterSink& operator=(const WriterSink&) = delete;
 
   // A batch is whole lines, written with write(2) and no stdio buffer: a file ends at a line
   // boundary after every batch, even if the process exits at once on a second signal (a stdio
@@ -712,7 +701,7 @@ class WriterSink final : public Consumer<Event> {
     }
     std::lock_guard lock(output_turns());
     for (std::size_t written = 0; written < text_.size();) {
-      const ssize_t count = ::write(descriptor_, text_.data() + written, text_.size() - written);
+      const ssize_t count = ::write(descriptor_.get(), text_.data() + written, text_.size() - written);
       if (count < 0) {
         if (errno == EINTR) continue;
         throw std::system_error(errno, std::generic_category(), "write failed");
@@ -720,16 +709,10 @@ class WriterSink final : public Consumer<Event> {
       written += static_cast<std::size_t>(count);
     }
   }
-  void terminate(const ExitReason&) override { close_owned(); }
+  void terminate(const ExitReason&) override { descriptor_.close(); }
 
  private:
-  void close_owned() {
-    if (owned_) ::close(descriptor_);
-    owned_ = false;
-  }
-
-  int descriptor_;
-  bool owned_;
+  detail::FileDescriptor descriptor_;  // standard output is borrowed, a file owned
   std::string text_;
 };
 

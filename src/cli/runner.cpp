@@ -1,6 +1,7 @@
 #include "runner.hpp"
 #include "spawn.hpp"
 
+#include <sluice/detail/file_descriptor.hpp>
 #include <sluice/stages/value_stages.hpp>
 
 #include <fmt/format.h>
@@ -35,7 +36,7 @@ class SignalWatch {
  public:
   explicit SignalWatch(std::chrono::milliseconds drain_timeout)
       : signals_(::signalfd(-1, &blocked(), SFD_CLOEXEC)), wake_(::eventfd(0, EFD_CLOEXEC)) {
-    if (signals_.fd < 0 || wake_.fd < 0) throw std::system_error(errno, std::generic_category(), "cannot watch for signals");
+    if (!signals_.valid() || !wake_.valid()) throw std::system_error(errno, std::generic_category(), "cannot watch for signals");
     thread_ = std::jthread([this, drain_timeout](std::stop_token stop) { watch(stop, drain_timeout); });
   }
   bool interrupted() const noexcept { return interrupted_.load(); }
@@ -57,16 +58,6 @@ class SignalWatch {
   static void block() { pthread_sigmask(SIG_BLOCK, &blocked(), nullptr); }
 
  private:
-  struct FileDescriptor {
-    explicit FileDescriptor(int descriptor) : fd(descriptor) {}
-    FileDescriptor(const FileDescriptor&) = delete;
-    FileDescriptor& operator=(const FileDescriptor&) = delete;
-    ~FileDescriptor() {
-      if (fd >= 0) ::close(fd);
-    }
-    int fd;
-  };
-
   static const sigset_t& blocked() {
     static const sigset_t signals = [] {
       sigset_t set;
@@ -86,11 +77,11 @@ class SignalWatch {
   void watch(std::stop_token stop, std::chrono::milliseconds drain_timeout) {
     const std::stop_callback wake(stop, [this] {
       const std::uint64_t one = 1;
-      [[maybe_unused]] const auto written = ::write(wake_.fd, &one, sizeof one);
+      [[maybe_unused]] const auto written = ::write(wake_.get(), &one, sizeof one);
     });
     std::optional<std::chrono::steady_clock::time_point> deadline;
     while (!stop.stop_requested()) {
-      pollfd ready[2] = {{signals_.fd, POLLIN, 0}, {wake_.fd, POLLIN, 0}};
+      pollfd ready[2] = {{signals_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
       int timeout_ms = -1;
       if (deadline) {
         const auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now());
@@ -101,7 +92,7 @@ class SignalWatch {
       if (::poll(ready, 2, timeout_ms) < 0 && errno != EINTR) std::this_thread::sleep_for(std::chrono::milliseconds(10));
       if ((ready[0].revents & POLLIN) != 0) {
         signalfd_siginfo info{};
-        if (::read(signals_.fd, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+        if (::read(signals_.get(), &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
           std::lock_guard lock(mutex_);
           const bool again = interrupted_.exchange(true);
           if (again || system_ == nullptr) {
@@ -124,8 +115,8 @@ class SignalWatch {
     }
   }
 
-  FileDescriptor signals_;
-  FileDescriptor wake_;
+  detail::FileDescriptor signals_;
+  detail::FileDescriptor wake_;
   std::atomic<bool> interrupted_{false};
   std::mutex mutex_;
   System* system_ = nullptr;  // guarded by mutex_: the System signals drain, while attached
