@@ -4,6 +4,8 @@
 // exactly after each step, with no threads and no sleeps.
 #include <sluice/scheduler.hpp>
 
+#include <oneapi/tbb/spin_mutex.h>
+
 #include <cstddef>
 #include <deque>
 #include <functional>
@@ -53,7 +55,9 @@ class ManualScheduler final : public Scheduler {
   // Runs one slice or task; a stage with work left goes to the back of the queue.
   void run(Ready& next);
 
-  mutable std::mutex mutex_;
+  // A spin lock, as the mailboxes use: it guards a push or a pop, and is almost never contended,
+  // so the single-thread benchmark variants pay little for it.
+  mutable oneapi::tbb::spin_mutex mutex_;
   std::deque<Ready> ready_;  // guarded by mutex_
 };
 
