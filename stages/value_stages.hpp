@@ -280,9 +280,9 @@ class LinesSource final : public Producer<std::string> {
   Chunk read(std::size_t limit) {
     if (!input_.valid()) open();
     Chunk chunk;
-    while (chunk.lines.empty() && !input_ended_) {
+    for (;;) {
       take_lines(chunk, limit);
-      if (!chunk.lines.empty()) break;
+      if (!chunk.lines.empty() || input_ended_) break;
       pollfd ready[2] = {{input_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
       if (::poll(ready, 2, -1) < 0) {
         if (errno == EINTR) continue;
@@ -301,7 +301,6 @@ class LinesSource final : public Producer<std::string> {
         pending_.append(buffer, static_cast<std::size_t>(got));
       }
     }
-    take_lines(chunk, limit);
     if (input_ended_ && chunk.lines.size() < limit && !pending_.empty()) {
       chunk.lines.push_back(std::exchange(pending_, {}));
       strip_carriage_return(chunk.lines.back());
@@ -670,13 +669,13 @@ void print_line(std::FILE* out, const Event& value) {
   std::fflush(out);
 }
 
-// Writes one event per line to a FILE, one write per batch; flushed at the end.
-// Shared by every WriterSink, whatever its event type.
+// The turns WriterSinks take at writing, shared whatever their event type.
 inline std::mutex& output_turns() {
   static std::mutex turns;
   return turns;
 }
 
+// Writes one event per line to a file descriptor, one write(2) per batch.
 template <expr::EventType Event>
 class WriterSink final : public Consumer<Event> {
  public:

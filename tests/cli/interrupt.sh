@@ -12,7 +12,8 @@ pid=$!
 while [ ! -s "$out" ]; do sleep 0.01; done
 kill -INT "$pid"
 if [ "${3:-}" = twice ]; then
-  sleep 0.3
+  # Once the first is taken (two pending SIGINTs would merge into one).
+  while ! grep -q 'draining' "$err"; do sleep 0.01; done
   kill -INT "$pid"
 fi
 wait "$pid"

@@ -435,6 +435,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   // Only events that met demand count: those a partition hash drops leave the buffer without
   // meeting any, so the buffer is served until the demand is met or it runs dry.
   std::size_t serve_from_buffer(std::size_t demand) {
+    if (demand == 0 || buffer_.empty()) return demand;  // the usual case: nothing to do
     while (demand > 0 && !buffer_.empty()) {
       Batch<Out> batch = pool_.acquire();
       buffer_.take(std::min(demand, buffer_.size()), batch);
