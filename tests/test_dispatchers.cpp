@@ -36,8 +36,8 @@ TEST_CASE("demand dispatcher: consumers with demand 3 and 2, [a..e] -> [a,b,c] a
   detail::DemandDispatcher<std::string> dispatcher({});
   BatchPool<std::string> pool;
   RecordingInlet<std::string> first, second;
-  dispatcher.subscribe(ConsumerSlot<std::string>{1, nullptr, &first}, {});
-  dispatcher.subscribe(ConsumerSlot<std::string>{2, nullptr, &second}, {});
+  dispatcher.subscribe(ConsumerSlot<std::string>{1, {}, &first}, {});
+  dispatcher.subscribe(ConsumerSlot<std::string>{2, {}, &second}, {});
   CHECK(dispatcher.ask(1, 3) == 3);
   CHECK(dispatcher.ask(2, 2) == 2);
   auto batch = batch_of({"a", "b", "c", "d", "e"});
@@ -53,8 +53,8 @@ TEST_CASE("demand dispatcher: demands 3 and 3, [a,b], [c,d], [e,f,g] -> [a,b] fi
   detail::DemandDispatcher<std::string> dispatcher({});
   BatchPool<std::string> pool;
   RecordingInlet<std::string> first, second;
-  dispatcher.subscribe(ConsumerSlot<std::string>{1, nullptr, &first}, {});
-  dispatcher.subscribe(ConsumerSlot<std::string>{2, nullptr, &second}, {});
+  dispatcher.subscribe(ConsumerSlot<std::string>{1, {}, &first}, {});
+  dispatcher.subscribe(ConsumerSlot<std::string>{2, {}, &second}, {});
   dispatcher.ask(1, 3);
   dispatcher.ask(2, 3);
   auto ab = batch_of({"a", "b"});
@@ -71,8 +71,8 @@ TEST_CASE("demand dispatcher: demands 3 and 3, [a,b], [c,d], [e,f,g] -> [a,b] fi
 TEST_CASE("demand dispatcher: a cancelled consumer's demand is not forwarded twice") {
   detail::DemandDispatcher<std::string> dispatcher({});
   RecordingInlet<std::string> first, second;
-  dispatcher.subscribe(ConsumerSlot<std::string>{1, nullptr, &first}, {});
-  dispatcher.subscribe(ConsumerSlot<std::string>{2, nullptr, &second}, {});
+  dispatcher.subscribe(ConsumerSlot<std::string>{1, {}, &first}, {});
+  dispatcher.subscribe(ConsumerSlot<std::string>{2, {}, &second}, {});
   CHECK(dispatcher.ask(1, 10) == 10);
   CHECK(dispatcher.cancel(1) == 0);
   // The 10 already forwarded for the departed consumer cover the next 10 asked.
@@ -84,8 +84,8 @@ TEST_CASE("broadcast: asks of 3 and 2 -> upstream sees 2 and [a,b] goes to both;
   detail::BroadcastDispatcher<std::string> dispatcher;
   BatchPool<std::string> pool;
   RecordingInlet<std::string> first, second;
-  dispatcher.subscribe(ConsumerSlot<std::string>{1, nullptr, &first}, {});
-  dispatcher.subscribe(ConsumerSlot<std::string>{2, nullptr, &second}, {});
+  dispatcher.subscribe(ConsumerSlot<std::string>{1, {}, &first}, {});
+  dispatcher.subscribe(ConsumerSlot<std::string>{2, {}, &second}, {});
   CHECK(dispatcher.ask(1, 3) == 0);
   CHECK(dispatcher.ask(2, 2) == 2);
   auto ab = batch_of({"a", "b"});
@@ -103,9 +103,9 @@ TEST_CASE("broadcast: asks of 3 and 2 -> upstream sees 2 and [a,b] goes to both;
 TEST_CASE("broadcast: a late subscriber owes the demand already forwarded (starts at -waiting)") {
   detail::BroadcastDispatcher<std::string> dispatcher;
   RecordingInlet<std::string> first, second;
-  dispatcher.subscribe(ConsumerSlot<std::string>{1, nullptr, &first}, {});
+  dispatcher.subscribe(ConsumerSlot<std::string>{1, {}, &first}, {});
   CHECK(dispatcher.ask(1, 10) == 10);
-  dispatcher.subscribe(ConsumerSlot<std::string>{2, nullptr, &second}, {});
+  dispatcher.subscribe(ConsumerSlot<std::string>{2, {}, &second}, {});
   CHECK(dispatcher.ask(2, 10) == 0);  // its first 10 are the 10 already on their way
   CHECK(dispatcher.ask(1, 5) == 0);
   CHECK(dispatcher.ask(2, 5) == 5);
@@ -119,8 +119,8 @@ TEST_CASE("broadcast: selectors 'starts with pre' and 'starts with pref' get 3 a
   SubscribeOptions pre_options, pref_options;
   pre_options.selector = Selector([](const std::string& s) { return s.starts_with("pre"); });
   pref_options.selector = Selector([](const std::string& s) { return s.starts_with("pref"); });
-  dispatcher.subscribe(ConsumerSlot<std::string>{1, nullptr, &pre}, pre_options);
-  dispatcher.subscribe(ConsumerSlot<std::string>{2, nullptr, &pref}, pref_options);
+  dispatcher.subscribe(ConsumerSlot<std::string>{1, {}, &pre}, pre_options);
+  dispatcher.subscribe(ConsumerSlot<std::string>{2, {}, &pref}, pref_options);
   dispatcher.ask(1, 10);
   dispatcher.ask(2, 10);
   auto events = batch_of({"pref-1234", "pref-5678", "pre0000", "foo0000"});
@@ -157,8 +157,8 @@ TEST_CASE("partition: odd/even, multiples of 3 dropped, each asking 4, 1..12 -> 
   SubscribeOptions odd_options, even_options;
   odd_options.partition = std::string("odd");
   even_options.partition = std::string("even");
-  CHECK(dispatcher.subscribe(ConsumerSlot<std::int64_t>{1, nullptr, &odd}, odd_options).empty());
-  CHECK(dispatcher.subscribe(ConsumerSlot<std::int64_t>{2, nullptr, &even}, even_options).empty());
+  CHECK(dispatcher.subscribe(ConsumerSlot<std::int64_t>{1, {}, &odd}, odd_options).empty());
+  CHECK(dispatcher.subscribe(ConsumerSlot<std::int64_t>{2, {}, &even}, even_options).empty());
   dispatcher.ask(1, 4);
   dispatcher.ask(2, 4);
   Batch<std::int64_t> events;
@@ -189,7 +189,7 @@ TEST_CASE("partition: a hash_batch that gives fewer keys than events is a clear 
   RecordingInlet<std::int64_t> zero;
   SubscribeOptions options;
   options.partition = PartitionKey(std::size_t{0});
-  REQUIRE(dispatcher.subscribe(ConsumerSlot<std::int64_t>{1, nullptr, &zero}, options).empty());
+  REQUIRE(dispatcher.subscribe(ConsumerSlot<std::int64_t>{1, {}, &zero}, options).empty());
   dispatcher.ask(1, 4);
   Batch<std::int64_t> events{1, 2};
   CHECK_THROWS_WITH_AS(dispatcher.dispatch(events, pool), "the partition's hash_batch must give one key per event",
@@ -209,8 +209,8 @@ TEST_CASE("partition: events beyond a partition's demand wait for that partition
   SubscribeOptions even_options, odd_options;
   even_options.partition = std::size_t{0};
   odd_options.partition = std::size_t{1};
-  dispatcher.subscribe(ConsumerSlot<std::int64_t>{1, nullptr, &evens}, even_options);
-  dispatcher.subscribe(ConsumerSlot<std::int64_t>{2, nullptr, &odds}, odd_options);
+  dispatcher.subscribe(ConsumerSlot<std::int64_t>{1, {}, &evens}, even_options);
+  dispatcher.subscribe(ConsumerSlot<std::int64_t>{2, {}, &odds}, odd_options);
   dispatcher.ask(1, 1);
   dispatcher.ask(2, 3);
   Batch<std::int64_t> events{2, 4, 6, 1};

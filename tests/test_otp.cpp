@@ -26,7 +26,7 @@ struct Failing final : Producer<std::int64_t> {
 // A producer contained by a temporary-restart supervisor, so that its failure reaches its
 // consumers as a cancellation and not as a System-wide failure.
 template <class P, class... Args>
-detail::ActorCore& contained(System& system, const std::string& name, Args... args) {
+detail::ActorRef contained(System& system, const std::string& name, Args... args) {
   auto supervisor = start_supervisor(system, {.name = name + "-sup"});
   return supervisor.start_child(child<P>(name, args...).restart(Restart::temporary));
 }
@@ -40,10 +40,10 @@ struct Outcome {
 Outcome consumer_after_producer_exit(CancelMode mode, bool producer_fails) {
   ManualScheduler scheduler;
   System system(scheduler);
-  detail::ActorCore& producer = producer_fails ? contained<Failing>(system, "producer")
-                                               : contained<stages::NumberProducer>(system, "producer", 1, 5);
+  const detail::ActorRef producer = producer_fails ? contained<Failing>(system, "producer")
+                                                   : contained<stages::NumberProducer>(system, "producer", 1, 5);
   auto consumer = system.spawn<test::RecordingConsumer<>>("consumer");
-  system.subscribe_untyped(consumer.core(), producer, {.cancel = mode});
+  system.subscribe_untyped(consumer.core(), *producer, {.cancel = mode});
   scheduler.run_until_idle();
   Outcome outcome{consumer->cancels, system.running(), system.failure()};
   system.stop();
@@ -55,9 +55,9 @@ Outcome consumer_after_producer_exit(CancelMode mode, bool producer_fails) {
 TEST_CASE("cancel permanent (the default): the consumer stops when its producer fails, with the producer's reason") {
   ManualScheduler scheduler;
   System system(scheduler);
-  auto& producer = contained<Failing>(system, "producer");
+  const auto producer = contained<Failing>(system, "producer");
   auto consumer = system.spawn<test::RecordingConsumer<>>("consumer");
-  system.subscribe_untyped(consumer.core(), producer, {});
+  system.subscribe_untyped(consumer.core(), *producer, {});
   CHECK_THROWS_WITH_AS(system.wait(), "stage 'producer' failed: boom", StageError);
   REQUIRE(consumer->cancels.size() == 1);
   CHECK(consumer->cancels[0].kind == ExitReason::Kind::error);
@@ -101,9 +101,9 @@ TEST_CASE("a producer survives a consumer's crash; its handle_cancel receives th
   System system(scheduler);
   auto producer = system.spawn<test::QueueProducer<>>("producer");
   auto supervisor = start_supervisor(system, {.name = "sup"});
-  auto& crashing = supervisor.start_child(child<CrashOnFirst>("crashing").restart(Restart::temporary));
+  const auto crashing = supervisor.start_child(child<CrashOnFirst>("crashing").restart(Restart::temporary));
   auto survivor = system.spawn<test::RecordingConsumer<>>("survivor");
-  system.subscribe_untyped(crashing, producer.core(), {.max_demand = 10});
+  system.subscribe_untyped(*crashing, producer.core(), {.max_demand = 10});
   scheduler.run_until_idle();
   system.subscribe(survivor, producer, {.max_demand = 10});
   scheduler.run_until_idle();
@@ -224,10 +224,10 @@ TEST_CASE("GenServer: calls to a stage that is gone, or that fails handling them
   ManualScheduler scheduler;
   System system(scheduler);
   auto supervisor = start_supervisor(system, {.name = "sup"});
-  auto& server = supervisor.start_child(child<KeyValue>("kv").restart(Restart::temporary));
-  system.cast(server, "crash");
+  const auto server = supervisor.start_child(child<KeyValue>("kv").restart(Restart::temporary));
+  system.cast(*server, "crash");
   scheduler.run_until_idle();
-  CHECK_THROWS_WITH_AS(system.call(server, std::string("a")), "no such stage 'kv'", CallError);
+  CHECK_THROWS_WITH_AS(system.call(*server, std::string("a")), "no such stage 'kv'", CallError);
   auto numbers = system.spawn<stages::NumberProducer>("numbers", 1);
   try {
     system.call(numbers, 1);
@@ -268,15 +268,15 @@ TEST_CASE("monitors: the watcher is told when the monitored stage stops, and why
   System system(scheduler);
   auto watcher = system.spawn<KeyValue>("watcher");
   auto supervisor = start_supervisor(system, {.name = "sup"});
-  auto& target = supervisor.start_child(child<KeyValue>("target").restart(Restart::temporary));
-  system.monitor(watcher.core(), target);
+  const auto target = supervisor.start_child(child<KeyValue>("target").restart(Restart::temporary));
+  system.monitor(watcher.core(), *target);
   scheduler.run_until_idle();
-  system.cast(target, "crash");
+  system.cast(*target, "crash");
   scheduler.run_until_idle();
   REQUIRE(watcher->downs.size() == 1);
   CHECK(watcher->downs[0].stage == "target");
   CHECK(watcher->downs[0].reason.describe() == "stage 'target' failed: asked to crash");
-  system.monitor(watcher.core(), target);
+  system.monitor(watcher.core(), *target);
   scheduler.run_until_idle();
   REQUIRE(watcher->downs.size() == 2);
   CHECK(watcher->downs[1].reason.kind == ExitReason::Kind::noproc);

@@ -55,7 +55,7 @@ TEST_CASE("README: the TTL + LRU cache server under a supervisor, registered by 
       {sluice::child<readme::Cache>(sluice::StageOptions{.name = "cache", .register_name = true}, std::size_t{2}, 50ms)});
   system.start();
 
-  auto* cache = system.whereis("cache");
+  const auto cache = system.whereis("cache");
   system.cast(*cache, readme::Cache::Put{"a", "1"});
   system.cast(*cache, readme::Cache::Put{"b", "2"});
   auto get = [&](const char* key) {

@@ -37,6 +37,20 @@ class ThrowOn final : public ProducerConsumer<std::int64_t, std::int64_t> {
   std::int64_t bad_;
 };
 
+// Counts its own destruction, and sums what it receives.
+class FreedSink final : public Consumer<std::int64_t> {
+ public:
+  explicit FreedSink(int* freed) : freed_(freed) {}
+  ~FreedSink() override { ++*freed_; }
+  void handle_events(std::span<std::int64_t> events) override {
+    for (auto x : events) sum += x;
+  }
+  std::int64_t sum = 0;
+
+ private:
+  int* freed_;
+};
+
 }  // namespace
 
 TEST_CASE("seed workload: NumberProducer -> NumberProcessor -> SumConsumer sums the 31 squares below 1000") {
@@ -308,4 +322,23 @@ TEST_CASE("subscribing to a stage that is gone stops a permanent consumer with '
   auto late = system.spawn<SumConsumer>("late");
   system.subscribe(late, numbers);
   CHECK_THROWS_WITH_AS(system.wait(), "no such stage 'numbers'", StageError);
+}
+
+TEST_CASE("a stopped stage is freed once nothing refers to it; a StageRef keeps it, and its state, until dropped") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  int freed = 0;
+  auto kept = system.spawn<FreedSink>("kept", &freed);
+  system.subscribe(kept, system.spawn<NumberProducer>("numbers", 1, 100));
+  {
+    auto dropped = system.spawn<FreedSink>("dropped", &freed);
+    system.subscribe(dropped, system.spawn<NumberProducer>("more numbers", 1, 100));
+  }
+  system.wait();
+  // The System still runs; only the stage nobody holds is gone.
+  CHECK(freed == 1);
+  CHECK(kept->sum == 5050);
+  CHECK(kept.stats().events_in == 100);
+  kept = {};
+  CHECK(freed == 2);
 }

@@ -311,3 +311,56 @@ TEST_CASE("DynamicSupervisor: a start_child that throws tells the caller, and le
   CHECK(dynamic.which_children().size() == 1);
   system.stop();
 }
+
+namespace {
+
+// Counts the instances made and freed, so that a test sees how many stage objects are alive.
+struct Instances {
+  std::size_t made = 0;
+  std::size_t freed = 0;
+  std::size_t alive() const { return made - freed; }
+};
+
+struct Counted final : Server {
+  explicit Counted(Instances* instances) : instances_(instances) { ++instances_->made; }
+  ~Counted() override { ++instances_->freed; }
+  void handle_cast(std::any&) override { throw std::runtime_error("asked to crash"); }
+  Instances* instances_;
+};
+
+}  // namespace
+
+// OTP: a permanent child is restarted for as long as the restart intensity allows, and a long
+// run of restarts must not grow the node. Each stopped instance is freed once the supervisor
+// has replaced it.
+TEST_CASE("restarts keep memory flat: each stopped child instance is freed once it has been replaced") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  Instances instances;
+  auto supervisor = start_supervisor(system, {.name = "sup", .max_restarts = 1000}, {child<Counted>("worker", &instances)});
+  scheduler.run_until_idle();
+  for (int restart = 0; restart < 200; ++restart) {
+    system.cast(*supervisor.child<Counted>("worker"), 0);
+    scheduler.run_until_idle();
+    REQUIRE(instances.alive() == 1);
+  }
+  CHECK(instances.made == 201);
+  CHECK(starts_of(supervisor, "worker") == 201);
+  CHECK_FALSE(system.failure());
+}
+
+TEST_CASE("DynamicSupervisor: temporary children that come and go are freed as they go") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  Instances instances;
+  auto dynamic = start_dynamic_supervisor(system, {.name = "dynamic"});
+  for (int i = 0; i < 100; ++i) {
+    dynamic.start_child(child<Counted>("job-" + std::to_string(i), &instances).restart(Restart::temporary));
+    scheduler.run_until_idle();
+    system.cast(*dynamic.child<Counted>("job-" + std::to_string(i)), 0);
+    scheduler.run_until_idle();
+    REQUIRE(instances.alive() == 0);
+  }
+  CHECK(instances.made == 100);
+  CHECK(dynamic.which_children().empty());
+}

@@ -48,13 +48,13 @@ struct StepOptions {
 template <class Out>
 class Flow {
  public:
-  Flow(System& system, std::vector<detail::ActorCore*> stages) : system_(&system), stages_(std::move(stages)) {}
+  Flow(System& system, std::vector<detail::ActorRef> stages) : system_(&system), stages_(std::move(stages)) {}
   System& system() const noexcept { return *system_; }
-  const std::vector<detail::ActorCore*>& stages() const noexcept { return stages_; }
+  const std::vector<detail::ActorRef>& stages() const noexcept { return stages_; }
 
  private:
   System* system_;
-  std::vector<detail::ActorCore*> stages_;
+  std::vector<detail::ActorRef> stages_;
 };
 
 // The stages a terminal step spawned: one per copy.
@@ -231,12 +231,12 @@ auto operator|(const Flow<In>& upstream, const Step& step) -> decltype(step.temp
 template <ProducerStage S, class... Args>
 Flow<typename S::out_type> from(System& system, Args&&... args) {
   auto stage = system.spawn<S>(std::string("source"), std::forward<Args>(args)...);
-  return {system, {&stage.core()}};
+  return {system, {stage.handle()}};
 }
 
 template <EmittingStage S>
 Flow<typename S::out_type> from(System& system, const StageRef<S>& stage) {
-  return {system, {&stage.core()}};
+  return {system, {stage.handle()}};
 }
 
 template <std::ranges::input_range R>
@@ -248,7 +248,7 @@ Flow<std::ranges::range_value_t<R>> from(System& system, R&& range, StepOptions 
   stage_options.buffer_size = options.buffer_size;
   stage_options.buffer_keep = options.buffer_keep;
   auto stage = system.spawn<Source>(std::move(stage_options), std::forward<R>(range));
-  return {system, {&stage.core()}};
+  return {system, {stage.handle()}};
 }
 
 namespace detail {
@@ -268,7 +268,7 @@ std::vector<StageRef<S>> spawn_step(const Flow<In>& upstream, const StepOptions&
     stage_options.buffer_size = options.buffer_size;
     stage_options.buffer_keep = options.buffer_keep;
     auto stage = upstream.system().template spawn<S>(std::move(stage_options), args...);
-    for (ActorCore* producer : upstream.stages())
+    for (const ActorRef& producer : upstream.stages())
       upstream.system().subscribe_untyped(stage.core(), *producer, subscription);
     stages.push_back(stage);
   }
@@ -276,9 +276,9 @@ std::vector<StageRef<S>> spawn_step(const Flow<In>& upstream, const StepOptions&
 }
 
 template <class S>
-std::vector<ActorCore*> cores_of(const std::vector<StageRef<S>>& stages) {
-  std::vector<ActorCore*> cores;
-  for (const auto& stage : stages) cores.push_back(&stage.core());
+std::vector<ActorRef> cores_of(const std::vector<StageRef<S>>& stages) {
+  std::vector<ActorRef> cores;
+  for (const auto& stage : stages) cores.push_back(stage.handle());
   return cores;
 }
 

@@ -1,5 +1,6 @@
 #pragma once
-// A value-type handle to a running stage.
+// A value-type handle to a stage. The stage object lives while a handle to it does, so its
+// name, stats and state stay readable after it stopped.
 #include <sluice/detail/stage_actor.hpp>
 #include <sluice/stage_stats.hpp>
 
@@ -11,7 +12,8 @@ template <StageType S>
 class StageRef {
  public:
   StageRef() = default;
-  explicit StageRef(detail::StageActor<S>* actor) noexcept : actor_(actor) {}
+  // The caller holds `actor` alive for the duration of the call.
+  explicit StageRef(detail::StageActor<S>* actor) noexcept : actor_(actor), handle_(actor) {}
 
   const std::string& name() const noexcept { return actor_->name(); }
   StageStatsSnapshot stats() const noexcept { return actor_->stats().snapshot(); }
@@ -22,9 +24,11 @@ class StageRef {
   explicit operator bool() const noexcept { return actor_ != nullptr; }
 
   detail::ActorCore& core() const noexcept { return *actor_; }
+  const detail::ActorRef& handle() const noexcept { return handle_; }
 
  private:
   detail::StageActor<S>* actor_ = nullptr;
+  detail::ActorRef handle_;  // keeps actor_ alive
 };
 
 }  // namespace sluice

@@ -51,7 +51,7 @@ struct SupervisorOptions {
 class ChildSpec {
  public:
   // Spawns the child, supervised by the given supervisor.
-  using Start = std::function<detail::ActorCore&(System&, StageOptions, detail::ActorCore& supervisor)>;
+  using Start = std::function<detail::ActorRef(System&, StageOptions, detail::ActorCore& supervisor)>;
 
   ChildSpec(StageOptions options, Start start) : options_(std::move(options)), start_(std::move(start)) {}
 
@@ -84,8 +84,8 @@ class ChildSpec {
 template <StageType S, class... Args>
 ChildSpec child(StageOptions options, Args... args) {
   return ChildSpec(std::move(options),
-                   [args...](System& system, StageOptions stage_options, detail::ActorCore& supervisor) -> detail::ActorCore& {
-                     return system.spawn_child<S>(supervisor, std::move(stage_options), args...).core();
+                   [args...](System& system, StageOptions stage_options, detail::ActorCore& supervisor) -> detail::ActorRef {
+                     return system.spawn_child<S>(supervisor, std::move(stage_options), args...).handle();
                    });
 }
 template <StageType S, class... Args>
@@ -97,7 +97,7 @@ ChildSpec child(std::string id, Args... args) {
 
 struct ChildInfo {
   std::string id;
-  detail::ActorCore* stage;  // null while not running
+  detail::ActorRef stage;  // empty while not running
   std::size_t starts;        // 1 + restarts so far
 };
 
@@ -105,11 +105,11 @@ struct ChildInfo {
 class SupervisorRef {
  public:
   SupervisorRef() = default;
-  explicit SupervisorRef(detail::SupervisorCore* core) : core_(core) {}
+  explicit SupervisorRef(detail::ActorRef core) : core_(std::move(core)) {}
 
-  // Starts a child now (DynamicSupervisor.start_child). Throws std::invalid_argument if the id
-  // is taken or the supervisor is stopping.
-  detail::ActorCore& start_child(ChildSpec spec);
+  // Starts a child now (DynamicSupervisor.start_child) and returns its running instance. Throws
+  // std::invalid_argument if the id is taken or the supervisor is stopping.
+  detail::ActorRef start_child(ChildSpec spec);
   std::vector<ChildInfo> which_children() const;
   // The running instance of child `id`, typed; empty if not running or not an S.
   template <StageType S>
@@ -118,7 +118,8 @@ class SupervisorRef {
   detail::ActorCore& core() const noexcept;
 
  private:
-  detail::SupervisorCore* core_ = nullptr;
+  detail::SupervisorCore& supervisor() const noexcept;
+  detail::ActorRef core_;
 };
 
 // Starts a supervisor with `children`, started in order.
@@ -132,12 +133,13 @@ inline SupervisorRef start_dynamic_supervisor(System& system, SupervisorOptions 
 ChildSpec supervisor_child(SupervisorOptions options, std::vector<ChildSpec> children);
 
 namespace detail {
-ActorCore* find_running_child(const SupervisorCore& supervisor, std::string_view id);
+ActorRef find_running_child(const ActorCore& supervisor, std::string_view id);
 }  // namespace detail
 
 template <StageType S>
 std::optional<StageRef<S>> SupervisorRef::child(std::string_view id) const {
-  auto* actor = dynamic_cast<detail::StageActor<S>*>(detail::find_running_child(*core_, id));
+  const detail::ActorRef running = detail::find_running_child(*core_, id);
+  auto* actor = dynamic_cast<detail::StageActor<S>*>(running.get());
   if (actor == nullptr) return std::nullopt;
   return StageRef<S>(actor);
 }

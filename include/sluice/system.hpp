@@ -21,6 +21,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace sluice {
@@ -29,9 +30,11 @@ namespace detail {
 class SupervisorCore;
 }
 
-// Owns its stages and the threads they run on. Stages are linked as in an Elixir pipeline
-// started with start_link: when one fails, the others are shut down and wait() reports the
-// failure. Destroying a System stops what still runs and joins everything.
+// Runs its stages on its threads. Stages are linked as in an Elixir pipeline started with
+// start_link: when one fails, the others are shut down and wait() reports the failure.
+// Destroying a System stops what still runs and joins everything. A stage that has stopped is
+// freed once nothing refers to it any more (StageRefs, subscriptions, monitors, supervisors), so
+// a long run of restarts or start_child calls keeps memory flat.
 class System final : private detail::StageHost {
  public:
   // Runs stages on `threads` oneTBB workers (0: one per hardware thread).
@@ -70,12 +73,13 @@ class System final : private detail::StageHost {
   SubscriptionId subscribe(const StageRef<C>& consumer, std::string_view producer, SubscribeOptions options = {});
 
   // --- the registry ---------------------------------------------------------------------------
-  // The live stage registered under `name` (StageOptions::register_name), or nullptr.
-  detail::ActorCore* whereis(std::string_view name) const;
+  // The live stage registered under `name` (StageOptions::register_name), or an empty handle.
+  detail::ActorRef whereis(std::string_view name) const;
   // The same, typed: empty if there is no such stage or it is not an S.
   template <StageType S>
   std::optional<StageRef<S>> lookup(std::string_view name) const {
-    auto* actor = dynamic_cast<detail::StageActor<S>*>(whereis(name));
+    const detail::ActorRef found = whereis(name);
+    auto* actor = dynamic_cast<detail::StageActor<S>*>(found.get());
     if (actor == nullptr) return std::nullopt;
     return StageRef<S>(actor);
   }
@@ -99,7 +103,9 @@ class System final : private detail::StageHost {
   bool cancel_timer(std::uint64_t timer) { return timers_->cancel(timer); }
   // When `target` stops, `watcher`'s handle_info receives a StageDown with the reason (at once,
   // with reason noproc, if it already has).
-  void monitor(detail::ActorCore& watcher, detail::ActorCore& target) { target.post(detail::Monitor{&watcher}); }
+  void monitor(detail::ActorCore& watcher, detail::ActorCore& target) {
+    target.post(detail::Monitor{detail::ActorRef(&watcher)});
+  }
 
   // Delivers `message` to the stage's handle_info.
   void send_info(detail::ActorCore& stage, std::any message);
@@ -146,7 +152,7 @@ class System final : private detail::StageHost {
   static SubscriptionId next_subscription_id();
   void stage_stopped(detail::ActorCore& stage, const ExitReason& reason) override;
   detail::TimerService& timers() override { return *timers_; }
-  void adopt(std::unique_ptr<detail::ActorCore> stage, bool is_source, bool registered);
+  void adopt(const detail::ActorRef& stage, bool is_source, bool registered);
   void post_to_all(const detail::Control& message, bool sources_only);
 
   std::unique_ptr<Scheduler> owned_scheduler_;
@@ -155,11 +161,12 @@ class System final : private detail::StageHost {
 
   mutable std::mutex mutex_;
   std::condition_variable all_stopped_;
-  std::vector<std::unique_ptr<detail::ActorCore>> stages_;  // guarded by mutex_
-  std::vector<detail::ActorCore*> sources_;                 // guarded by mutex_
-  std::size_t running_ = 0;                                 // guarded by mutex_
-  std::optional<ExitReason> failure_;                       // guarded by mutex_
-  std::unordered_map<std::string, detail::ActorCore*> registry_;  // guarded by mutex_
+  // The stages that have not stopped (each holds itself alive until its last slice), and the
+  // sources among them. Guarded by mutex_, as are the members below.
+  std::unordered_set<detail::ActorCore*> running_stages_;
+  std::unordered_set<detail::ActorCore*> sources_;
+  std::optional<ExitReason> failure_;
+  std::unordered_map<std::string, detail::ActorCore*> registry_;
   std::unique_ptr<detail::TimerService> timers_ = std::make_unique<detail::TimerService>();
   std::atomic<bool> stopping_{false};
 };
@@ -167,31 +174,32 @@ class System final : private detail::StageHost {
 template <StageType S, class... Args>
 StageRef<S> System::spawn(StageOptions options, Args&&... args) {
   if (options.name.empty()) options.name = "stage-" + std::to_string(running() + 1);
-  auto actor = std::make_unique<detail::StageActor<S>>(scheduler_, static_cast<detail::StageHost&>(*this),
-                                                       std::move(options), std::forward<Args>(args)...);
-  auto* raw = actor.get();
-  adopt(std::move(actor), DrainedSource<S>, raw->options().register_name);
-  return StageRef<S>(raw);
+  const bool registered = options.register_name;
+  // The handle is taken first: the stage may run, stop and let go of itself before adopt returns.
+  StageRef<S> stage(new detail::StageActor<S>(scheduler_, static_cast<detail::StageHost&>(*this), std::move(options),
+                                              std::forward<Args>(args)...));
+  adopt(stage.handle(), DrainedSource<S>, registered);
+  return stage;
 }
 
 template <StageType S, class... Args>
 StageRef<S> System::spawn_child(detail::ActorCore& supervisor, StageOptions options, Args&&... args) {
-  auto actor = std::make_unique<detail::StageActor<S>>(scheduler_, static_cast<detail::StageHost&>(*this),
-                                                       std::move(options), std::forward<Args>(args)...);
-  actor->set_supervisor(&supervisor);
-  auto* raw = actor.get();
-  adopt(std::move(actor), DrainedSource<S>, raw->options().register_name);
-  return StageRef<S>(raw);
+  const bool registered = options.register_name;
+  StageRef<S> stage(new detail::StageActor<S>(scheduler_, static_cast<detail::StageHost&>(*this), std::move(options),
+                                              std::forward<Args>(args)...));
+  stage.core().set_supervisor(&supervisor);
+  adopt(stage.handle(), DrainedSource<S>, registered);
+  return stage;
 }
 
 template <StageType C>
   requires ReceivingStage<C>
 SubscriptionId System::subscribe(const StageRef<C>& consumer, std::string_view producer, SubscribeOptions options) {
-  if (detail::ActorCore* found = whereis(producer)) return subscribe_untyped(consumer.core(), *found, options);
+  if (const detail::ActorRef found = whereis(producer)) return subscribe_untyped(consumer.core(), *found, options);
   options.validate();
   // A subscription to nobody, ended at once: the consumer's cancel mode decides what follows.
   const SubscriptionId id = next_subscription_id();
-  consumer.core().post(detail::SubscribeTo{nullptr, id, options});
+  consumer.core().post(detail::SubscribeTo{{}, id, options});
   consumer.core().post(detail::Down{id, ExitReason::noproc(std::string(producer))});
   return id;
 }

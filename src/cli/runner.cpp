@@ -123,7 +123,7 @@ class SignalWatch {
   std::jthread thread_;       // last: joined before the descriptors close
 };
 
-using StageList = std::vector<std::pair<std::string, detail::ActorCore*>>;
+using StageList = std::vector<std::pair<std::string, detail::ActorRef>>;
 std::uint64_t errors_of(const detail::ActorCore& core, const Steps& steps) {
   auto step = steps.find(core.name());
   return step == steps.end() ? 0 : step->second->skipped();
@@ -182,7 +182,7 @@ class Monitor {
                    stats.demand_owed, stats.demand_asked, stats.buffered, static_cast<double>(stats.busy_ns) / 1e6);
       }
       const std::uint64_t handled = std::max(stats.events_in, stats.events_out);
-      std::uint64_t& before = previous_[core];
+      std::uint64_t& before = previous_[core.get()];
       line += fmt::format("{}{} {:.3g}/s", line.empty() ? "" : " | ", core->name(),
                           seconds > 0 ? static_cast<double>(handled - before) / seconds : 0.0);
       before = handled;
@@ -221,7 +221,7 @@ RunResult run_pipeline(const yaml::PipelineConfig& config, const RunOptions& opt
   auto failures = std::make_shared<stages::Failures>([&system] { system.drain(); });
   const SignalWatch::Attachment attached(signals, system);
 
-  std::map<std::string, std::vector<detail::ActorCore*>> copies;  // by stage id
+  std::map<std::string, std::vector<detail::ActorRef>> copies;  // by stage id
   StageList all;
   Steps steps;  // by stage name, for the summary
   RunResult result;
@@ -229,15 +229,15 @@ RunResult run_pipeline(const yaml::PipelineConfig& config, const RunOptions& opt
   try {
     // A source of failed events per dead-letter stage, fed by the stages that name it, and done
     // once they have all stopped.
-    std::map<std::string, detail::ActorCore*> dead_letters;  // by target stage id
+    std::map<std::string, detail::ActorRef> dead_letters;  // by target stage id
     for (const auto& stage : config.stages) {
       if (stage.on_error != stages::OnError::dead_letter || dead_letters.contains(stage.dead_letter)) continue;
       std::size_t feeders = 0;
       for (const auto& feeder : config.stages)
         if (feeder.on_error == stages::OnError::dead_letter && feeder.dead_letter == stage.dead_letter) feeders += feeder.concurrency;
-      auto& source = system.spawn<stages::DeadLetterSource>("dead_letter:" + stage.dead_letter, feeders).core();
-      dead_letters[stage.dead_letter] = &source;
-      all.emplace_back(source.name(), &source);
+      detail::ActorRef source = system.spawn<stages::DeadLetterSource>("dead_letter:" + stage.dead_letter, feeders).handle();
+      dead_letters[stage.dead_letter] = source;
+      all.emplace_back(source->name(), source);
     }
     for (const auto& stage : config.stages) {
       stages::DeadLetter dead_letter;
@@ -253,18 +253,18 @@ RunResult run_pipeline(const yaml::PipelineConfig& config, const RunOptions& opt
         stage_options.buffer_size = stage.buffer_size;
         stage_options.buffer_keep = stage.buffer_keep;
         stage_options.dispatcher = dispatcher_of(stage);
-        detail::ActorCore& core = spawn(system, stage, stage_options, failures, steps, dead_letter);
-        if (dead_letter) system.monitor(*dead_letters.at(stage.dead_letter), core);
-        copies[stage.id].push_back(&core);
-        all.emplace_back(stage.id, &core);
+        detail::ActorRef core = spawn(system, stage, stage_options, failures, steps, dead_letter);
+        if (dead_letter) system.monitor(*dead_letters.at(stage.dead_letter), *core);
+        copies[stage.id].push_back(core);
+        all.emplace_back(stage.id, core);
       }
     }
     for (const auto& stage : config.stages) {
-      for (auto* consumer : copies[stage.id]) {
+      for (const auto& consumer : copies[stage.id]) {
         for (const auto& subscription : stage.subscribe_to) {
           SubscribeOptions subscribe = subscription.options;
           if (subscription.partition) subscribe.partition = PartitionKey{*subscription.partition};
-          for (auto* producer : copies[subscription.stage]) system.subscribe_untyped(*consumer, *producer, subscribe);
+          for (const auto& producer : copies[subscription.stage]) system.subscribe_untyped(*consumer, *producer, subscribe);
         }
         if (auto source = dead_letters.find(stage.id); source != dead_letters.end())
           system.subscribe_untyped(*consumer, *source->second, SubscribeOptions{.max_demand = stage.max_demand, .min_demand = stage.min_demand});

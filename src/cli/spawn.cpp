@@ -15,7 +15,7 @@ std::int64_t integer_option(const yaml::StageConfig& stage, const std::string& n
   return found == stage.options.end() ? fallback : std::stoll(found->second);
 }
 
-detail::ActorCore& spawn(System& system, const yaml::StageConfig& stage, StageOptions options,
+detail::ActorRef spawn(System& system, const yaml::StageConfig& stage, StageOptions options,
                          const std::shared_ptr<stages::Failures>& failures, Steps& steps, stages::DeadLetter dead_letter) {
   const std::string& type = stage.type->name;
   auto step = [&] {
@@ -31,49 +31,49 @@ detail::ActorCore& spawn(System& system, const yaml::StageConfig& stage, StageOp
   // Each stage type is instantiated for the event types of its edges: `in` (what it receives)
   // and `out` (what it emits).
   using expr::with_event_type;
-  using Core = detail::ActorCore&;
+  using Core = detail::ActorRef;
   const expr::Type in = stage.input_type;
   const expr::Type out = stage.event_type;
   if (type == "range") {
     std::optional<std::int64_t> to;
     if (stage.options.contains("to")) to = integer_option(stage, "to", 0);
-    return system.spawn<stages::RangeSource>(options, integer_option(stage, "from", 1), to, integer_option(stage, "step", 1)).core();
+    return system.spawn<stages::RangeSource>(options, integer_option(stage, "from", 1), to, integer_option(stage, "step", 1)).handle();
   }
   if (type == "generate") {
     return with_event_type(out, [&]<class Out>(std::type_identity<Out>) -> Core {
-      return system.spawn<stages::GenerateSource<Out>>(options, integer_option(stage, "count", 0), step()).core();
+      return system.spawn<stages::GenerateSource<Out>>(options, integer_option(stage, "count", 0), step()).handle();
     });
   }
-  if (type == "lines") return system.spawn<stages::LinesSource>(options, stage.options.at("path")).core();
+  if (type == "lines") return system.spawn<stages::LinesSource>(options, stage.options.at("path")).handle();
   if (type == "map" || type == "async_map") return spawn_map(system, stage, options, step());
-  if (type == "flat_map") return system.spawn<stages::FlatMapStage>(options, stage.options.at("split")).core();
+  if (type == "flat_map") return system.spawn<stages::FlatMapStage>(options, stage.options.at("split")).handle();
   if (type == "sum") {
     return with_event_type(in, [&]<class In>(std::type_identity<In>) -> Core {
       if constexpr (std::is_same_v<In, std::string>) {
         throw std::logic_error("sum over strings passed the loader");
       } else {
-        return system.spawn<stages::SumSink<In>>(options, stdout).core();
+        return system.spawn<stages::SumSink<In>>(options, stdout).handle();
       }
     });
   }
   // The rest receive one event type and emit the same, or nothing, or strings (batch).
   return with_event_type(in, [&]<class In>(std::type_identity<In>) -> Core {
-    if (type == "filter") return system.spawn<stages::FilterStage<In>>(options, step()).core();
-    if (type == "take") return system.spawn<stages::TakeStage<In>>(options, static_cast<std::uint64_t>(integer_option(stage, "count", 0))).core();
+    if (type == "filter") return system.spawn<stages::FilterStage<In>>(options, step()).handle();
+    if (type == "take") return system.spawn<stages::TakeStage<In>>(options, static_cast<std::uint64_t>(integer_option(stage, "count", 0))).handle();
     if (type == "batch") {
       auto sep = stage.options.find("sep");
       return system.spawn<stages::BatchStage<In>>(options, static_cast<std::size_t>(integer_option(stage, "size", 1)), milliseconds("timeout_ms", 0),
-                                                  sep == stage.options.end() ? "," : sep->second).core();
+                                                  sep == stage.options.end() ? "," : sep->second).handle();
     }
-    if (type == "delay") return system.spawn<stages::DelayStage<In>>(options, milliseconds("ms", 0), window).core();
-    if (type == "rate_limit") return system.spawn<stages::RateLimitStage<In>>(options, std::stod(stage.options.at("per_second")), window).core();
-    if (type == "stdout") return system.spawn<stages::WriterSink<In>>(options, STDOUT_FILENO).core();
+    if (type == "delay") return system.spawn<stages::DelayStage<In>>(options, milliseconds("ms", 0), window).handle();
+    if (type == "rate_limit") return system.spawn<stages::RateLimitStage<In>>(options, std::stod(stage.options.at("per_second")), window).handle();
+    if (type == "stdout") return system.spawn<stages::WriterSink<In>>(options, STDOUT_FILENO).handle();
     if (type == "file") {
       auto append = stage.options.find("append");
-      return system.spawn<stages::WriterSink<In>>(options, stage.options.at("path"), append != stage.options.end() && append->second == "true").core();
+      return system.spawn<stages::WriterSink<In>>(options, stage.options.at("path"), append != stage.options.end() && append->second == "true").handle();
     }
-    if (type == "null") return system.spawn<stages::NullSink<In>>(options).core();
-    if (type == "count") return system.spawn<stages::CountSink<In>>(options, stdout).core();
+    if (type == "null") return system.spawn<stages::NullSink<In>>(options).handle();
+    if (type == "count") return system.spawn<stages::CountSink<In>>(options, stdout).handle();
     throw std::logic_error("no stage type '" + type + "'");
   });
 }

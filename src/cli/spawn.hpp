@@ -18,7 +18,7 @@ using Steps = std::map<std::string, std::shared_ptr<stages::ExpressionStep>>;
 
 // Spawns one copy of `stage`; an expression stage's step goes into `steps` too, by name.
 // `dead_letter` takes its failed events when its on_error says dead_letter.
-detail::ActorCore& spawn(System& system, const yaml::StageConfig& stage, StageOptions options,
+detail::ActorRef spawn(System& system, const yaml::StageConfig& stage, StageOptions options,
                          const std::shared_ptr<stages::Failures>& failures, Steps& steps, stages::DeadLetter dead_letter);
 
 // The dispatcher `stage` names, for its StageOptions.
@@ -26,7 +26,7 @@ std::any dispatcher_of(const yaml::StageConfig& stage);
 
 // map and async_map, for every pair of event types: a translation unit of their own, so that
 // their eighteen instantiations compile in parallel with the rest.
-detail::ActorCore& spawn_map(System& system, const yaml::StageConfig& stage, StageOptions options,
+detail::ActorRef spawn_map(System& system, const yaml::StageConfig& stage, StageOptions options,
                              std::shared_ptr<stages::ExpressionStep> step);
 
 // An integer option of `stage`, or `fallback` when the file leaves it out.

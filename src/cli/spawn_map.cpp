@@ -8,12 +8,12 @@
 
 namespace sluice::cli {
 
-detail::ActorCore& spawn_map(System& system, const yaml::StageConfig& stage, StageOptions options,
+detail::ActorRef spawn_map(System& system, const yaml::StageConfig& stage, StageOptions options,
                              std::shared_ptr<stages::ExpressionStep> step) {
-  using Core = detail::ActorCore&;
+  using Core = detail::ActorRef;
   return expr::with_event_type(stage.input_type, [&]<class In>(std::type_identity<In>) -> Core {
     return expr::with_event_type(stage.event_type, [&]<class Out>(std::type_identity<Out>) -> Core {
-      if (stage.type->name == "map") return system.spawn<stages::MapStage<In, Out>>(options, step).core();
+      if (stage.type->name == "map") return system.spawn<stages::MapStage<In, Out>>(options, step).handle();
       const std::chrono::milliseconds delay(integer_option(stage, "delay_ms", 0));
       auto ordered = stage.options.find("ordered");
       const AsyncOptions async{
@@ -25,7 +25,7 @@ detail::ActorCore& spawn_map(System& system, const yaml::StageConfig& stage, Sta
           .kind = delay.count() > 0 ? TaskKind::blocking : TaskKind::cpu};
       return system
           .spawn<stages::AsyncMapStage<In, Out>>(options, stages::DelayedExpression<In, Out>{step, delay}, async, stages::DeliverValues<In, Out>{step})
-          .core();
+          .handle();
     });
   });
 }

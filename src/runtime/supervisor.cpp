@@ -19,30 +19,47 @@ class SupervisorCore final : public ActorCore {
         options_(std::move(options)) {}
 
   // Adopted by the System like any stage (a friend of System, which keeps adopt private).
-  static SupervisorCore& create(System& system, SupervisorOptions options, ActorCore* parent) {
+  static ActorRef create(System& system, SupervisorOptions options, ActorCore* parent) {
     const bool registered = options.register_name;
-    auto core = std::make_unique<SupervisorCore>(system, std::move(options));
+    ActorRef core(new SupervisorCore(system, std::move(options)));
     core->set_supervisor(parent);
-    auto& created = *core;
-    system.adopt(std::move(core), false, registered);
-    return created;
+    system.adopt(core, false, registered);
+    return core;
   }
 
   void post(Control&& message) override {
-    if (mailbox_.push(std::move(message))) scheduler_.schedule(*this);
+    switch (mailbox_.push(std::move(message))) {
+      case Delivery::schedule:
+        scheduler_.schedule(*this);
+        break;
+      case Delivery::queued:
+        break;
+      case Delivery::closed:
+        // Stopped for good: as when a message arrives after stop, on the sender's thread.
+        std::visit([this](auto& m) { handle_after_stop(m); }, message);
+        break;
+    }
   }
 
   bool run_slice() override {
     const std::size_t throughput = scheduler_.throughput();
     for (std::size_t handled = 0; handled < throughput; ++handled) {
-      Control* message = mailbox_.next();
-      if (message == nullptr) return false;  // idle now: touch nothing more
+      const bool closing = is_stopped();
+      Control* message = mailbox_.next(closing);
+      if (message == nullptr) {
+        // Idle now, and perhaps already running on another worker: touch nothing more.
+        if (closing) release_self();
+        return false;
+      }
       std::visit([this](auto& m) { handle(m); }, *message);
     }
-    return mailbox_.finish_slice();
+    const bool closing = is_stopped();
+    if (mailbox_.finish_slice(closing)) return true;
+    if (closing) release_self();
+    return false;
   }
 
-  ActorCore& start_child(ChildSpec spec) {
+  ActorRef start_child(ChildSpec spec) {
     std::lock_guard lock(mutex_);
     if (stopped_ || terminating_) throw std::invalid_argument("supervisor '" + name_ + "' is stopping");
     if (index_of(spec.id())) throw std::invalid_argument("supervisor '" + name_ + "' already has a child '" + spec.id() + "'");
@@ -53,7 +70,7 @@ class SupervisorCore final : public ActorCore {
       children_.pop_back();  // the caller hears why; the id stays free for a corrected spec
       throw;
     }
-    return *children_.back().actor;
+    return children_.back().actor;
   }
 
   std::vector<ChildInfo> which_children() const {
@@ -63,26 +80,26 @@ class SupervisorCore final : public ActorCore {
     return info;
   }
 
-  ActorCore* running_child(std::string_view id) const {
+  ActorRef running_child(std::string_view id) const {
     std::lock_guard lock(mutex_);
     auto index = index_of(id);
-    return index ? children_[*index].actor : nullptr;
+    return index ? children_[*index].actor : ActorRef();
   }
 
  private:
   struct Child {
     ChildSpec spec;
-    ActorCore* actor = nullptr;  // the running instance
+    ActorRef actor{};  // the running instance
     std::size_t starts = 0;
     bool stopping = false;  // stopped by us, for a group restart or our own termination
   };
 
   void handle(ChildExit& m) {
     std::lock_guard lock(mutex_);
-    auto index = index_of(m.child);
+    auto index = index_of(m.child.get());
     if (!index) return;  // an instance already replaced
     Child& child = children_[*index];
-    child.actor = nullptr;
+    child.actor = {};
     if (child.stopping) {
       child.stopping = false;
       if (terminating_) {
@@ -128,19 +145,31 @@ class SupervisorCore final : public ActorCore {
   void handle(Monitor& m) {
     std::lock_guard lock(mutex_);
     if (stopped_) {
-      m.watcher->post(Info{StageDown{name_, ExitReason::noproc(name_)}});
+      handle_after_stop(m);
     } else {
       monitors_.push_back(m.watcher);
     }
   }
 
-  void handle(Subscribe& m) {
-    // Supervisors produce nothing: a subscription to one ends at once.
-    m.consumer->post(Down{m.id, ExitReason::error(name_, "a supervisor has no events to subscribe to")});
-  }
+  void handle(Subscribe& m) { handle_after_stop(m); }
 
   template <class Other>
   void handle(Other&) {}
+
+  // Answers that need nothing but the name, so a closed mailbox's sender can give them too.
+  void handle_after_stop(Call& m) { handle(m); }
+  void handle_after_stop(Monitor& m) { m.watcher->post(Info{StageDown{name_, ExitReason::noproc(name_)}}); }
+  void handle_after_stop(Subscribe& m) {
+    // Supervisors produce nothing: a subscription to one ends at once.
+    m.consumer->post(Down{m.id, ExitReason::error(name_, "a supervisor has no events to subscribe to")});
+  }
+  template <class Other>
+  void handle_after_stop(Other&) {}
+
+  bool is_stopped() const {
+    std::lock_guard lock(mutex_);
+    return stopped_;
+  }
 
   // Stops the running children from `first` on (in reverse start order) and restarts them all,
   // in order, once every one of them has exited.
@@ -197,28 +226,28 @@ class SupervisorCore final : public ActorCore {
   void start(std::size_t index) {
     Child& child = children_[index];
     StageOptions options = child.spec.options_;
-    ActorCore& actor = child.spec.start_(system_, std::move(options), *this);
+    ActorRef actor = child.spec.start_(system_, std::move(options), *this);
     try {
-      for (const auto& subscription : child.spec.subscriptions_) subscribe(actor, subscription.producer, subscription.options);
+      for (const auto& subscription : child.spec.subscriptions_) subscribe(*actor, subscription.producer, subscription.options);
     } catch (...) {
       // Not recorded as the child: stopped, so that a failed start leaves no instance running.
-      actor.post(Stop{ExitReason::shutdown()});
+      actor->post(Stop{ExitReason::shutdown()});
       throw;
     }
-    child.actor = &actor;
+    child.actor = std::move(actor);
     ++child.starts;
   }
 
   // A sibling's running instance first, then the System's registry.
   void subscribe(ActorCore& consumer, const std::string& producer, const SubscribeOptions& options) {
-    ActorCore* target = nullptr;
+    ActorRef target;
     if (auto sibling = index_of(producer)) target = children_[*sibling].actor;
-    if (target == nullptr) target = system_.whereis(producer);
-    if (target != nullptr) {
+    if (!target) target = system_.whereis(producer);
+    if (target) {
       system_.subscribe_untyped(consumer, *target, options);
     } else {
       const SubscriptionId id = System::next_subscription_id();
-      consumer.post(SubscribeTo{nullptr, id, options});
+      consumer.post(SubscribeTo{{}, id, options});
       consumer.post(Down{id, ExitReason::noproc(producer)});
     }
   }
@@ -262,7 +291,7 @@ class SupervisorCore final : public ActorCore {
   void stop(const ExitReason& reason) {
     if (stopped_) return;
     stopped_ = true;
-    for (ActorCore* watcher : monitors_) watcher->post(Info{StageDown{name_, reason}});
+    for (const ActorRef& watcher : monitors_) watcher->post(Info{StageDown{name_, reason}});
     monitors_.clear();
     host_.stage_stopped(*this, reason);
   }
@@ -290,40 +319,44 @@ class SupervisorCore final : public ActorCore {
   bool terminating_ = false;
   bool stopped_ = false;
   ExitReason termination_reason_;
-  std::vector<ActorCore*> monitors_;
+  std::vector<ActorRef> monitors_;
 };
 
-ActorCore* find_running_child(const SupervisorCore& supervisor, std::string_view id) { return supervisor.running_child(id); }
+ActorRef find_running_child(const ActorCore& supervisor, std::string_view id) {
+  return static_cast<const SupervisorCore&>(supervisor).running_child(id);
+}
 
 }  // namespace detail
 
-detail::ActorCore& SupervisorRef::start_child(ChildSpec spec) { return core_->start_child(std::move(spec)); }
+detail::ActorRef SupervisorRef::start_child(ChildSpec spec) { return supervisor().start_child(std::move(spec)); }
 
-std::vector<ChildInfo> SupervisorRef::which_children() const { return core_->which_children(); }
+std::vector<ChildInfo> SupervisorRef::which_children() const { return supervisor().which_children(); }
 
 detail::ActorCore& SupervisorRef::core() const noexcept { return *core_; }
 
+detail::SupervisorCore& SupervisorRef::supervisor() const noexcept { return static_cast<detail::SupervisorCore&>(*core_); }
+
 namespace {
 
-detail::SupervisorCore& start_under(System& system, SupervisorOptions options, std::vector<ChildSpec> children,
-                                    detail::ActorCore* parent) {
+detail::ActorRef start_under(System& system, SupervisorOptions options, std::vector<ChildSpec> children,
+                             detail::ActorCore* parent) {
   if (options.name.empty()) options.name = "supervisor";
-  auto& core = detail::SupervisorCore::create(system, std::move(options), parent);
-  for (auto& child : children) core.start_child(std::move(child));
+  detail::ActorRef core = detail::SupervisorCore::create(system, std::move(options), parent);
+  for (auto& child : children) static_cast<detail::SupervisorCore&>(*core).start_child(std::move(child));
   return core;
 }
 
 }  // namespace
 
 SupervisorRef start_supervisor(System& system, SupervisorOptions options, std::vector<ChildSpec> children) {
-  return SupervisorRef(&start_under(system, std::move(options), std::move(children), nullptr));
+  return SupervisorRef(start_under(system, std::move(options), std::move(children), nullptr));
 }
 
 ChildSpec supervisor_child(SupervisorOptions options, std::vector<ChildSpec> children) {
   StageOptions stage_options;
   stage_options.name = options.name;
   return ChildSpec(std::move(stage_options),
-                   [options, children](System& system, StageOptions, detail::ActorCore& parent) -> detail::ActorCore& {
+                   [options, children](System& system, StageOptions, detail::ActorCore& parent) -> detail::ActorRef {
                      return start_under(system, options, children, &parent);
                    });
 }

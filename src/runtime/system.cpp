@@ -28,21 +28,21 @@ System::~System() {
     manual_->run_until_idle();
   } else {
     std::unique_lock lock(mutex_);
-    all_stopped_.wait(lock, [this] { return running_ == 0; });
+    all_stopped_.wait(lock, [this] { return running_stages_.empty(); });
   }
   // No timer may fire into a stage being destroyed, and no task may still run a slice.
   timers_.reset();
   owned_scheduler_.reset();
 }
 
-void System::adopt(std::unique_ptr<detail::ActorCore> stage, bool is_source, bool registered) {
+void System::adopt(const detail::ActorRef& stage, bool is_source, bool registered) {
   std::lock_guard lock(mutex_);
   if (registered && !registry_.emplace(stage->name(), stage.get()).second) {
     throw std::invalid_argument("a stage named '" + stage->name() + "' is already registered");
   }
-  if (is_source) sources_.push_back(stage.get());
-  stages_.push_back(std::move(stage));
-  ++running_;
+  if (is_source) sources_.insert(stage.get());
+  running_stages_.insert(stage.get());
+  stage->hold_self(stage);
 }
 
 SubscriptionId System::next_subscription_id() {
@@ -56,24 +56,21 @@ SubscriptionId System::subscribe_untyped(detail::ActorCore& consumer, detail::Ac
   const SubscriptionId id = next_subscription_id();
   // Both ends hear of the subscription now, from this thread: subscriptions made one after the
   // other reach the producer in that order, before any demand they lead to.
-  consumer.post(detail::SubscribeTo{&producer, id, options});
-  producer.post(detail::Subscribe{&consumer, id, options});
+  consumer.post(detail::SubscribeTo{detail::ActorRef(&producer), id, options});
+  producer.post(detail::Subscribe{detail::ActorRef(&consumer), id, options});
   return id;
 }
 
 void System::send_info(detail::ActorCore& stage, std::any message) { stage.post(detail::Info{std::move(message)}); }
 
 void System::post_to_all(const detail::Control& message, bool sources_only) {
-  std::vector<detail::ActorCore*> targets;
+  // Handles taken under the lock: a listed stage has not stopped, so it still holds itself.
+  std::vector<detail::ActorRef> targets;
   {
     std::lock_guard lock(mutex_);
-    if (sources_only) {
-      targets = sources_;
-    } else {
-      for (auto& stage : stages_) targets.push_back(stage.get());
-    }
+    for (detail::ActorCore* stage : sources_only ? sources_ : running_stages_) targets.emplace_back(stage);
   }
-  for (auto* stage : targets) stage->post(detail::Control(message));
+  for (const auto& stage : targets) stage->post(detail::Control(message));
 }
 
 void System::drain() {
@@ -90,13 +87,14 @@ void System::stage_stopped(detail::ActorCore& stage, const ExitReason& reason) {
   bool first_failure = false;
   {
     std::lock_guard lock(mutex_);
-    --running_;
+    running_stages_.erase(&stage);
+    sources_.erase(&stage);
     // The name is free again before anyone (a restarting supervisor) hears of the exit.
     auto registered = registry_.find(stage.name());
     if (registered != registry_.end() && registered->second == &stage) registry_.erase(registered);
-    if (running_ == 0) all_stopped_.notify_all();
+    if (running_stages_.empty()) all_stopped_.notify_all();
     if (stage.supervisor() != nullptr) {
-      stage.supervisor()->post(detail::ChildExit{&stage, reason});
+      stage.supervisor()->post(detail::ChildExit{detail::ActorRef(&stage), reason});
       return;
     }
     if (reason.is_abnormal() && !failure_) {
@@ -113,21 +111,22 @@ void System::wait() {
   if (manual_ != nullptr) {
     manual_->run_until_idle();
     std::lock_guard lock(mutex_);
-    if (running_ > 0 && !failure_) {
-      throw std::logic_error(std::to_string(running_) + " stage(s) still running with nothing left to do");
+    if (!running_stages_.empty() && !failure_) {
+      throw std::logic_error(std::to_string(running_stages_.size()) + " stage(s) still running with nothing left to do");
     }
   } else {
     std::unique_lock lock(mutex_);
-    all_stopped_.wait(lock, [this] { return running_ == 0; });
+    all_stopped_.wait(lock, [this] { return running_stages_.empty(); });
   }
   std::lock_guard lock(mutex_);
   if (failure_) throw StageError(*failure_);
 }
 
-detail::ActorCore* System::whereis(std::string_view name) const {
+detail::ActorRef System::whereis(std::string_view name) const {
   std::lock_guard lock(mutex_);
   auto found = registry_.find(std::string(name));
-  return found == registry_.end() ? nullptr : found->second;
+  // A registered stage has not stopped (stage_stopped unregisters it), so it is still alive.
+  return found == registry_.end() ? detail::ActorRef() : detail::ActorRef(found->second);
 }
 
 std::any System::call(detail::ActorCore& stage, std::any request, std::chrono::nanoseconds timeout) {
@@ -156,12 +155,12 @@ std::any System::call(detail::ActorCore& stage, std::any request, std::chrono::n
 std::uint64_t System::send_after(detail::ActorCore& stage, std::chrono::nanoseconds delay, std::any message) {
   auto shared = std::make_shared<std::any>(std::move(message));
   return timers_->schedule(detail::TimerService::Clock::now() + delay,
-                           [&stage, shared] { stage.post(detail::Info{std::move(*shared)}); });
+                           [target = detail::ActorRef(&stage), shared] { target->post(detail::Info{std::move(*shared)}); });
 }
 
 std::size_t System::running() const {
   std::lock_guard lock(mutex_);
-  return running_;
+  return running_stages_.size();
 }
 
 std::optional<ExitReason> System::failure() const {

@@ -15,8 +15,8 @@
 
 namespace sluice::detail {
 
-class ActorCore;
 class TimerService;
+
 
 // Told when a stage stops, once, from the stage's own slice; and the owner of shared services.
 class StageHost {
@@ -48,17 +48,46 @@ class ActorCore {
   const std::string& name() const noexcept { return name_; }
   const StageStats& stats() const noexcept { return stats_; }
 
+  // The System's hold on a running actor, taken when it adopts the actor. The actor lets go of
+  // it at the end of its last slice, once it has stopped and its mailbox is closed: no message
+  // can schedule it again, so nothing but other handles can reach it after that.
+  void hold_self(ActorRef self) noexcept { self_ = std::move(self); }
+
   // The supervisor told when this stage stops (none: the stage is linked to its System). Set
   // before the System adopts the stage, and never changed after.
   ActorCore* supervisor() const noexcept { return supervisor_; }
   void set_supervisor(ActorCore* supervisor) noexcept { supervisor_ = supervisor; }
 
  protected:
+  // The last statement of a stopped actor's last slice: this may free the actor.
+  void release_self() noexcept { ActorRef last = std::move(self_); }
+
   ActorCore* supervisor_ = nullptr;
   Scheduler& scheduler_;
   StageHost& host_;
   std::string name_;
   StageStats stats_;
+
+ private:
+  friend class ActorRef;
+  std::atomic<std::size_t> refs_{0};
+  ActorRef self_;
+};
+
+inline ActorRef::ActorRef(ActorCore* actor) noexcept : actor_(actor) {
+  if (actor_ != nullptr) actor_->refs_.fetch_add(1, std::memory_order_relaxed);
+}
+
+inline ActorRef::~ActorRef() {
+  // acq_rel: whatever any holder did to the actor happens before its deletion.
+  if (actor_ != nullptr && actor_->refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete actor_;
+}
+
+// What a push did.
+enum class Delivery {
+  schedule,  // the actor was idle: the sender must schedule it
+  queued,    // the actor is scheduled or running, and will get to the message
+  closed,    // the actor has stopped for good: the message is the sender's to deal with
 };
 
 // A multi-producer, single-consumer mailbox. Senders append under a lock; the running slice
@@ -68,18 +97,20 @@ class ActorCore {
 template <class Message>
 class Mailbox {
  public:
-  // Returns true when the actor was idle: the caller must then schedule it.
-  bool push(Message&& message) {
+  // On Delivery::closed the message is left in `message`.
+  Delivery push(Message&& message) {
     oneapi::tbb::spin_mutex::scoped_lock lock(mutex_);
+    if (closed_) return Delivery::closed;
     incoming_.push_back(std::move(message));
-    if (scheduled_) return false;
+    if (scheduled_) return Delivery::queued;
     scheduled_ = true;
-    return true;
+    return Delivery::schedule;
   }
 
   // The next message for the running slice. nullptr means there is none, and then the actor
-  // has gone idle in the same step: the next push schedules it again.
-  Message* next() {
+  // has gone idle in the same step: the next push schedules it again. With `close` (a stopped
+  // actor), the mailbox closes instead: no push is accepted again.
+  Message* next(bool close) {
     if (next_ == draining_.size()) {
       draining_.clear();
       next_ = 0;
@@ -87,6 +118,7 @@ class Mailbox {
       std::swap(incoming_, draining_);
       if (draining_.empty()) {
         scheduled_ = false;
+        closed_ = close;
         return nullptr;
       }
     }
@@ -94,14 +126,15 @@ class Mailbox {
   }
 
   // Ends a slice cut short by its budget: true when messages remain (the actor stays
-  // scheduled), false when it went idle.
-  bool finish_slice() {
+  // scheduled), false when it went idle, or closed (with `close`, as for next()).
+  bool finish_slice(bool close) {
     if (next_ < draining_.size()) return true;
     draining_.clear();
     next_ = 0;
     oneapi::tbb::spin_mutex::scoped_lock lock(mutex_);
     if (!incoming_.empty()) return true;
     scheduled_ = false;
+    closed_ = close;
     return false;
   }
 
@@ -109,6 +142,7 @@ class Mailbox {
   oneapi::tbb::spin_mutex mutex_;
   std::vector<Message> incoming_;  // guarded by mutex_
   bool scheduled_ = false;         // guarded by mutex_
+  bool closed_ = false;            // guarded by mutex_
   std::vector<Message> draining_;  // the running slice's alone
   std::size_t next_ = 0;
 };

@@ -34,7 +34,7 @@ class Inlet {
 template <class T>
 struct ConsumerSlot {
   SubscriptionId id;
-  ActorCore* actor;
+  ActorRef actor;
   Inlet<T>* inlet;
 };
 

@@ -1,6 +1,7 @@
 #pragma once
 // The messages stages exchange. Control messages are untyped; event batches are typed by the
 // receiving stage's input type.
+#include <sluice/detail/actor_ref.hpp>
 #include <sluice/detail/batch.hpp>
 #include <sluice/exit_reason.hpp>
 #include <sluice/subscription.hpp>
@@ -18,20 +19,19 @@
 
 namespace sluice::detail {
 
-class ActorCore;
 template <class T>
 class BatchPool;
 
 // To a consumer: it is subscribed to `producer` (which is sent Subscribe at the same time).
 // A null producer stands for a name nobody had registered; a Down with noproc follows.
 struct SubscribeTo {
-  ActorCore* producer;
+  ActorRef producer;
   SubscriptionId id;
   SubscribeOptions options;
 };
 // To a producer: `consumer` subscribes.
 struct Subscribe {
-  ActorCore* consumer;
+  ActorRef consumer;
   SubscriptionId id;
   SubscribeOptions options;
 };
@@ -110,11 +110,11 @@ struct Cast {
 };
 // To any stage: tell `watcher` (with a StageDown info message) when this stage stops.
 struct Monitor {
-  ActorCore* watcher;
+  ActorRef watcher;
 };
 // To a supervisor: one of its children stopped.
 struct ChildExit {
-  ActorCore* child;
+  ActorRef child;
   ExitReason reason;
 };
 

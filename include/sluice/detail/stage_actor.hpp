@@ -71,10 +71,12 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     const bool timed = host_.measures_busy_time();
     const auto started = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     for (std::size_t handled = 0; handled < throughput; ++handled) {
-      Message* message = mailbox_.next();
+      const bool closing = stopped_;
+      Message* message = mailbox_.next(closing);
       if (message == nullptr) {
         // Idle now, and perhaps already running on another worker: only the atomic counters.
         if (timed) add_busy_time(started);
+        if (closing) release_self();
         return false;
       }
       if (stopped_) {
@@ -93,7 +95,10 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       }
     }
     if (timed) add_busy_time(started);
-    return mailbox_.finish_slice();
+    const bool closing = stopped_;
+    if (mailbox_.finish_slice(closing)) return true;
+    if (closing) release_self();
+    return false;
   }
 
  private:
@@ -104,7 +109,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   // One subscription to a producer, seen from this consumer.
   struct Upstream {
     SubscriptionId id;
-    ActorCore* producer;
+    ActorRef producer;  // null for a name nobody had registered
     SubscribeOptions options;
     std::size_t pending = 0;  // asked for and not yet received
     bool manual = false;
@@ -126,8 +131,19 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     }
   }
 
+  // Queues the message, or, once this stage has stopped for good, answers for it on the
+  // sender's thread (handle_after_stop reads nothing that changes).
   void deliver(Message&& message) {
-    if (mailbox_.push(std::move(message))) scheduler_.schedule(*this);
+    switch (mailbox_.push(std::move(message))) {
+      case Delivery::schedule:
+        scheduler_.schedule(*this);
+        break;
+      case Delivery::queued:
+        break;
+      case Delivery::closed:
+        handle_after_stop(message);
+        break;
+    }
   }
 
   void handle(Control& control) {
@@ -140,7 +156,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     if constexpr (receives) {
       // Recorded first: handle_subscribe may already ask (manual demand) on this subscription.
       upstream_.push_back(Upstream{m.id, m.producer, m.options});
-      const SubscriptionInfo info{m.id, PeerRole::producer, peer_name(m.producer), m.options};
+      const SubscriptionInfo info{m.id, PeerRole::producer, peer_name(m.producer.get()), m.options};
       const bool manual = stage_.handle_subscribe(info) == DemandMode::manual;
       Upstream* upstream = find_upstream(m.id);
       if (upstream == nullptr) return;  // cancelled from handle_subscribe
@@ -192,7 +208,8 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
         if (Upstream* still = find_upstream(m.id)) still->producer->post(Ask{m.id, refill});
       }
     }
-    if (m.pool != nullptr) m.pool->release(std::move(m.events));
+    // The pool is the producer's, alive while this stage's subscription to it holds it.
+    if (m.pool != nullptr && find_upstream(m.id) != nullptr) m.pool->release(std::move(m.events));
   }
 
   // Returns how many events to ask for once the chunk has been handled.
@@ -231,7 +248,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       for (const auto& waiting : waiting_batches_)
         if (waiting.batch.id == gone.id) parked += waiting.batch.events.size();
       const std::size_t undelivered = gone.pending - std::min(gone.pending, parked);
-      const SubscriptionInfo info{gone.id, PeerRole::producer, peer_name(gone.producer), gone.options, undelivered};
+      const SubscriptionInfo info{gone.id, PeerRole::producer, peer_name(gone.producer.get()), gone.options, undelivered};
       stage_.handle_cancel(info, m.reason);
       switch (gone.options.cancel) {
         case CancelMode::permanent:
@@ -254,7 +271,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
 
   void handle(Subscribe& m) {
     if constexpr (emits) {
-      auto* inlet = dynamic_cast<Inlet<Out>*>(m.consumer);
+      auto* inlet = dynamic_cast<Inlet<Out>*>(m.consumer.get());
       if (inlet == nullptr) {
         m.consumer->post(Down{m.id, ExitReason::error(name_, "event types of the subscription do not match")});
         return;
@@ -484,7 +501,11 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       if (!reason.is_abnormal()) reason = ExitReason::error(name_, std::string("in terminate: ") + e.what());
     }
     if constexpr (emits) {
-      for (const auto& consumer : dispatcher_->consumers()) consumer.actor->post(Down{consumer.id, reason});
+      // Each consumer hears of it, and is forgotten: a stopped stage holds no handle to a peer.
+      for (const auto& consumer : dispatcher_->consumers()) {
+        consumer.actor->post(Down{consumer.id, reason});
+        dispatcher_->cancel(consumer.id);
+      }
       buffer_.clear();
       out_batch_ = {};
     }
@@ -494,7 +515,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       upstream_.clear();
       waiting_batches_.clear();
     }
-    for (ActorCore* watcher : monitors_) watcher->post(Info{StageDown{name_, reason}});
+    for (const ActorRef& watcher : monitors_) watcher->post(Info{StageDown{name_, reason}});
     monitors_.clear();
     host_.stage_stopped(*this, reason);
   }
@@ -522,7 +543,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   std::uint64_t send_after(std::chrono::nanoseconds delay, std::any message) override {
     auto shared = std::make_shared<std::any>(std::move(message));
     return host_.timers().schedule(TimerService::Clock::now() + delay,
-                                   [this, shared] { post(Info{std::move(*shared)}); });
+                                   [self = ActorRef(this), shared] { self->post(Info{std::move(*shared)}); });
   }
 
   bool cancel_timer(std::uint64_t timer) override { return host_.timers().cancel(timer); }
@@ -530,14 +551,14 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   void stop(ExitReason reason) override { stop_requested_ = std::move(reason); }
 
   void run_task(std::function<std::any()> task, TaskKind kind) override {
-    auto run = [this, task = std::move(task)] {
+    auto run = [self = ActorRef(this), task = std::move(task)] {
       std::any result;
       try {
         result = task();
       } catch (...) {
         result = std::current_exception();
       }
-      post(Info{std::move(result)});
+      self->post(Info{std::move(result)});
     };
     if (kind == TaskKind::blocking) {
       scheduler_.run_blocking(std::move(run));
@@ -559,7 +580,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   Mailbox<Message> mailbox_;
   StageOptions options_;
   bool stopped_ = false;
-  std::vector<ActorCore*> monitors_;  // told with a StageDown when this stage stops
+  std::vector<ActorRef> monitors_;  // told with a StageDown when this stage stops
   std::optional<ExitReason> stop_requested_;  // by the stage itself, through StageContext::stop
 
   // Consumer side.
