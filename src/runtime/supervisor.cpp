@@ -28,17 +28,8 @@ class SupervisorCore final : public ActorCore {
   }
 
   void post(Control&& message) override {
-    switch (mailbox_.push(std::move(message))) {
-      case Delivery::schedule:
-        scheduler_.schedule(*this);
-        break;
-      case Delivery::queued:
-        break;
-      case Delivery::closed:
-        // Stopped for good: as when a message arrives after stop, on the sender's thread.
-        std::visit([this](auto& m) { handle_after_stop(m); }, message);
-        break;
-    }
+    // Stopped for good: answered as after stop, on the sender's thread.
+    if (!enqueue(mailbox_, std::move(message))) std::visit([this](auto& m) { handle_after_stop(m); }, message);
   }
 
   bool run_slice() override {
@@ -46,17 +37,11 @@ class SupervisorCore final : public ActorCore {
     for (std::size_t handled = 0; handled < throughput; ++handled) {
       const bool closing = is_stopped();
       Control* message = mailbox_.next(closing);
-      if (message == nullptr) {
-        // Idle now, and perhaps already running on another worker: touch nothing more.
-        if (closing) release_self();
-        return false;
-      }
+      // Idle now, and perhaps already running on another worker: touch nothing more.
+      if (message == nullptr) return went_idle(closing);
       std::visit([this](auto& m) { handle(m); }, *message);
     }
-    const bool closing = is_stopped();
-    if (mailbox_.finish_slice(closing)) return true;
-    if (closing) release_self();
-    return false;
+    return end_slice(mailbox_, is_stopped());
   }
 
   ActorRef start_child(ChildSpec spec) {

@@ -17,7 +17,6 @@ namespace sluice::detail {
 
 class TimerService;
 
-
 // Told when a stage stops, once, from the stage's own slice; and the owner of shared services.
 class StageHost {
  public:
@@ -30,58 +29,6 @@ class StageHost {
   ~StageHost() = default;
   std::atomic<bool> measure_busy_time_{false};
 };
-
-class ActorCore {
- public:
-  ActorCore(Scheduler& scheduler, StageHost& host, std::string name)
-      : scheduler_(scheduler), host_(host), name_(std::move(name)) {}
-  ActorCore(const ActorCore&) = delete;
-  ActorCore& operator=(const ActorCore&) = delete;
-  virtual ~ActorCore() = default;
-
-  // Handles up to defaults::max_throughput messages; true when messages remain, in which case
-  // the actor stays scheduled and the scheduler must run it again.
-  virtual bool run_slice() = 0;
-  // Any stage can send control messages to any other, whatever its event types.
-  virtual void post(Control&& message) = 0;
-
-  const std::string& name() const noexcept { return name_; }
-  const StageStats& stats() const noexcept { return stats_; }
-
-  // The System's hold on a running actor, taken when it adopts the actor. The actor lets go of
-  // it at the end of its last slice, once it has stopped and its mailbox is closed: no message
-  // can schedule it again, so nothing but other handles can reach it after that.
-  void hold_self(ActorRef self) noexcept { self_ = std::move(self); }
-
-  // The supervisor told when this stage stops (none: the stage is linked to its System). Set
-  // before the System adopts the stage, and never changed after.
-  ActorCore* supervisor() const noexcept { return supervisor_; }
-  void set_supervisor(ActorCore* supervisor) noexcept { supervisor_ = supervisor; }
-
- protected:
-  // The last statement of a stopped actor's last slice: this may free the actor.
-  void release_self() noexcept { ActorRef last = std::move(self_); }
-
-  ActorCore* supervisor_ = nullptr;
-  Scheduler& scheduler_;
-  StageHost& host_;
-  std::string name_;
-  StageStats stats_;
-
- private:
-  friend class ActorRef;
-  std::atomic<std::size_t> refs_{0};
-  ActorRef self_;
-};
-
-inline ActorRef::ActorRef(ActorCore* actor) noexcept : actor_(actor) {
-  if (actor_ != nullptr) actor_->refs_.fetch_add(1, std::memory_order_relaxed);
-}
-
-inline ActorRef::~ActorRef() {
-  // acq_rel: whatever any holder did to the actor happens before its deletion.
-  if (actor_ != nullptr && actor_->refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete actor_;
-}
 
 // What a push did.
 enum class Delivery {
@@ -146,5 +93,85 @@ class Mailbox {
   std::vector<Message> draining_;  // the running slice's alone
   std::size_t next_ = 0;
 };
+
+class ActorCore {
+ public:
+  ActorCore(Scheduler& scheduler, StageHost& host, std::string name)
+      : scheduler_(scheduler), host_(host), name_(std::move(name)) {}
+  ActorCore(const ActorCore&) = delete;
+  ActorCore& operator=(const ActorCore&) = delete;
+  virtual ~ActorCore() = default;
+
+  // Handles up to defaults::max_throughput messages; true when messages remain, in which case
+  // the actor stays scheduled and the scheduler must run it again.
+  virtual bool run_slice() = 0;
+  // Any stage can send control messages to any other, whatever its event types.
+  virtual void post(Control&& message) = 0;
+
+  const std::string& name() const noexcept { return name_; }
+  const StageStats& stats() const noexcept { return stats_; }
+
+  // The System's hold on a running actor, taken when it adopts the actor. The actor lets go of
+  // it at the end of its last slice, once it has stopped and its mailbox is closed: no message
+  // can schedule it again, so nothing but other handles can reach it after that.
+  void hold_self(ActorRef self) noexcept { self_ = std::move(self); }
+
+  // The supervisor told when this stage stops (none: the stage is linked to its System). Set
+  // before the System adopts the stage, and never changed after. Held, so that it is there to
+  // tell even for an instance it no longer counts as its child (one whose start failed).
+  ActorCore* supervisor() const noexcept { return supervisor_.get(); }
+  void set_supervisor(ActorCore* supervisor) noexcept { supervisor_ = ActorRef(supervisor); }
+
+ protected:
+  // Queues `message` and schedules this actor if it was idle. False when the mailbox has
+  // closed: the message is then left with the caller, to answer for a stopped actor.
+  template <class Message>
+  bool enqueue(Mailbox<Message>& mailbox, Message&& message) {
+    switch (mailbox.push(std::move(message))) {
+      case Delivery::schedule:
+        scheduler_.schedule(*this);
+        return true;
+      case Delivery::queued:
+        return true;
+      case Delivery::closed:
+        break;
+    }
+    return false;
+  }
+
+  // run_slice's end when the mailbox ran dry: `closed` when it closed (the actor had stopped),
+  // and then this is the actor's last slice and may free it. Returns false, for run_slice.
+  bool went_idle(bool closed) noexcept {
+    if (closed) {
+      ActorRef last = std::move(self_);  // the last thing this actor does: it may free it
+    }
+    return false;
+  }
+  // run_slice's end when its budget ran out: true when messages remain.
+  template <class Message>
+  bool end_slice(Mailbox<Message>& mailbox, bool closing) {
+    return mailbox.finish_slice(closing) || went_idle(closing);
+  }
+
+  ActorRef supervisor_;
+  Scheduler& scheduler_;
+  StageHost& host_;
+  std::string name_;
+  StageStats stats_;
+
+ private:
+  friend class ActorRef;
+  std::atomic<std::size_t> refs_{0};
+  ActorRef self_;
+};
+
+inline ActorRef::ActorRef(ActorCore* actor) noexcept : actor_(actor) {
+  if (actor_ != nullptr) actor_->refs_.fetch_add(1, std::memory_order_relaxed);
+}
+
+inline ActorRef::~ActorRef() {
+  // acq_rel: whatever any holder did to the actor happens before its deletion.
+  if (actor_ != nullptr && actor_->refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete actor_;
+}
 
 }  // namespace sluice::detail

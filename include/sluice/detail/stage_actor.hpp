@@ -76,8 +76,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       if (message == nullptr) {
         // Idle now, and perhaps already running on another worker: only the atomic counters.
         if (timed) add_busy_time(started);
-        if (closing) release_self();
-        return false;
+        return went_idle(closing);
       }
       if (stopped_) {
         handle_after_stop(*message);
@@ -95,10 +94,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       }
     }
     if (timed) add_busy_time(started);
-    const bool closing = stopped_;
-    if (mailbox_.finish_slice(closing)) return true;
-    if (closing) release_self();
-    return false;
+    return end_slice(mailbox_, stopped_);
   }
 
  private:
@@ -134,16 +130,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   // Queues the message, or, once this stage has stopped for good, answers for it on the
   // sender's thread (handle_after_stop reads nothing that changes).
   void deliver(Message&& message) {
-    switch (mailbox_.push(std::move(message))) {
-      case Delivery::schedule:
-        scheduler_.schedule(*this);
-        break;
-      case Delivery::queued:
-        break;
-      case Delivery::closed:
-        handle_after_stop(message);
-        break;
-    }
+    if (!enqueue(mailbox_, std::move(message))) handle_after_stop(message);
   }
 
   void handle(Control& control) {
