@@ -190,3 +190,22 @@ TEST_CASE("async_map fed by two producers: what one producer was asked for and n
   CHECK(values.size() == 2000);
   CHECK(std::accumulate(values.begin(), values.end(), std::int64_t{0}) == 2 * (101 + 2100) * 1000);
 }
+
+TEST_CASE("async_map subscribed to a name nobody registered, after its consumer asked, still asks its real producer") {
+  // The ask on the subscription to nobody reaches no producer; its noproc must give it back,
+  // or it counts as on its way for ever and the producer subscribed next is never asked.
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto stage = system.spawn<detail::AsyncMapStage<std::int64_t, Doubler>>(
+      StageOptions{.name = "async_map"}, Doubler{}, AsyncOptions{.max_concurrency = 4});
+  auto consumer = system.spawn<test::RecordingConsumer<Result>>("consumer");
+  system.subscribe(consumer, stage);
+  scheduler.run_until_idle();
+  system.subscribe(stage, "missing", {.cancel = CancelMode::temporary});
+  scheduler.run_until_idle();
+  system.subscribe(stage, system.spawn<stages::NumberProducer>("numbers", 1, 100));
+  system.wait();
+  const auto values = values_of(consumer->batches);
+  CHECK(values.size() == 100);
+  CHECK(std::accumulate(values.begin(), values.end(), std::int64_t{0}) == 2 * 5050);
+}

@@ -513,9 +513,11 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
 
   void ask(SubscriptionId id, std::size_t count) override {
     Upstream* upstream = find_upstream(id);
-    if (upstream == nullptr || upstream->producer == nullptr) return;
+    if (upstream == nullptr) return;
+    // Counted even on a subscription to nobody: its noproc then gives the ask back as
+    // undelivered, for the stage to ask elsewhere.
     upstream->pending += count;
-    upstream->producer->post(Ask{id, count});
+    if (upstream->producer != nullptr) upstream->producer->post(Ask{id, count});
   }
 
   void cancel(SubscriptionId id, ExitReason reason) override {
