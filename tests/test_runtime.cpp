@@ -41,7 +41,9 @@ class ThrowOn final : public ProducerConsumer<std::int64_t, std::int64_t> {
 class FreedSink final : public Consumer<std::int64_t> {
  public:
   explicit FreedSink(int* freed) : freed_(freed) {}
-  ~FreedSink() override { ++*freed_; }
+  ~FreedSink() override {
+    if (freed_ != nullptr) ++*freed_;
+  }
   void handle_events(std::span<std::int64_t> events) override {
     for (auto x : events) sum += x;
   }
@@ -334,6 +336,7 @@ TEST_CASE("a stopped stage is freed once nothing refers to it; a StageRef keeps 
     auto dropped = system.spawn<FreedSink>("dropped", &freed);
     system.subscribe(dropped, system.spawn<NumberProducer>("more numbers", 1, 100));
   }
+  CHECK(freed == 0);  // running stages hold themselves
   system.wait();
   // The System still runs; only the stage nobody holds is gone.
   CHECK(freed == 1);
@@ -341,4 +344,47 @@ TEST_CASE("a stopped stage is freed once nothing refers to it; a StageRef keeps 
   CHECK(kept.stats().events_in == 100);
   kept = {};
   CHECK(freed == 2);
+}
+
+TEST_CASE("a StageRef outlives its System, and a moved-from StageRef is empty") {
+  int freed = 0;
+  StageRef<FreedSink> kept;
+  {
+    ManualScheduler scheduler;
+    System system(scheduler);
+    auto sink = system.spawn<FreedSink>("sink", &freed);
+    system.subscribe(sink, system.spawn<NumberProducer>("numbers", 1, 100));
+    system.wait();
+    kept = std::move(sink);
+    CHECK_FALSE(sink);
+  }
+  REQUIRE(kept);
+  CHECK(kept->sum == 5050);
+  CHECK(kept.name() == "sink");
+  CHECK(freed == 0);
+  kept = {};
+  CHECK(freed == 1);
+}
+
+// GenStage: a subscription to a consumer that has exited is never taken up; the producer must
+// not keep it, or a broadcast waits for its demand for ever.
+TEST_CASE("subscribing a consumer that has stopped leaves the producer's other consumers served") {
+  struct Quitter final : Consumer<std::int64_t> {
+    void handle_events(std::span<std::int64_t>) override {}
+    void handle_cast(std::any&) override { context().stop(); }
+  };
+  ManualScheduler scheduler;
+  System system(scheduler);
+  StageOptions broadcast;
+  broadcast.name = "numbers";
+  broadcast.dispatcher = dispatch::Broadcast{};
+  auto producer = system.spawn<NumberProducer>(broadcast, 1, 100);
+  auto live = system.spawn<FreedSink>("live", nullptr);
+  auto gone = system.spawn<Quitter>("gone");
+  system.cast(gone, 0);
+  scheduler.run_until_idle();
+  system.subscribe(live, producer);
+  system.subscribe(gone, producer);
+  system.wait();
+  CHECK(live->sum == 5050);
 }

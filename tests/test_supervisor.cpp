@@ -364,3 +364,27 @@ TEST_CASE("DynamicSupervisor: temporary children that come and go are freed as t
   CHECK(instances.made == 100);
   CHECK(dynamic.which_children().empty());
 }
+
+// OTP drops a monitor when its watcher exits: a long-lived stage watched by one restarted
+// watcher after another must not keep the stopped ones.
+TEST_CASE("monitors keep memory flat: a watcher restarted many times is freed once it has stopped") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  Instances watchers;
+  Instances targets;
+  auto target = system.spawn<Counted>("target", &targets);
+  auto supervisor = start_supervisor(system, {.name = "sup", .max_restarts = 1000}, {child<Counted>("watcher", &watchers)});
+  scheduler.run_until_idle();
+  for (int restart = 0; restart < 100; ++restart) {
+    system.monitor(supervisor.child<Counted>("watcher")->core(), target.core());
+    scheduler.run_until_idle();
+    system.cast(*supervisor.child<Counted>("watcher"), 0);
+    scheduler.run_until_idle();
+    REQUIRE(watchers.alive() <= 2);  // the running watcher, and at most the last one stopped
+  }
+  system.monitor(supervisor.child<Counted>("watcher")->core(), target.core());
+  scheduler.run_until_idle();
+  CHECK(watchers.alive() == 1);
+  CHECK(watchers.made == 101);
+  CHECK(targets.alive() == 1);
+}

@@ -105,7 +105,6 @@ struct ChildInfo {
 class SupervisorRef {
  public:
   SupervisorRef() = default;
-  explicit SupervisorRef(detail::ActorRef core) : core_(std::move(core)) {}
 
   // Starts a child now (DynamicSupervisor.start_child) and returns its running instance. Throws
   // std::invalid_argument if the id is taken or the supervisor is stopping.
@@ -118,8 +117,10 @@ class SupervisorRef {
   detail::ActorCore& core() const noexcept;
 
  private:
+  friend SupervisorRef start_supervisor(System&, SupervisorOptions, std::vector<ChildSpec>);
+  explicit SupervisorRef(detail::ActorRef core) : core_(std::move(core)) {}
   detail::SupervisorCore& supervisor() const noexcept;
-  detail::ActorRef core_;
+  detail::ActorRef core_;  // always a SupervisorCore
 };
 
 // Starts a supervisor with `children`, started in order.

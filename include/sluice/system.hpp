@@ -124,7 +124,7 @@ class System final : private detail::StageHost {
 
   // Lets the stages run. Until then they are held, messages and all, so that a graph wired
   // before start() is complete before the first event flows. wait() and drain() start too.
-  void start() { scheduler_.start(); }
+  void start();
 
   // Blocks until every stage has stopped. Throws StageError if a stage failed. With a
   // ManualScheduler it steps the scheduler until idle instead, and throws std::logic_error if
@@ -139,8 +139,8 @@ class System final : private detail::StageHost {
 
   std::size_t running() const;
 
-  // Times every slice of every stage from now on, for StageStats::busy_ns. Off by default: two
-  // clock reads a slice are most of a slice's cost when messages carry one event each (as
+  // Times every message of every stage from now on, for StageStats::busy_ns. Off by default: a
+  // clock read a message is most of a message's cost when it carries one event (as
   // Tokio keeps its per-poll timing opt-in). `sluice run --metrics` turns it on.
   void measure_busy_time(bool on = true) noexcept { measure_busy_time_.store(on, std::memory_order_relaxed); }
   std::optional<ExitReason> failure() const;
@@ -168,6 +168,8 @@ class System final : private detail::StageHost {
   std::optional<ExitReason> failure_;
   std::unordered_map<std::string, detail::ActorCore*> registry_;
   std::unique_ptr<detail::TimerService> timers_ = std::make_unique<detail::TimerService>();
+  std::mutex start_mutex_;
+  bool started_ = false;  // guarded by start_mutex_
   std::atomic<bool> stopping_{false};
 };
 

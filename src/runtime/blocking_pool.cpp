@@ -38,6 +38,9 @@ void BlockingPool::work(std::stop_token stop) {
     tasks_.pop_front();
     lock.unlock();
     task();
+    // Destroyed unlocked: the task may hold the last handle to a stage, whose destructor may
+    // start blocking tasks too.
+    task = nullptr;
     lock.lock();
   }
 }

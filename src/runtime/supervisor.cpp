@@ -27,9 +27,11 @@ class SupervisorCore final : public ActorCore {
     return core;
   }
 
-  void post(Control&& message) override {
+  bool post(Control&& message) override {
+    if (enqueue(mailbox_, std::move(message))) return true;
     // Stopped for good: answered as after stop, on the sender's thread.
-    if (!enqueue(mailbox_, std::move(message))) std::visit([this](auto& m) { handle_after_stop(m); }, message);
+    std::visit([this](auto& m) { handle_after_stop(m); }, message);
+    return false;
   }
 
   bool run_slice() override {
@@ -132,7 +134,7 @@ class SupervisorCore final : public ActorCore {
     if (stopped_) {
       handle_after_stop(m);
     } else {
-      monitors_.push_back(m.watcher);
+      add_monitor(std::move(m.watcher));
     }
   }
 
@@ -276,9 +278,7 @@ class SupervisorCore final : public ActorCore {
   void stop(const ExitReason& reason) {
     if (stopped_) return;
     stopped_ = true;
-    for (const ActorRef& watcher : monitors_) watcher->post(Info{StageDown{name_, reason}});
-    monitors_.clear();
-    host_.stage_stopped(*this, reason);
+    notify_stopped(reason);
   }
 
   std::optional<std::size_t> index_of(std::string_view id) const {
@@ -304,7 +304,6 @@ class SupervisorCore final : public ActorCore {
   bool terminating_ = false;
   bool stopped_ = false;
   ExitReason termination_reason_;
-  std::vector<ActorRef> monitors_;
 };
 
 ActorRef find_running_child(const ActorCore& supervisor, std::string_view id) {

@@ -54,10 +54,18 @@ SubscriptionId System::subscribe_untyped(detail::ActorCore& consumer, detail::Ac
                                          SubscribeOptions options) {
   options.validate();
   const SubscriptionId id = next_subscription_id();
-  // Both ends hear of the subscription now, from this thread: subscriptions made one after the
-  // other reach the producer in that order, before any demand they lead to.
-  consumer.post(detail::SubscribeTo{detail::ActorRef(&producer), id, options});
-  producer.post(detail::Subscribe{detail::ActorRef(&consumer), id, options});
+  std::lock_guard lock(start_mutex_);
+  if (started_) {
+    // Stages run: the consumer tells the producer, as a GenStage consumer sends :subscribe
+    // itself. The producer then hears of the subscription before anything the consumer sends on
+    // it (an ask, a cancel), and the consumer has it before any answer (events, a refusal).
+    consumer.post(detail::SubscribeTo{detail::ActorRef(&producer), id, options, true});
+  } else if (consumer.post(detail::SubscribeTo{detail::ActorRef(&producer), id, options, false})) {
+    // Nothing runs until start(), or until a ManualScheduler is stepped on this thread: both ends
+    // hear of it now, so that a graph wired before start() is complete before an event flows.
+    // A consumer that had stopped takes up nothing, and the producer is not told.
+    producer.post(detail::Subscribe{detail::ActorRef(&consumer), id, options});
+  }
   return id;
 }
 
@@ -71,6 +79,14 @@ void System::post_to_all(const detail::Control& message, bool sources_only) {
     for (detail::ActorCore* stage : sources_only ? sources_ : running_stages_) targets.emplace_back(stage);
   }
   for (const auto& stage : targets) stage->post(detail::Control(message));
+}
+
+void System::start() {
+  {
+    std::lock_guard lock(start_mutex_);
+    started_ = true;
+  }
+  scheduler_.start();
 }
 
 void System::drain() {

@@ -48,8 +48,14 @@ void TimerService::fire_all_now() {
 }
 
 bool TimerService::cancel(TimerId id) {
-  std::lock_guard lock(mutex_);
-  return callbacks_.erase(id) > 0;
+  decltype(callbacks_)::node_type cancelled;
+  {
+    std::lock_guard lock(mutex_);
+    cancelled = callbacks_.extract(id);
+  }
+  // Destroyed unlocked: the callback may hold the last handle to a stage, whose destructor may
+  // use timers too.
+  return !cancelled.empty();
 }
 
 void TimerService::run(std::stop_token stop) {
@@ -70,6 +76,7 @@ void TimerService::run(std::stop_token stop) {
     if (callback.empty()) continue;  // cancelled
     lock.unlock();
     callback.mapped()();
+    callback = {};  // unlocked, as in cancel()
     lock.lock();
   }
 }

@@ -105,11 +105,14 @@ class ActorCore {
   // Handles up to defaults::max_throughput messages; true when messages remain, in which case
   // the actor stays scheduled and the scheduler must run it again.
   virtual bool run_slice() = 0;
-  // Any stage can send control messages to any other, whatever its event types.
-  virtual void post(Control&& message) = 0;
+  // Any stage can send control messages to any other, whatever its event types. False when the
+  // actor had stopped for good: the message was then answered on this thread.
+  virtual bool post(Control&& message) = 0;
 
   const std::string& name() const noexcept { return name_; }
   const StageStats& stats() const noexcept { return stats_; }
+  // True once the actor has stopped, from any thread.
+  bool has_stopped() const noexcept { return exited_.load(std::memory_order_acquire); }
 
   // The System's hold on a running actor, taken when it adopts the actor. The actor lets go of
   // it at the end of its last slice, once it has stopped and its mailbox is closed: no message
@@ -123,6 +126,20 @@ class ActorCore {
   void set_supervisor(ActorCore* supervisor) noexcept { supervisor_ = ActorRef(supervisor); }
 
  protected:
+  // Adds a watcher, told by notify_stopped. Watchers that have stopped themselves are dropped
+  // here: a long-lived stage monitored by one restarted watcher after another keeps none of the
+  // stopped ones (OTP drops a monitor when its watcher dies).
+  void add_monitor(ActorRef watcher) {
+    std::erase_if(monitors_, [](const ActorRef& stopped) { return stopped->has_stopped(); });
+    monitors_.push_back(std::move(watcher));
+  }
+  // From the actor's own slice, once: tells its watchers and its host why it stopped.
+  void notify_stopped(const ExitReason& reason) {
+    exited_.store(true, std::memory_order_release);
+    for (const ActorRef& watcher : std::exchange(monitors_, {})) watcher->post(Info{StageDown{name_, reason}});
+    host_.stage_stopped(*this, reason);
+  }
+
   // Queues `message` and schedules this actor if it was idle. False when the mailbox has
   // closed: the message is then left with the caller, to answer for a stopped actor.
   template <class Message>
@@ -163,6 +180,8 @@ class ActorCore {
   friend class ActorRef;
   std::atomic<std::size_t> refs_{0};
   ActorRef self_;
+  std::atomic<bool> exited_{false};
+  std::vector<ActorRef> monitors_;  // the running slice's alone
 };
 
 inline ActorRef::ActorRef(ActorCore* actor) noexcept : actor_(actor) {

@@ -90,10 +90,10 @@ class DemandDispatcher final : public Dispatcher<T> {
     if (demands_.size() == 1) {
       entry->demand += count;  // one consumer: nothing to reorder
     } else {
-      Entry updated = *entry;
+      Entry updated = std::move(*entry);
       demands_.erase(entry);
       updated.demand += count;
-      add_demand(updated);
+      add_demand(std::move(updated));
     }
     // Demand that cancelled consumers had already asked for was forwarded once: not again.
     const std::size_t already_sent = std::min(pending_, count);
@@ -124,7 +124,7 @@ class DemandDispatcher final : public Dispatcher<T> {
       return total;
     }
     while (sent < total && !demands_.empty() && demands_.front().demand > 0) {
-      Entry head = demands_.front();
+      Entry head = std::move(demands_.front());
       demands_.erase(demands_.begin());
       const std::size_t count = std::min(head.demand, total - sent);
       head.demand -= count;
@@ -132,12 +132,12 @@ class DemandDispatcher final : public Dispatcher<T> {
         // The common case: the whole batch fits one consumer's demand and moves as it is.
         head.consumer.inlet->post_events(head.consumer.id, std::move(batch), &pool);
         batch = {};
-        add_demand(head);
+        add_demand(std::move(head));
         return total;
       }
       send_slice(head.consumer, batch, sent, count, pool);
       sent += count;
-      add_demand(head);
+      add_demand(std::move(head));
     }
     batch.erase(batch.begin(), batch.begin() + static_cast<std::ptrdiff_t>(sent));
     return sent;
@@ -157,9 +157,10 @@ class DemandDispatcher final : public Dispatcher<T> {
   };
 
   // GenStage's list order: largest demand first; an entry goes after those with equal demand.
-  void add_demand(const Entry& entry) {
+  // Entries move, so that no consumer handle is copied (an atomic increment) per batch.
+  void add_demand(Entry&& entry) {
     auto at = std::find_if(demands_.begin(), demands_.end(), [&](const Entry& e) { return entry.demand > e.demand; });
-    demands_.insert(at, entry);
+    demands_.insert(at, std::move(entry));
   }
 
   typename std::vector<Entry>::iterator find(SubscriptionId id) {

@@ -28,6 +28,9 @@ struct SubscribeTo {
   ActorRef producer;
   SubscriptionId id;
   SubscribeOptions options;
+  // The consumer sends the producer its Subscribe, as a GenStage consumer does, unless the
+  // System already did (see System::subscribe_untyped).
+  bool tell_producer = false;
 };
 // To a producer: `consumer` subscribes.
 struct Subscribe {

@@ -60,7 +60,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   S& stage() noexcept { return stage_; }
   const StageOptions& options() const noexcept { return options_; }
 
-  void post(Control&& message) override { deliver(Message{std::move(message)}); }
+  bool post(Control&& message) override { return deliver(Message{std::move(message)}); }
 
   void post_events(SubscriptionId id, Batch<In>&& events, BatchPool<In>* pool) override {
     deliver(Message{Events<In>{id, std::move(events), pool}});
@@ -69,31 +69,29 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   bool run_slice() override {
     const std::size_t throughput = scheduler_.throughput();
     const bool timed = host_.measures_busy_time();
-    const auto started = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+    auto started = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     for (std::size_t handled = 0; handled < throughput; ++handled) {
       const bool closing = stopped_;
       Message* message = mailbox_.next(closing);
-      if (message == nullptr) {
-        // Idle now, and perhaps already running on another worker: only the atomic counters.
-        if (timed) add_busy_time(started);
-        return went_idle(closing);
-      }
+      // Idle now, and perhaps already running on another worker, or freed: touch nothing more.
+      if (message == nullptr) return went_idle(closing);
       if (stopped_) {
         handle_after_stop(*message);
-        continue;
+      } else {
+        try {
+          std::visit([this](auto& m) { handle(m); }, *message);
+          if (stop_requested_) terminate(*std::exchange(stop_requested_, std::nullopt));
+          if (!stopped_) settle();
+          record_demand();
+        } catch (const std::exception& e) {
+          terminate(ExitReason::error(name_, e.what()));
+        } catch (...) {
+          terminate(ExitReason::error(name_, "unknown exception"));
+        }
       }
-      try {
-        std::visit([this](auto& m) { handle(m); }, *message);
-        if (stop_requested_) terminate(*std::exchange(stop_requested_, std::nullopt));
-        if (!stopped_) settle();
-        record_demand();
-      } catch (const std::exception& e) {
-        terminate(ExitReason::error(name_, e.what()));
-      } catch (...) {
-        terminate(ExitReason::error(name_, "unknown exception"));
-      }
+      // Timed per message, while this thread still owns the stage.
+      if (timed) started = add_busy_time(started);
     }
-    if (timed) add_busy_time(started);
     return end_slice(mailbox_, stopped_);
   }
 
@@ -112,9 +110,11 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   };
 
   // Busy time and demand, for monitoring (sluice run --metrics): relaxed atomic stores.
-  void add_busy_time(std::chrono::steady_clock::time_point started) {
-    stats_.add_busy(static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started).count()));
+  // Returns the time it counted up to.
+  std::chrono::steady_clock::time_point add_busy_time(std::chrono::steady_clock::time_point started) {
+    const auto now = std::chrono::steady_clock::now();
+    stats_.add_busy(static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(now - started).count()));
+    return now;
   }
   // After each message, while this thread owns the stage.
   void record_demand() {
@@ -129,8 +129,10 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
 
   // Queues the message, or, once this stage has stopped for good, answers for it on the
   // sender's thread (handle_after_stop reads nothing that changes).
-  void deliver(Message&& message) {
-    if (!enqueue(mailbox_, std::move(message))) handle_after_stop(message);
+  bool deliver(Message&& message) {
+    if (enqueue(mailbox_, std::move(message))) return true;
+    handle_after_stop(message);
+    return false;
   }
 
   void handle(Control& control) {
@@ -143,6 +145,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     if constexpr (receives) {
       // Recorded first: handle_subscribe may already ask (manual demand) on this subscription.
       upstream_.push_back(Upstream{m.id, m.producer, m.options});
+      if (m.tell_producer && m.producer != nullptr) m.producer->post(Subscribe{ActorRef(this), m.id, m.options});
       const SubscriptionInfo info{m.id, PeerRole::producer, peer_name(m.producer.get()), m.options};
       const bool manual = stage_.handle_subscribe(info) == DemandMode::manual;
       Upstream* upstream = find_upstream(m.id);
@@ -360,7 +363,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     }
   }
 
-  void handle(Monitor& m) { monitors_.push_back(m.watcher); }
+  void handle(Monitor& m) { add_monitor(std::move(m.watcher)); }
 
   void handle(ChildExit&) {}
 
@@ -370,9 +373,10 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       if (auto* subscribe = std::get_if<Subscribe>(control)) {
         subscribe->consumer->post(Down{subscribe->id, ExitReason::noproc(name_)});
       }
-      // A subscription made after this consumer stopped: the producer must not keep it.
+      // A subscription this consumer will never take up: a producer the System told lets it go
+      // (one told of nothing ignores the cancel).
       auto* subscribe_to = std::get_if<SubscribeTo>(control);
-      if (subscribe_to != nullptr && subscribe_to->producer != nullptr) {
+      if (subscribe_to != nullptr && !subscribe_to->tell_producer && subscribe_to->producer != nullptr) {
         subscribe_to->producer->post(Cancel{subscribe_to->id, ExitReason::shutdown()});
       }
       if (auto* call = std::get_if<Call>(control)) call->reply->fail("no such stage '" + name_ + "'");
@@ -502,9 +506,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       upstream_.clear();
       waiting_batches_.clear();
     }
-    for (const ActorRef& watcher : monitors_) watcher->post(Info{StageDown{name_, reason}});
-    monitors_.clear();
-    host_.stage_stopped(*this, reason);
+    notify_stopped(reason);
   }
 
   // --- StageContext --------------------------------------------------------------------------
@@ -569,7 +571,6 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   Mailbox<Message> mailbox_;
   StageOptions options_;
   bool stopped_ = false;
-  std::vector<ActorRef> monitors_;  // told with a StageDown when this stage stops
   std::optional<ExitReason> stop_requested_;  // by the stage itself, through StageContext::stop
 
   // Consumer side.
