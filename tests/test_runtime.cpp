@@ -366,25 +366,53 @@ TEST_CASE("a StageRef outlives its System, and a moved-from StageRef is empty") 
   CHECK(freed == 1);
 }
 
+namespace {
+
+struct Quitter final : Consumer<std::int64_t> {
+  void handle_events(std::span<std::int64_t>) override {}
+  void handle_cast(std::any&) override { context().stop(); }
+};
+
+StageOptions broadcast_named(std::string name) {
+  StageOptions options;
+  options.name = std::move(name);
+  options.dispatcher = dispatch::Broadcast{};
+  return options;
+}
+
+}  // namespace
+
 // GenStage: a subscription to a consumer that has exited is never taken up; the producer must
 // not keep it, or a broadcast waits for its demand for ever.
 TEST_CASE("subscribing a consumer that has stopped leaves the producer's other consumers served") {
-  struct Quitter final : Consumer<std::int64_t> {
-    void handle_events(std::span<std::int64_t>) override {}
-    void handle_cast(std::any&) override { context().stop(); }
-  };
   ManualScheduler scheduler;
   System system(scheduler);
-  StageOptions broadcast;
-  broadcast.name = "numbers";
-  broadcast.dispatcher = dispatch::Broadcast{};
-  auto producer = system.spawn<NumberProducer>(broadcast, 1, 100);
+  auto producer = system.spawn<NumberProducer>(broadcast_named("numbers"), 1, 100);
   auto live = system.spawn<FreedSink>("live", nullptr);
   auto gone = system.spawn<Quitter>("gone");
   system.cast(gone, 0);
   scheduler.run_until_idle();
   system.subscribe(live, producer);
   system.subscribe(gone, producer);
+  system.wait();
+  CHECK(live->sum == 5050);
+}
+
+// Once stages run, the consumer sends its subscription to the producer itself, as a GenStage
+// consumer does: the producer hears of it before any demand on it, and one from a consumer
+// that stops before taking it up never reaches the producer.
+TEST_CASE("subscriptions made while stages run: events flow, and a stopping consumer's is never taken up") {
+  ManualScheduler scheduler;  // one message a step
+  System system(scheduler);
+  system.start();
+  auto producer = system.spawn<NumberProducer>(broadcast_named("numbers"), 1, 100);
+  auto live = system.spawn<FreedSink>("live", nullptr);
+  auto stopping = system.spawn<Quitter>("stopping");
+  system.cast(stopping, 0);
+  system.cast(stopping, 0);
+  REQUIRE(scheduler.run_once());  // `stopping` stops; its second cast is still queued
+  system.subscribe(live, producer);
+  system.subscribe(stopping, producer);
   system.wait();
   CHECK(live->sum == 5050);
 }

@@ -366,13 +366,23 @@ TEST_CASE("DynamicSupervisor: temporary children that come and go are freed as t
 }
 
 // OTP drops a monitor when its watcher exits: a long-lived stage watched by one restarted
-// watcher after another must not keep the stopped ones.
+// watcher after another must not keep the stopped ones, and must still tell the live ones.
 TEST_CASE("monitors keep memory flat: a watcher restarted many times is freed once it has stopped") {
+  struct DownLog final : Server {
+    void handle_info(std::any& message) override {
+      if (auto* down = std::any_cast<StageDown>(&message)) downs.push_back(down->stage);
+    }
+    std::vector<std::string> downs;
+  };
+  struct Quits final : Server {
+    void handle_cast(std::any&) override { context().stop(); }
+  };
   ManualScheduler scheduler;
   System system(scheduler);
   Instances watchers;
-  Instances targets;
-  auto target = system.spawn<Counted>("target", &targets);
+  auto target = system.spawn<Quits>("target");
+  auto steady = system.spawn<DownLog>("steady");
+  system.monitor(steady.core(), target.core());
   auto supervisor = start_supervisor(system, {.name = "sup", .max_restarts = 1000}, {child<Counted>("watcher", &watchers)});
   scheduler.run_until_idle();
   for (int restart = 0; restart < 100; ++restart) {
@@ -386,5 +396,24 @@ TEST_CASE("monitors keep memory flat: a watcher restarted many times is freed on
   scheduler.run_until_idle();
   CHECK(watchers.alive() == 1);
   CHECK(watchers.made == 101);
-  CHECK(targets.alive() == 1);
+  system.cast(target, 0);
+  scheduler.run_until_idle();
+  CHECK(steady->downs == std::vector<std::string>{"target"});
+}
+
+TEST_CASE("a nested dynamic supervisor is reached through child_supervisor, and starts children") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  Log log;
+  auto outer = start_supervisor(system, {.name = "outer"},
+                                {supervisor_child({.name = "inner"}, {}), child<Worker>("plain", &log, std::string("plain"))});
+  scheduler.run_until_idle();
+  CHECK_FALSE(outer.child_supervisor("plain").has_value());
+  CHECK_FALSE(outer.child_supervisor("missing").has_value());
+  auto inner = outer.child_supervisor("inner");
+  REQUIRE(inner.has_value());
+  inner->start_child(child<Worker>("late", &log, std::string("late")));
+  scheduler.run_until_idle();
+  CHECK(inner->child<Worker>("late").has_value());
+  CHECK(log == Log{"plain", "late"});
 }

@@ -6,6 +6,7 @@
 
 #include <oneapi/tbb/spin_mutex.h>
 
+#include <atomic>
 #include <cstddef>
 #include <deque>
 #include <functional>
@@ -34,6 +35,9 @@ class ManualScheduler final : public Scheduler {
   // a test can stand for a consumer that is busy or blocked.
   std::size_t run_until_idle_except(const std::function<bool(const detail::ActorCore&)>& hold);
 
+  // True once a slice or task has run: stages are running from then on.
+  bool has_run() const noexcept { return has_run_.load(std::memory_order_relaxed); }
+
   std::size_t ready() const {
     std::lock_guard lock(mutex_);
     return ready_.size();
@@ -59,6 +63,7 @@ class ManualScheduler final : public Scheduler {
   // so the single-thread benchmark variants pay little for it.
   mutable oneapi::tbb::spin_mutex mutex_;
   std::deque<Ready> ready_;  // guarded by mutex_
+  std::atomic<bool> has_run_{false};
 };
 
 }  // namespace sluice

@@ -113,6 +113,8 @@ class SupervisorRef {
   // The running instance of child `id`, typed; empty if not running or not an S.
   template <StageType S>
   std::optional<StageRef<S>> child(std::string_view id) const;
+  // A child that is a supervisor (supervisor_child), running; empty otherwise.
+  std::optional<SupervisorRef> child_supervisor(std::string_view id) const;
 
   detail::ActorCore& core() const noexcept;
 

@@ -31,6 +31,7 @@ std::optional<ManualScheduler::Ready> ManualScheduler::take() {
 }
 
 void ManualScheduler::run(Ready& next) {
+  has_run_.store(true, std::memory_order_relaxed);
   if (next.actor == nullptr) {
     next.task();
   } else if (next.actor->run_slice()) {

@@ -40,7 +40,7 @@ class SupervisorCore final : public ActorCore {
       const bool closing = is_stopped();
       Control* message = mailbox_.next(closing);
       // Idle now, and perhaps already running on another worker: touch nothing more.
-      if (message == nullptr) return went_idle(closing);
+      if (message == nullptr) return closing ? close_slice() : false;
       std::visit([this](auto& m) { handle(m); }, *message);
     }
     return end_slice(mailbox_, is_stopped());
@@ -129,9 +129,9 @@ class SupervisorCore final : public ActorCore {
 
   void handle(Call& m) { m.reply->fail("supervisor '" + name_ + "' answers no calls: use its SupervisorRef"); }
 
+  // Unlocked while it adds: dropping a stopped watcher may free it, running its destructor.
   void handle(Monitor& m) {
-    std::lock_guard lock(mutex_);
-    if (stopped_) {
+    if (is_stopped()) {
       handle_after_stop(m);
     } else {
       add_monitor(std::move(m.watcher));
@@ -315,6 +315,12 @@ ActorRef find_running_child(const ActorCore& supervisor, std::string_view id) {
 detail::ActorRef SupervisorRef::start_child(ChildSpec spec) { return supervisor().start_child(std::move(spec)); }
 
 std::vector<ChildInfo> SupervisorRef::which_children() const { return supervisor().which_children(); }
+
+std::optional<SupervisorRef> SupervisorRef::child_supervisor(std::string_view id) const {
+  detail::ActorRef running = supervisor().running_child(id);
+  if (dynamic_cast<detail::SupervisorCore*>(running.get()) == nullptr) return std::nullopt;
+  return SupervisorRef(std::move(running));
+}
 
 detail::ActorCore& SupervisorRef::core() const noexcept { return *core_; }
 

@@ -55,14 +55,14 @@ SubscriptionId System::subscribe_untyped(detail::ActorCore& consumer, detail::Ac
   options.validate();
   const SubscriptionId id = next_subscription_id();
   std::lock_guard lock(start_mutex_);
-  if (started_) {
+  if (started_ || (manual_ != nullptr && manual_->has_run())) {
     // Stages run: the consumer tells the producer, as a GenStage consumer sends :subscribe
     // itself. The producer then hears of the subscription before anything the consumer sends on
     // it (an ask, a cancel), and the consumer has it before any answer (events, a refusal).
     consumer.post(detail::SubscribeTo{detail::ActorRef(&producer), id, options, true});
   } else if (consumer.post(detail::SubscribeTo{detail::ActorRef(&producer), id, options, false})) {
-    // Nothing runs until start(), or until a ManualScheduler is stepped on this thread: both ends
-    // hear of it now, so that a graph wired before start() is complete before an event flows.
+    // Nothing runs yet (until start(), or a ManualScheduler's first step): both ends hear of it
+    // now, so that a graph wired before start() is complete before an event flows.
     // A consumer that had stopped takes up nothing, and the producer is not told.
     producer.post(detail::Subscribe{detail::ActorRef(&consumer), id, options});
   }

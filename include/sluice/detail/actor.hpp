@@ -156,18 +156,18 @@ class ActorCore {
     return false;
   }
 
-  // run_slice's end when the mailbox ran dry: `closed` when it closed (the actor had stopped),
-  // and then this is the actor's last slice and may free it. Returns false, for run_slice.
-  bool went_idle(bool closed) noexcept {
-    if (closed) {
-      ActorRef last = std::move(self_);  // the last thing this actor does: it may free it
-    }
+  // The end of a stopped actor's last slice, once its mailbox has closed: letting go of its
+  // hold is the last thing it does, and may free it. Returns false, for run_slice.
+  bool close_slice() noexcept {
+    ActorRef last = std::move(self_);
     return false;
   }
-  // run_slice's end when its budget ran out: true when messages remain.
+  // run_slice's end when its budget ran out: true when messages remain. Once the actor is idle
+  // another worker may run it, or free it: only the closing path touches it again.
   template <class Message>
   bool end_slice(Mailbox<Message>& mailbox, bool closing) {
-    return mailbox.finish_slice(closing) || went_idle(closing);
+    if (mailbox.finish_slice(closing)) return true;
+    return closing ? close_slice() : false;
   }
 
   ActorRef supervisor_;

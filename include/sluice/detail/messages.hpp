@@ -22,8 +22,8 @@ namespace sluice::detail {
 template <class T>
 class BatchPool;
 
-// To a consumer: it is subscribed to `producer` (which is sent Subscribe at the same time).
-// A null producer stands for a name nobody had registered; a Down with noproc follows.
+// To a consumer: it is subscribed to `producer`. A null producer stands for a name nobody had
+// registered; a Down with noproc follows.
 struct SubscribeTo {
   ActorRef producer;
   SubscriptionId id;

@@ -74,7 +74,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       const bool closing = stopped_;
       Message* message = mailbox_.next(closing);
       // Idle now, and perhaps already running on another worker, or freed: touch nothing more.
-      if (message == nullptr) return went_idle(closing);
+      if (message == nullptr) return closing ? close_slice() : false;
       if (stopped_) {
         handle_after_stop(*message);
       } else {
