@@ -398,21 +398,55 @@ TEST_CASE("subscribing a consumer that has stopped leaves the producer's other c
   CHECK(live->sum == 5050);
 }
 
+// 1..100 to every consumer, recording who subscribes and who cancels.
+class RecordingNumbers final : public Producer<std::int64_t> {
+ public:
+  void handle_demand(std::size_t demand, Emitter<std::int64_t>& out) override {
+    for (; demand > 0 && next_ <= 100; --demand) out.emit(next_++);
+    if (next_ > 100) out.done();
+  }
+  void handle_subscribe(const SubscriptionInfo& info) override { subscribed.emplace_back(info.peer_name); }
+  void handle_cancel(const SubscriptionInfo& info, const ExitReason&) override { cancelled.emplace_back(info.peer_name); }
+  std::vector<std::string> subscribed;
+  std::vector<std::string> cancelled;
+
+ private:
+  std::int64_t next_ = 1;
+};
+
 // Once stages run, the consumer sends its subscription to the producer itself, as a GenStage
-// consumer does: the producer hears of it before any demand on it, and one from a consumer
-// that stops before taking it up never reaches the producer.
-TEST_CASE("subscriptions made while stages run: events flow, and a stopping consumer's is never taken up") {
+// consumer does: one from a consumer that stops before taking it up never reaches the producer.
+TEST_CASE("a subscription made once stages run, by a consumer that then stops, never reaches the producer") {
   ManualScheduler scheduler;  // one message a step
   System system(scheduler);
-  system.start();
-  auto producer = system.spawn<NumberProducer>(broadcast_named("numbers"), 1, 100);
+  auto producer = system.spawn<RecordingNumbers>(broadcast_named("numbers"));
   auto live = system.spawn<FreedSink>("live", nullptr);
   auto stopping = system.spawn<Quitter>("stopping");
   system.cast(stopping, 0);
   system.cast(stopping, 0);
-  REQUIRE(scheduler.run_once());  // `stopping` stops; its second cast is still queued
+  REQUIRE(scheduler.run_once());  // stages run now: `stopping` stops, its second cast still queued
   system.subscribe(live, producer);
   system.subscribe(stopping, producer);
   system.wait();
   CHECK(live->sum == 5050);
+  CHECK(producer->subscribed == std::vector<std::string>{"live"});
+  CHECK(producer->cancelled.empty());
+}
+
+// Before any stage runs, the System tells both ends at once, so that a graph wired before the
+// first step is complete before an event flows. A consumer whose stop is already queued then
+// hands the subscription back with a cancel.
+TEST_CASE("a subscription wired before stages run, by a consumer about to stop, is handed back with a cancel") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto producer = system.spawn<RecordingNumbers>(broadcast_named("numbers"));
+  auto live = system.spawn<FreedSink>("live", nullptr);
+  auto stopping = system.spawn<Quitter>("stopping");
+  system.cast(stopping, 0);
+  system.subscribe(live, producer);
+  system.subscribe(stopping, producer);
+  system.wait();
+  CHECK(live->sum == 5050);
+  CHECK(producer->subscribed == std::vector<std::string>{"live", "stopping"});
+  CHECK(producer->cancelled == std::vector<std::string>{"stopping"});
 }

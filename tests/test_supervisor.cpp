@@ -399,6 +399,16 @@ TEST_CASE("monitors keep memory flat: a watcher restarted many times is freed on
   system.cast(target, 0);
   scheduler.run_until_idle();
   CHECK(steady->downs == std::vector<std::string>{"target"});
+
+  // A supervisor keeps its monitors the same way.
+  auto watched = start_supervisor(system, {.name = "watched"});
+  for (int restart = 0; restart < 20; ++restart) {
+    system.monitor(supervisor.child<Counted>("watcher")->core(), watched.core());
+    scheduler.run_until_idle();
+    system.cast(*supervisor.child<Counted>("watcher"), 0);
+    scheduler.run_until_idle();
+    REQUIRE(watchers.alive() <= 2);
+  }
 }
 
 TEST_CASE("a nested dynamic supervisor is reached through child_supervisor, and starts children") {
