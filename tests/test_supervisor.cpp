@@ -427,3 +427,27 @@ TEST_CASE("a nested dynamic supervisor is reached through child_supervisor, and 
   CHECK(inner->child<Worker>("late").has_value());
   CHECK(log == Log{"plain", "late"});
 }
+
+// OTP: a supervisor whose child fails to start fails to start itself, and shuts down the
+// children it had started; a nested one takes its parent's start down the same way.
+TEST_CASE("a supervisor whose child cannot start stops the children it started, nested or not") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  Log log;
+  int starts = 1;  // StartsOnce throws from its second construction on
+  CHECK_THROWS_WITH_AS(start_supervisor(system, {.name = "top"},
+                                        {child<Worker>("first", &log, std::string("first")), child<StartsOnce>("bad", &starts)}),
+                       "cannot reopen", std::runtime_error);
+  scheduler.run_until_idle();
+  CHECK(system.running() == 0);
+
+  auto outer = start_supervisor(system, {.name = "outer"});
+  CHECK_THROWS_WITH_AS(outer.start_child(supervisor_child(
+                           {.name = "inner"}, {child<Worker>("second", &log, std::string("second")), child<StartsOnce>("bad", &starts)})),
+                       "cannot reopen", std::runtime_error);
+  scheduler.run_until_idle();
+  CHECK(system.running() == 1);  // the outer supervisor alone
+  CHECK(outer.which_children().empty());
+  CHECK(log == Log{"first", "second"});
+  CHECK_FALSE(system.failure());
+}

@@ -332,7 +332,14 @@ detail::ActorRef start_under(System& system, SupervisorOptions options, std::vec
                              detail::ActorCore* parent) {
   if (options.name.empty()) options.name = "supervisor";
   detail::ActorRef core = detail::SupervisorCore::create(system, std::move(options), parent);
-  for (auto& child : children) static_cast<detail::SupervisorCore&>(*core).start_child(std::move(child));
+  try {
+    for (auto& child : children) static_cast<detail::SupervisorCore&>(*core).start_child(std::move(child));
+  } catch (...) {
+    // As OTP's supervisor init: a child that cannot start fails the whole start, and the
+    // children already started are shut down with it, not left running unowned.
+    core->post(detail::Stop{ExitReason::shutdown()});
+    throw;
+  }
   return core;
 }
 
