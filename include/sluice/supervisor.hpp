@@ -98,7 +98,7 @@ ChildSpec child(std::string id, Args... args) {
 struct ChildInfo {
   std::string id;
   detail::ActorRef stage;  // empty while not running
-  std::size_t starts;        // 1 + restarts so far
+  std::size_t starts;      // 1 + restarts so far
 };
 
 // A handle to a running supervisor.

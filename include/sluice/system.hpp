@@ -150,6 +150,11 @@ class System final : private detail::StageHost {
  private:
   friend class detail::SupervisorCore;
   static SubscriptionId next_subscription_id();
+  // Spawns an S, supervised by `supervisor` if not null.
+  template <StageType S, class... Args>
+  StageRef<S> spawn_under(detail::ActorCore* supervisor, StageOptions options, Args&&... args);
+  // Subscribes to the stage registered as `producer`, or to nobody (see subscribe by name).
+  SubscriptionId subscribe_by_name(detail::ActorCore& consumer, std::string_view producer, SubscribeOptions options);
   void stage_stopped(detail::ActorCore& stage, const ExitReason& reason) override;
   detail::TimerService& timers() override { return *timers_; }
   void adopt(const detail::ActorRef& stage, bool is_source, bool registered);
@@ -176,20 +181,21 @@ class System final : private detail::StageHost {
 template <StageType S, class... Args>
 StageRef<S> System::spawn(StageOptions options, Args&&... args) {
   if (options.name.empty()) options.name = "stage-" + std::to_string(running() + 1);
-  const bool registered = options.register_name;
-  // The handle is taken first: the stage may run, stop and let go of itself before adopt returns.
-  StageRef<S> stage(new detail::StageActor<S>(scheduler_, static_cast<detail::StageHost&>(*this), std::move(options),
-                                              std::forward<Args>(args)...));
-  adopt(stage.handle(), DrainedSource<S>, registered);
-  return stage;
+  return spawn_under<S>(nullptr, std::move(options), std::forward<Args>(args)...);
 }
 
 template <StageType S, class... Args>
 StageRef<S> System::spawn_child(detail::ActorCore& supervisor, StageOptions options, Args&&... args) {
+  return spawn_under<S>(&supervisor, std::move(options), std::forward<Args>(args)...);
+}
+
+template <StageType S, class... Args>
+StageRef<S> System::spawn_under(detail::ActorCore* supervisor, StageOptions options, Args&&... args) {
   const bool registered = options.register_name;
+  // The handle is taken first: the stage may run, stop and let go of itself before adopt returns.
   StageRef<S> stage(new detail::StageActor<S>(scheduler_, static_cast<detail::StageHost&>(*this), std::move(options),
                                               std::forward<Args>(args)...));
-  stage.core().set_supervisor(&supervisor);
+  if (supervisor != nullptr) stage.core().set_supervisor(supervisor);
   adopt(stage.handle(), DrainedSource<S>, registered);
   return stage;
 }
@@ -197,13 +203,7 @@ StageRef<S> System::spawn_child(detail::ActorCore& supervisor, StageOptions opti
 template <StageType C>
   requires ReceivingStage<C>
 SubscriptionId System::subscribe(const StageRef<C>& consumer, std::string_view producer, SubscribeOptions options) {
-  if (const detail::ActorRef found = whereis(producer)) return subscribe_untyped(consumer.core(), *found, options);
-  options.validate();
-  // A subscription to nobody, ended at once: the consumer's cancel mode decides what follows.
-  const SubscriptionId id = next_subscription_id();
-  consumer.core().post(detail::SubscribeTo{{}, id, options});
-  consumer.core().post(detail::Down{id, ExitReason::noproc(std::string(producer))});
-  return id;
+  return subscribe_by_name(consumer.core(), producer, options);
 }
 
 }  // namespace sluice

@@ -227,15 +227,11 @@ class SupervisorCore final : public ActorCore {
 
   // A sibling's running instance first, then the System's registry.
   void subscribe(ActorCore& consumer, const std::string& producer, const SubscribeOptions& options) {
-    ActorRef target;
-    if (auto sibling = index_of(producer)) target = children_[*sibling].actor;
-    if (!target) target = system_.whereis(producer);
-    if (target) {
-      system_.subscribe_untyped(consumer, *target, options);
+    auto sibling = index_of(producer);
+    if (sibling && children_[*sibling].actor) {
+      system_.subscribe_untyped(consumer, *children_[*sibling].actor, options);
     } else {
-      const SubscriptionId id = System::next_subscription_id();
-      consumer.post(SubscribeTo{{}, id, options});
-      consumer.post(Down{id, ExitReason::noproc(producer)});
+      system_.subscribe_by_name(consumer, producer, options);
     }
   }
 

@@ -69,6 +69,16 @@ SubscriptionId System::subscribe_untyped(detail::ActorCore& consumer, detail::Ac
   return id;
 }
 
+SubscriptionId System::subscribe_by_name(detail::ActorCore& consumer, std::string_view producer, SubscribeOptions options) {
+  if (const detail::ActorRef found = whereis(producer)) return subscribe_untyped(consumer, *found, options);
+  options.validate();
+  // A subscription to nobody, ended at once: the consumer's cancel mode decides what follows.
+  const SubscriptionId id = next_subscription_id();
+  consumer.post(detail::SubscribeTo{{}, id, options});
+  consumer.post(detail::Down{id, ExitReason::noproc(std::string(producer))});
+  return id;
+}
+
 void System::send_info(detail::ActorCore& stage, std::any message) { stage.post(detail::Info{std::move(message)}); }
 
 void System::post_to_all(const detail::Control& message, bool sources_only) {

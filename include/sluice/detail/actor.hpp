@@ -170,7 +170,6 @@ class ActorCore {
     return closing ? close_slice() : false;
   }
 
-  ActorRef supervisor_;
   Scheduler& scheduler_;
   StageHost& host_;
   std::string name_;
@@ -178,6 +177,7 @@ class ActorCore {
 
  private:
   friend class ActorRef;
+  ActorRef supervisor_;
   std::atomic<std::size_t> refs_{0};
   ActorRef self_;
   std::atomic<bool> exited_{false};
