@@ -19,7 +19,7 @@ namespace {
 
 template <class T>
 struct RecordingInlet final : detail::Inlet<T> {
-  void post_events(SubscriptionId, Batch<T>&& events, BatchPool<T>*) override {
+  void post_events(SubscriptionId, Batch<T>&& events, BatchPool<T>*, Batch<T>*) override {
     batches.emplace_back(events.begin(), events.end());
   }
   std::vector<std::vector<T>> batches;

@@ -1,5 +1,6 @@
 // W1 on sluice: NumberProducer -> NumberProcessor -> SumConsumer, three stages on the System's
-// workers, at a given max_demand (min_demand at its default, max_demand / 2).
+// workers, at a given max_demand (min_demand at its default, max_demand / 2), with batches
+// queued or handed off at once.
 #include "workload.hpp"
 
 #include <sluice/defaults.hpp>
@@ -15,9 +16,10 @@ namespace bench::square_filter {
 
 namespace {
 
-std::uint64_t run_stages(sluice::System& system, std::int64_t n, std::int64_t limit, std::size_t max_demand) {
+std::uint64_t run_stages(sluice::System& system, std::int64_t n, std::int64_t limit, std::size_t max_demand,
+                         sluice::HandOff hand_off = sluice::HandOff::queued) {
   using namespace sluice::stages;
-  const sluice::StepOptions demand{.max_demand = max_demand};
+  const sluice::StepOptions demand{.max_demand = max_demand, .hand_off = hand_off};
   auto sum = sluice::from<NumberProducer>(system, std::int64_t{1}, n)  //
              | sluice::via<NumberProcessor>(limit).with(demand)        //
              | sluice::into<SumConsumer>().with(demand);
@@ -27,9 +29,9 @@ std::uint64_t run_stages(sluice::System& system, std::int64_t n, std::int64_t li
 
 }  // namespace
 
-std::uint64_t sluice_pipeline(std::int64_t n, std::int64_t limit, std::size_t max_demand) {
+std::uint64_t sluice_pipeline(std::int64_t n, std::int64_t limit, std::size_t max_demand, sluice::HandOff hand_off) {
   sluice::System system;
-  return run_stages(system, n, limit, max_demand);
+  return run_stages(system, n, limit, max_demand, hand_off);
 }
 
 std::uint64_t sluice_pipeline_one_thread(std::int64_t n, std::int64_t limit, std::size_t max_demand) {

@@ -2,6 +2,8 @@
 // W1, the square-and-filter workload: a producer emits int64 1..N, the middle stage squares
 // each value and keeps the squares below `limit`, and the consumer sums them (uint64, mod 2^64).
 // Each framework implements it once, in its own file, as in Taskflow's benchmarks/.
+#include <sluice/subscription.hpp>
+
 #include <cstdint>
 
 namespace bench::square_filter {
@@ -17,7 +19,8 @@ std::uint64_t expected_sum(std::int64_t n, std::int64_t limit);
 std::uint64_t plain_loop(std::int64_t n, std::int64_t limit);
 std::uint64_t tbb_pipeline(std::int64_t n, std::int64_t limit, std::size_t batch, std::size_t tokens);
 std::uint64_t tbb_flow_graph(std::int64_t n, std::int64_t limit, std::size_t batch);
-std::uint64_t sluice_pipeline(std::int64_t n, std::int64_t limit, std::size_t max_demand);
+std::uint64_t sluice_pipeline(std::int64_t n, std::int64_t limit, std::size_t max_demand,
+                              sluice::HandOff hand_off = sluice::HandOff::queued);
 // The same on a ManualScheduler: every slice on the calling thread, without oneTBB or a second
 // core, so it measures what the stages and their messages cost by themselves.
 std::uint64_t sluice_pipeline_one_thread(std::int64_t n, std::int64_t limit, std::size_t max_demand);

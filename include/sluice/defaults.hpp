@@ -16,6 +16,12 @@ inline constexpr std::size_t buffer_size = 10'000;
 // whole batch, so this bounds the work per slice without costing a reschedule per event.
 inline constexpr std::size_t max_throughput = 32;
 
+// How many consumers deep a stage may run an idle consumer at once, on its own thread, when it
+// sends it a batch (instead of queuing the batch and scheduling the consumer): enough for a
+// producer, a producer-consumer and a consumer to pass one event down without a trip through
+// the scheduler, and a bound on the stack a long chain can take.
+inline constexpr std::size_t max_hand_off_depth = 2;
+
 // How long a stage queued on a busy worker waits before an idle worker takes it, and how often
 // the idle worker looks (as Go's scheduler delays stealing a P's runnext): a stage woken by
 // short slices then runs on the core whose cache holds the batch it was sent, while one behind

@@ -36,7 +36,10 @@ struct StageDown {
 // failed while handling the call.
 class CallError : public std::runtime_error {
  public:
-  enum class Kind { timeout, noproc, failed };
+  // calling_self: the stage runs beneath the caller on its thread (the caller itself, or a
+  // producer that handed it the batch it is handling), so it could never answer (OTP's
+  // calling_self).
+  enum class Kind { timeout, noproc, failed, calling_self };
   CallError(Kind kind, const std::string& what) : std::runtime_error(what), kind_(kind) {}
   Kind kind() const noexcept { return kind_; }
 

@@ -42,6 +42,7 @@ struct StepOptions {
   std::size_t copies = 1;                 // parallel copies, fed by demand
   std::size_t buffer_size = defaults::buffer_size;
   BufferKeep buffer_keep = BufferKeep::last;
+  HandOff hand_off = HandOff::queued;     // how batches reach this step (see HandOff)
 };
 
 // The open end of a pipeline: the stages whose events of type Out the next step consumes.
@@ -175,7 +176,7 @@ namespace detail {
 inline void check_fused_part(const StepOptions& options) {
   const StepOptions none;
   if (!options.name.empty() || options.max_demand != none.max_demand || options.min_demand || options.copies != none.copies ||
-      options.buffer_size != none.buffer_size || options.buffer_keep != none.buffer_keep) {
+      options.buffer_size != none.buffer_size || options.buffer_keep != none.buffer_keep || options.hand_off != none.hand_off) {
     throw std::invalid_argument("the steps inside fuse() take no options: give them to fuse(...).with({...})");
   }
 }
@@ -259,6 +260,7 @@ std::vector<StageRef<S>> spawn_step(const Flow<In>& upstream, const StepOptions&
   SubscribeOptions subscription;
   subscription.max_demand = options.max_demand;
   subscription.min_demand = options.min_demand;
+  subscription.hand_off = options.hand_off;
   subscription.validate();
   const std::string base = options.name.empty() ? std::string(kind) : options.name;
   std::vector<StageRef<S>> stages;

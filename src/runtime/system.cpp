@@ -156,6 +156,10 @@ detail::ActorRef System::whereis(std::string_view name) const {
 }
 
 std::any System::call(detail::ActorCore& stage, std::any request, std::chrono::nanoseconds timeout) {
+  if (detail::runs_beneath_caller(stage)) {
+    throw CallError(CallError::Kind::calling_self,
+                    "call to '" + stage.name() + "' from a stage it is running (on the same thread): it cannot answer");
+  }
   auto reply = std::make_shared<detail::CallReply>();
   stage.post(detail::Call{std::move(request), reply});
   // On a ManualScheduler nothing runs unless stepped: step until answered or idle.

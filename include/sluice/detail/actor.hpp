@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <oneapi/tbb/spin_mutex.h>
 
 #include <string>
@@ -72,6 +73,17 @@ class Mailbox {
     return &draining_[next_++];
   }
 
+  // Takes the turn of an idle mailbox, as a push that schedules would, but with no message:
+  // the caller then runs the actor itself, and ends with next() or finish_slice(). An idle
+  // mailbox is empty, so whatever the caller hands over directly comes after everything the
+  // actor was sent before.
+  bool try_claim() {
+    oneapi::tbb::spin_mutex::scoped_lock lock(mutex_);
+    if (closed_ || scheduled_) return false;
+    scheduled_ = true;
+    return true;
+  }
+
   // Ends a slice cut short by its budget: true when messages remain (the actor stays
   // scheduled), false when it went idle, or closed (with `close`, as for next()).
   bool finish_slice(bool close) {
@@ -93,6 +105,42 @@ class Mailbox {
   std::vector<Message> draining_;  // the running slice's alone
   std::size_t next_ = 0;
 };
+
+// The stages whose callbacks are running on this thread, innermost first: the one whose slice
+// the scheduler runs, and the consumers it handed batches to at once (see
+// StageActor::post_events). Each frame lives on the stack of the code that runs the stage.
+struct RunningFrame {
+  const ActorCore* stage;
+  const Scheduler* scheduler;  // the stage's
+  RunningFrame* outer;
+  std::size_t depth;                // hand-offs below the slice the scheduler runs
+  std::uint64_t handed_off_ns = 0;  // busy time of consumers run at once inside this stage
+};
+inline thread_local RunningFrame* running_here = nullptr;
+
+// Pushes a frame for the lifetime of the guard.
+class RunningGuard {
+ public:
+  RunningGuard(const ActorCore& stage, const Scheduler& scheduler) noexcept
+      : frame_{&stage, &scheduler, running_here, running_here != nullptr ? running_here->depth + 1 : 0} {
+    running_here = &frame_;
+  }
+  RunningGuard(const RunningGuard&) = delete;
+  RunningGuard& operator=(const RunningGuard&) = delete;
+  ~RunningGuard() { running_here = frame_.outer; }
+  RunningFrame& frame() noexcept { return frame_; }
+
+ private:
+  RunningFrame frame_;
+};
+
+// True when `stage` is running beneath the caller on this thread: a synchronous call to it
+// could never be answered.
+inline bool runs_beneath_caller(const ActorCore& stage) noexcept {
+  for (const RunningFrame* frame = running_here; frame != nullptr; frame = frame->outer)
+    if (frame->stage == &stage) return true;
+  return false;
+}
 
 class ActorCore {
  public:

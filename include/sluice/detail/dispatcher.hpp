@@ -25,7 +25,9 @@ namespace sluice::detail {
 template <class T>
 class Inlet {
  public:
-  virtual void post_events(SubscriptionId id, Batch<T>&& events, BatchPool<T>* pool) = 0;
+  // `spent_to` is set when the consumer may take the batch at once (HandOff::at_once, the
+  // producer's only consumer): if it does, it leaves the emptied vector there, for reuse.
+  virtual void post_events(SubscriptionId id, Batch<T>&& events, BatchPool<T>* pool, Batch<T>* spent_to = nullptr) = 0;
 
  protected:
   ~Inlet() = default;
@@ -79,8 +81,8 @@ class DemandDispatcher final : public Dispatcher<T> {
  public:
   explicit DemandDispatcher(dispatch::Demand policy) : shuffle_(policy.shuffle_demands_on_first_dispatch) {}
 
-  std::string subscribe(const ConsumerSlot<T>& consumer, const SubscribeOptions&) override {
-    demands_.push_back({consumer, 0});
+  std::string subscribe(const ConsumerSlot<T>& consumer, const SubscribeOptions& options) override {
+    demands_.push_back({consumer, 0, options.hand_off == HandOff::at_once});
     return {};
   }
 
@@ -118,9 +120,11 @@ class DemandDispatcher final : public Dispatcher<T> {
     std::size_t sent = 0;
     if (demands_.size() == 1 && demands_.front().demand >= total) {
       // One consumer with room for the whole batch: it moves as it is.
-      demands_.front().demand -= total;
-      demands_.front().consumer.inlet->post_events(demands_.front().consumer.id, std::move(batch), &pool);
+      Entry& only = demands_.front();
+      only.demand -= total;
+      Batch<T> whole = std::move(batch);
       batch = {};
+      only.consumer.inlet->post_events(only.consumer.id, std::move(whole), &pool, only.at_once ? &batch : nullptr);
       return total;
     }
     while (sent < total && !demands_.empty() && demands_.front().demand > 0) {
@@ -154,6 +158,7 @@ class DemandDispatcher final : public Dispatcher<T> {
   struct Entry {
     ConsumerSlot<T> consumer;
     std::size_t demand;
+    bool at_once;  // HandOff::at_once, honoured while it is the only consumer
   };
 
   // GenStage's list order: largest demand first; an entry goes after those with equal demand.

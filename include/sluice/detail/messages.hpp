@@ -129,6 +129,9 @@ struct Events {
   SubscriptionId id;
   Batch<T> events;
   BatchPool<T>* pool;  // where the emptied vector goes back to, for reuse
+  // Set only while the consumer handles the batch at once, inside the producer's dispatch:
+  // the producer's own vector, which takes the emptied one back with no trip through the pool.
+  Batch<T>* spent_to = nullptr;
 };
 
 }  // namespace sluice::detail

@@ -62,43 +62,96 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
 
   bool post(Control&& message) override { return deliver(Message{std::move(message)}); }
 
-  void post_events(SubscriptionId id, Batch<In>&& events, BatchPool<In>* pool) override {
+  // HandOff::at_once: when the sender is a stage running on this thread, on the same scheduler,
+  // and this consumer is idle, it runs here and now instead of being queued and scheduled, as
+  // Akka's fused stages pass elements by a call. The sender takes its turn as the scheduler
+  // would, so it still runs alone, and handles its messages in the order they came.
+  void post_events(SubscriptionId id, Batch<In>&& events, BatchPool<In>* pool, Batch<In>* spent_to) override {
+    if (spent_to != nullptr && may_hand_off() && mailbox_.try_claim()) {
+      run_handed_off(Events<In>{id, std::move(events), pool, spent_to});
+      return;
+    }
     deliver(Message{Events<In>{id, std::move(events), pool}});
   }
 
   bool run_slice() override {
-    const std::size_t throughput = scheduler_.throughput();
-    const bool timed = host_.measures_busy_time();
-    auto started = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
-    for (std::size_t handled = 0; handled < throughput; ++handled) {
-      const bool closing = stopped_;
-      Message* message = mailbox_.next(closing);
-      // Idle now, and perhaps already running on another worker, or freed: touch nothing more.
-      if (message == nullptr) return closing ? close_slice() : false;
-      if (stopped_) {
-        handle_after_stop(*message);
-      } else {
-        try {
-          std::visit([this](auto& m) { handle(m); }, *message);
-          if (stop_requested_) terminate(*std::exchange(stop_requested_, std::nullopt));
-          if (!stopped_) settle();
-          record_demand();
-        } catch (const std::exception& e) {
-          terminate(ExitReason::error(name_, e.what()));
-        } catch (...) {
-          terminate(ExitReason::error(name_, "unknown exception"));
-        }
-      }
-      // Timed per message, while this thread still owns the stage.
-      if (timed) started = add_busy_time(started);
-    }
-    return end_slice(mailbox_, stopped_);
+    RunningGuard running(*this, scheduler_);
+    return drain(scheduler_.throughput());
   }
 
  private:
   using Message = std::variant<Control, Events<In>>;
   static constexpr bool emits = EmittingStage<S>;
   static constexpr bool receives = ReceivingStage<S>;
+
+  // Handles up to `budget` messages; true when messages remain.
+  bool drain(std::size_t budget) {
+    for (std::size_t handled = 0; handled < budget; ++handled) {
+      const bool closing = stopped_;
+      Message* message = mailbox_.next(closing);
+      // Idle now, and perhaps already running on another worker, or freed: touch nothing more.
+      if (message == nullptr) return closing ? close_slice() : false;
+      handle_message(*message);
+    }
+    return end_slice(mailbox_, stopped_);
+  }
+
+  bool may_hand_off() const noexcept {
+    const RunningFrame* sender = running_here;
+    return sender != nullptr && sender->depth < defaults::max_hand_off_depth && sender->scheduler == &scheduler_;
+  }
+
+  // Runs this stage, whose turn the caller took, on the batch and then on whatever its mailbox
+  // holds, as one slice would. The sender's busy time leaves this out.
+  void run_handed_off(Events<In> events) {
+    RunningFrame& sender = *running_here;
+    const bool timed = host_.measures_busy_time();
+    const auto started = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+    bool more = false;
+    {
+      RunningGuard running(*this, scheduler_);
+      handle_message(events);
+      more = drain(scheduler_.throughput());
+    }
+    // Past a drain that went idle, another worker may run this stage, or free it: only the
+    // locals and the sender's frame are touched.
+    if (timed) sender.handed_off_ns += elapsed_ns(started);
+    if (more) scheduler_.schedule(*this);
+  }
+
+  // One message, from the mailbox (Message) or handed off (Events<In>).
+  template <class M>
+  void handle_message(M& message) {
+    const bool timed = host_.measures_busy_time();
+    const auto started = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+    const std::uint64_t handed_off_before = running_here->handed_off_ns;
+    if (stopped_) {
+      if constexpr (std::is_same_v<M, Message>) handle_after_stop(message);
+    } else {
+      try {
+        if constexpr (std::is_same_v<M, Message>) {
+          std::visit([this](auto& m) { handle(m); }, message);
+        } else {
+          handle(message);
+        }
+        if (stop_requested_) terminate(*std::exchange(stop_requested_, std::nullopt));
+        if (!stopped_) settle();
+        record_demand();
+      } catch (const std::exception& e) {
+        terminate(ExitReason::error(name_, e.what()));
+      } catch (...) {
+        terminate(ExitReason::error(name_, "unknown exception"));
+      }
+    }
+    // Timed per message, while this thread still owns the stage; consumers it ran at once count
+    // as their own busy time, not this stage's.
+    if (timed) stats_.add_busy(elapsed_ns(started) - (running_here->handed_off_ns - handed_off_before));
+  }
+
+  static std::uint64_t elapsed_ns(std::chrono::steady_clock::time_point started) {
+    return static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started).count());
+  }
 
   // One subscription to a producer, seen from this consumer.
   struct Upstream {
@@ -109,14 +162,8 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     bool manual = false;
   };
 
-  // Busy time and demand, for monitoring (sluice run --metrics): relaxed atomic stores.
-  // Returns the time it counted up to.
-  std::chrono::steady_clock::time_point add_busy_time(std::chrono::steady_clock::time_point started) {
-    const auto now = std::chrono::steady_clock::now();
-    stats_.add_busy(static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(now - started).count()));
-    return now;
-  }
-  // After each message, while this thread owns the stage.
+  // Demand, for monitoring (sluice run --metrics), after each message, while this thread owns
+  // the stage: relaxed atomic stores.
   void record_demand() {
     std::size_t asked = 0;
     for (const auto& upstream : upstream_) asked += upstream.pending;
@@ -171,6 +218,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
         // A producer-consumer works only while its consumers have demand (GenStage's
         // producer_consumer queue): otherwise the batch waits, and so does the upstream refill.
         if (downstream_demand_ == 0 || !waiting_batches_.empty()) {
+          m.spent_to = nullptr;  // it outlives the producer's dispatch
           waiting_batches_.push_back(Parked{std::move(m), chunk});
           return;
         }
@@ -199,7 +247,12 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       }
     }
     // The pool is the producer's, alive while this stage's subscription to it holds it.
-    if (m.pool != nullptr && find_upstream(m.id) != nullptr) m.pool->release(std::move(m.events));
+    if (m.spent_to != nullptr) {
+      m.events.clear();
+      *m.spent_to = std::move(m.events);
+    } else if (m.pool != nullptr && find_upstream(m.id) != nullptr) {
+      m.pool->release(std::move(m.events));
+    }
   }
 
   // Returns how many events to ask for once the chunk has been handled.
