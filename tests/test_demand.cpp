@@ -16,15 +16,26 @@ using sluice::test::RecordingConsumer;
 
 namespace {
 
-// Runs NumberProducer(0..last) into a recording consumer with the given options.
-std::vector<Batch> batches_for(SubscribeOptions options, std::int64_t last, std::size_t take) {
+// Runs NumberProducer(0..last) into a recording consumer with the given options; returns the
+// batches and the number of slices that ran.
+std::pair<std::vector<Batch>, std::size_t> run_numbers(SubscribeOptions options, std::int64_t last) {
   ManualScheduler scheduler;
   System system(scheduler);
   auto producer = system.spawn<NumberProducer>("numbers", 0, last);
   auto consumer = system.spawn<RecordingConsumer<>>("consumer");
   system.subscribe(consumer, producer, options);
+  const std::size_t slices = scheduler.run_until_idle();
   system.wait();
-  auto batches = consumer->batches;
+  return {consumer->batches, slices};
+}
+
+// The first `take` batches. The refill rule is the same whether batches are queued or handed
+// off at once: both are run, and must agree.
+std::vector<Batch> batches_for(SubscribeOptions options, std::int64_t last, std::size_t take) {
+  options.hand_off = HandOff::queued;
+  auto batches = run_numbers(options, last).first;
+  options.hand_off = HandOff::at_once;
+  CHECK(run_numbers(options, last).first == batches);
   if (batches.size() > take) batches.resize(take);
   return batches;
 }
@@ -349,4 +360,75 @@ TEST_CASE("Reactive Streams 1.1: a producer never sends more than the outstandin
     CHECK(delivered == producer.stats().events_out);
     system.stop();
   }
+}
+
+TEST_CASE("HandOff::at_once: an idle, only consumer takes each batch inside its producer's slice, not in one of its own") {
+  // 10 events at max_demand 1: queued, each one-event batch costs the consumer a slice of its
+  // own; handed off, none does. The batches are the same. One slice comes back: handed the last
+  // event, the consumer asks while the producer still runs, so the ask waits in the producer's
+  // mailbox for a last slice, where queued it comes once the mailbox has closed.
+  const SubscribeOptions queued{.max_demand = 1, .min_demand = 0};
+  SubscribeOptions at_once = queued;
+  at_once.hand_off = HandOff::at_once;
+  const auto [queued_batches, queued_slices] = run_numbers(queued, 9);
+  const auto [handed_batches, handed_slices] = run_numbers(at_once, 9);
+  CHECK(handed_batches == queued_batches);
+  REQUIRE(handed_batches.size() == 10);
+  CHECK(queued_slices - handed_slices == 10 - 1);
+}
+
+TEST_CASE("HandOff::at_once is not honoured with several consumers: the producer reaches each without waiting on one") {
+  // With two consumers the producer dispatches to both in one go, so neither runs inside its
+  // slice: the slices are the same as when queued.
+  auto slices_with = [](HandOff hand_off) {
+    ManualScheduler scheduler;
+    System system(scheduler);
+    auto producer = system.spawn<NumberProducer>("numbers", 0, 99);
+    auto first = system.spawn<RecordingConsumer<>>("first");
+    auto second = system.spawn<RecordingConsumer<>>("second");
+    const SubscribeOptions options{.max_demand = 10, .min_demand = 0, .hand_off = hand_off};
+    system.subscribe(first, producer, options);
+    system.subscribe(second, producer, options);
+    const std::size_t slices = scheduler.run_until_idle();
+    system.wait();
+    CHECK(first->received() + second->received() == 100);
+    return slices;
+  };
+  CHECK(slices_with(HandOff::at_once) == slices_with(HandOff::queued));
+}
+
+TEST_CASE("a call to a stage running beneath the caller fails at once with calling_self (OTP's calling_self)") {
+  // A consumer handed a batch at once runs inside its producer's slice: a call back to the
+  // producer, or to itself, could never be answered, and says so instead of timing out.
+  struct CallsUpstream final : Consumer<std::int64_t> {
+    CallsUpstream(System* system, detail::ActorCore* producer) : system_(system), producer_(producer) {}
+    void handle_events(std::span<std::int64_t>) override {
+      for (detail::ActorCore* target : {producer_, self}) {
+        try {
+          system_->call(*target, 0);
+        } catch (const CallError& error) {
+          kinds.push_back(error.kind());
+          messages.emplace_back(error.what());
+        }
+      }
+    }
+    System* system_;
+    detail::ActorCore* producer_;
+    detail::ActorCore* self = nullptr;
+    std::vector<CallError::Kind> kinds;
+    std::vector<std::string> messages;
+  };
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto producer = system.spawn<test::CountingProducer>("numbers");
+  auto consumer = system.spawn<CallsUpstream>("caller", &system, &producer.core());
+  consumer->self = &consumer.core();
+  system.subscribe(consumer, producer, {.max_demand = 1, .min_demand = 0, .hand_off = HandOff::at_once});
+  while (consumer->kinds.empty() && scheduler.run_once()) {
+  }
+  REQUIRE(consumer->kinds.size() == 2);
+  CHECK(consumer->kinds[0] == CallError::Kind::calling_self);
+  CHECK(consumer->kinds[1] == CallError::Kind::calling_self);
+  CHECK(consumer->messages[0] == "call to 'numbers' from a stage it is running (on the same thread): it cannot answer");
+  system.stop();
 }

@@ -141,6 +141,41 @@ TEST_CASE("10,000 stages in one process: a chain of 10,000 identity producer-con
   CHECK(previous->handled == static_cast<std::size_t>(events));
 }
 
+TEST_CASE("HandOff::at_once on the workers: a chain of mixed demands delivers every event, in order") {
+  // Batches handed off at once into producer-consumers whose own consumers ask for less than
+  // they get, so that some wait for demand (they then outlive the producer's dispatch), and
+  // a chain longer than defaults::max_hand_off_depth, so that some are queued after all.
+  constexpr std::int64_t events = 20'000;
+  System system(2);
+  auto numbers = system.spawn<NumberProducer>("numbers", 1, events);
+  const SubscribeOptions wide{.max_demand = 10, .min_demand = 0, .hand_off = HandOff::at_once};
+  const SubscribeOptions narrow{.max_demand = 1, .min_demand = 0, .hand_off = HandOff::at_once};
+  StageRef<test::Identity> previous;
+  for (int i = 0; i < 6; ++i) {
+    auto stage = system.spawn<test::Identity>("identity-" + std::to_string(i));
+    const SubscribeOptions& options = i % 2 == 0 ? wide : narrow;
+    if (previous) {
+      system.subscribe(stage, previous, options);
+    } else {
+      system.subscribe(stage, numbers, options);
+    }
+    previous = stage;
+  }
+  struct InOrder final : Consumer<std::int64_t> {
+    void handle_events(std::span<std::int64_t> batch) override {
+      for (auto x : batch) in_order = in_order && x == ++last;
+    }
+    std::int64_t last = 0;
+    bool in_order = true;
+  };
+  auto sink = system.spawn<InOrder>("sink");
+  system.subscribe(sink, previous, {.max_demand = 3, .min_demand = 1, .hand_off = HandOff::at_once});
+  system.wait();
+  CHECK(sink->last == events);
+  CHECK(sink->in_order);
+  CHECK(previous->handled == static_cast<std::size_t>(events));
+}
+
 TEST_CASE("a stage woken behind a long slice is run by another worker: the run-next slot keeps chains local, not serial") {
   // One broadcast slice wakes both consumers; the first runs next on the same worker. Each
   // holds its worker until the other has run, so both finish only if the other worker takes
