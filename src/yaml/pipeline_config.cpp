@@ -63,7 +63,7 @@ const std::vector<OptionSpec>& common_options() {
   static const std::vector<OptionSpec> options = {
       {"type", OptionType::string, true, "", "the stage type (see `sluice list`)"},
       {"subscribe_to", OptionType::string, false, "",
-       "producers: a stage id, or a list of ids or of {stage, max_demand, min_demand, cancel}"},
+       "producers: a stage id, or a list of ids or of {stage, max_demand, min_demand, cancel, hand_off}"},
       {"max_demand", OptionType::integer, false, "1000", "default max_demand of its subscriptions (>= 1)"},
       {"min_demand", OptionType::integer, false, "max_demand / 2", "default min_demand (0 .. max_demand - 1)"},
       {"concurrency", OptionType::integer, false, "1", "parallel copies, fed by the demand dispatcher"},
@@ -442,6 +442,11 @@ class Loader {
             subscription.min_demand = count_value(entry.second, checker_, key_path, 0);
           } else if (key == "partition") {
             subscription.partition = count_value(entry.second, checker_, key_path, 0);
+          } else if (key == "hand_off") {
+            auto mode = scalar<std::string>(entry.second, checker_, key_path, OptionType::string);
+            if (mode == "at_once") subscription.options.hand_off = HandOff::at_once;
+            else if (mode && mode != "queued")
+              checker_.error(Checker::at(entry.second), key_path, "expected queued or at_once, got '" + *mode + "'");
           } else if (key == "cancel") {
             auto mode = scalar<std::string>(entry.second, checker_, key_path, OptionType::string);
             if (mode == "transient") subscription.options.cancel = CancelMode::transient;
@@ -449,7 +454,7 @@ class Loader {
             else if (mode && mode != "permanent")
               checker_.error(Checker::at(entry.second), key_path, "expected permanent, transient or temporary, got '" + *mode + "'");
           } else {
-            checker_.error(Checker::at(entry.first), key_path, "unknown key" + hint(key, {"stage", "max_demand", "min_demand", "partition", "cancel"}));
+            checker_.error(Checker::at(entry.first), key_path, "unknown key" + hint(key, {"stage", "max_demand", "min_demand", "partition", "cancel", "hand_off"}));
           }
         }
         if (subscription.stage.empty()) checker_.error(subscription.location, item_path, "missing required key 'stage'");
