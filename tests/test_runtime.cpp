@@ -141,6 +141,35 @@ TEST_CASE("10,000 stages in one process: a chain of 10,000 identity producer-con
   CHECK(previous->handled == static_cast<std::size_t>(events));
 }
 
+TEST_CASE("a terminate() that throws turns a normal stop into an error naming the stage, whatever it throws") {
+  // GenServer: an exit from terminate/2 replaces a normal reason. Anything thrown is caught, so
+  // that the stage still tells its peers (and a consumer handed a batch at once never throws
+  // into its producer's slice).
+  struct ThrowsOnTerminate final : Consumer<std::int64_t> {
+    explicit ThrowsOnTerminate(bool standard) : standard_(standard) {}
+    void handle_events(std::span<std::int64_t>) override {}
+    void terminate(const ExitReason&) override {
+      if (standard_) throw std::runtime_error("disk full");
+      throw 42;
+    }
+    bool standard_;
+  };
+  for (const bool standard : {true, false}) {
+    System system(2);
+    auto numbers = system.spawn<NumberProducer>("numbers", 1, 10);
+    auto sink = system.spawn<ThrowsOnTerminate>("sink", standard);
+    system.subscribe(sink, numbers, {.max_demand = 1, .min_demand = 0, .hand_off = HandOff::at_once});
+    try {
+      system.wait();
+      FAIL("wait() should have thrown");
+    } catch (const StageError& error) {
+      CHECK(error.stage() == "sink");
+      CHECK(std::string(error.what()) ==
+            (standard ? "stage 'sink' failed: in terminate: disk full" : "stage 'sink' failed: in terminate: unknown exception"));
+    }
+  }
+}
+
 TEST_CASE("HandOff::at_once on the workers: a chain of mixed demands delivers every event, in order") {
   // Batches handed off at once into producer-consumers whose own consumers ask for less than
   // they get, so that some wait for demand (they then outlive the producer's dispatch), and

@@ -1,7 +1,8 @@
 #pragma once
 // A deterministic scheduler for tests: nothing runs until the test steps it, on the test's
-// thread, one stage slice at a time in FIFO order. Demand accounting can then be checked
-// exactly after each step, with no threads and no sleeps.
+// thread, one stage slice at a time in FIFO order (with the consumers that slice hands batches
+// to at once, HandOff::at_once). Demand accounting can then be checked exactly after each step,
+// with no threads and no sleeps.
 #include <sluice/scheduler.hpp>
 
 #include <oneapi/tbb/spin_mutex.h>
@@ -17,7 +18,8 @@ namespace sluice {
 
 class ManualScheduler final : public Scheduler {
  public:
-  // By default a step is one message, so a test can observe the state after every message.
+  // By default a step is one message (and what a consumer handed it at once does within it), so
+  // a test can observe the state after every message.
   explicit ManualScheduler(std::size_t throughput = 1) : throughput_(throughput) {}
 
   // Other threads may schedule too (the timer thread, a thread of the test's own): the queue
@@ -32,7 +34,8 @@ class ManualScheduler final : public Scheduler {
   // Runs slices until no stage has work, or until `limit` slices ran; returns how many ran.
   std::size_t run_until_idle(std::size_t limit = static_cast<std::size_t>(-1));
   // As run_until_idle, but leaves stages for which `hold` is true unrun (they stay queued):
-  // a test can stand for a consumer that is busy or blocked.
+  // a test can stand for a consumer that is busy or blocked. A consumer subscribed with
+  // HandOff::at_once may still run inside its producer's slice: hold only queued ones.
   std::size_t run_until_idle_except(const std::function<bool(const detail::ActorCore&)>& hold);
 
   // True once a slice or task has run: stages are running from then on.

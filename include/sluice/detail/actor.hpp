@@ -112,8 +112,9 @@ class Mailbox {
 struct RunningFrame {
   const ActorCore* stage;
   const Scheduler* scheduler;  // the stage's
+  std::size_t& budget;         // messages left in the turn, shared by the stages it runs at once
   RunningFrame* outer;
-  std::size_t depth;                // hand-offs below the slice the scheduler runs
+  std::size_t depth;                // frames below it on this thread: hand-offs, or nested steps
   std::uint64_t handed_off_ns = 0;  // busy time of consumers run at once inside this stage
 };
 inline thread_local RunningFrame* running_here = nullptr;
@@ -121,14 +122,13 @@ inline thread_local RunningFrame* running_here = nullptr;
 // Pushes a frame for the lifetime of the guard.
 class RunningGuard {
  public:
-  RunningGuard(const ActorCore& stage, const Scheduler& scheduler) noexcept
-      : frame_{&stage, &scheduler, running_here, running_here != nullptr ? running_here->depth + 1 : 0} {
+  RunningGuard(const ActorCore& stage, const Scheduler& scheduler, std::size_t& budget) noexcept
+      : frame_{&stage, &scheduler, budget, running_here, running_here != nullptr ? running_here->depth + 1 : 0} {
     running_here = &frame_;
   }
   RunningGuard(const RunningGuard&) = delete;
   RunningGuard& operator=(const RunningGuard&) = delete;
   ~RunningGuard() { running_here = frame_.outer; }
-  RunningFrame& frame() noexcept { return frame_; }
 
  private:
   RunningFrame frame_;
@@ -150,8 +150,8 @@ class ActorCore {
   ActorCore& operator=(const ActorCore&) = delete;
   virtual ~ActorCore() = default;
 
-  // Handles up to defaults::max_throughput messages; true when messages remain, in which case
-  // the actor stays scheduled and the scheduler must run it again.
+  // Handles up to the scheduler's throughput() messages; true when messages remain, in which
+  // case the actor stays scheduled and the scheduler must run it again.
   virtual bool run_slice() = 0;
   // Any stage can send control messages to any other, whatever its event types. False when the
   // actor had stopped for good: the message was then answered on this thread.
@@ -210,7 +210,7 @@ class ActorCore {
     ActorRef last = std::move(self_);
     return false;
   }
-  // run_slice's end when its budget ran out: true when messages remain. Once the actor is idle
+  // A turn's end when its budget ran out: true when messages remain. Once the actor is idle
   // another worker may run it, or free it: only the closing path touches it again.
   template <class Message>
   bool end_slice(Mailbox<Message>& mailbox, bool closing) {

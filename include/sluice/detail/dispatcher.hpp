@@ -27,7 +27,7 @@ class Inlet {
  public:
   // `spent_to` is set when the consumer may take the batch at once (HandOff::at_once, the
   // producer's only consumer): if it does, it leaves the emptied vector there, for reuse.
-  virtual void post_events(SubscriptionId id, Batch<T>&& events, BatchPool<T>* pool, Batch<T>* spent_to = nullptr) = 0;
+  virtual void post_events(SubscriptionId id, Batch<T>&& events, BatchPool<T>* pool, Batch<T>* spent_to) = 0;
 
  protected:
   ~Inlet() = default;
@@ -71,7 +71,7 @@ void send_slice(const ConsumerSlot<T>& consumer, Batch<T>& batch, std::size_t fi
   Batch<T> part = pool.acquire();
   auto from = batch.begin() + static_cast<std::ptrdiff_t>(first);
   part.insert(part.end(), std::make_move_iterator(from), std::make_move_iterator(from + static_cast<std::ptrdiff_t>(count)));
-  consumer.inlet->post_events(consumer.id, std::move(part), &pool);
+  consumer.inlet->post_events(consumer.id, std::move(part), &pool, nullptr);
 }
 
 // --- demand ----------------------------------------------------------------------------------
@@ -134,7 +134,7 @@ class DemandDispatcher final : public Dispatcher<T> {
       head.demand -= count;
       if (sent == 0 && count == total) {
         // The common case: the whole batch fits one consumer's demand and moves as it is.
-        head.consumer.inlet->post_events(head.consumer.id, std::move(batch), &pool);
+        head.consumer.inlet->post_events(head.consumer.id, std::move(batch), &pool, nullptr);
         batch = {};
         add_demand(std::move(head));
         return total;
@@ -222,7 +222,7 @@ class BroadcastDispatcher final : public Dispatcher<T> {
       if (selected.empty()) {
         pool.release(std::move(selected));
       } else {
-        entry.consumer.inlet->post_events(entry.consumer.id, std::move(selected), &pool);
+        entry.consumer.inlet->post_events(entry.consumer.id, std::move(selected), &pool, nullptr);
       }
     }
     waiting_ -= count;
@@ -304,7 +304,7 @@ class PartitionDispatcher final : public Dispatcher<T> {
         batch.push_back(std::move(partition->queue.front()));
         partition->queue.pop_front();
       }
-      partition->consumer->inlet->post_events(partition->consumer->id, std::move(batch), nullptr);
+      partition->consumer->inlet->post_events(partition->consumer->id, std::move(batch), nullptr, nullptr);
     }
     partition->demand += count - from_queue;
     const std::size_t already_sent = std::min(pending_, count);
@@ -361,7 +361,7 @@ class PartitionDispatcher final : public Dispatcher<T> {
     }
     for (auto& partition : partitions_) {
       if (!partition.outgoing.empty()) {
-        partition.consumer->inlet->post_events(partition.consumer->id, std::move(partition.outgoing), &pool);
+        partition.consumer->inlet->post_events(partition.consumer->id, std::move(partition.outgoing), &pool, nullptr);
       }
     }
     batch.erase(batch.begin(), batch.begin() + static_cast<std::ptrdiff_t>(taken));

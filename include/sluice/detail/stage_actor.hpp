@@ -62,9 +62,9 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
 
   bool post(Control&& message) override { return deliver(Message{std::move(message)}); }
 
-  // HandOff::at_once: when the sender is a stage running on this thread, on the same scheduler,
-  // and this consumer is idle, it runs here and now instead of being queued and scheduled, as
-  // Akka's fused stages pass elements by a call. The sender takes its turn as the scheduler
+  // HandOff::at_once (`spent_to` set): when the sender is a stage running on this thread, on the
+  // same scheduler, and this consumer is idle, it runs here and now instead of being queued and
+  // scheduled, as Akka's fused stages pass elements by a call. The sender takes its turn as the scheduler
   // would, so it still runs alone, and handles its messages in the order they came.
   void post_events(SubscriptionId id, Batch<In>&& events, BatchPool<In>* pool, Batch<In>* spent_to) override {
     if (spent_to != nullptr && may_hand_off() && mailbox_.try_claim()) {
@@ -75,8 +75,9 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   }
 
   bool run_slice() override {
-    RunningGuard running(*this, scheduler_);
-    return drain(scheduler_.throughput());
+    std::size_t budget = scheduler_.throughput();
+    RunningGuard running(*this, scheduler_, budget);
+    return drain();
   }
 
  private:
@@ -84,13 +85,15 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   static constexpr bool emits = EmittingStage<S>;
   static constexpr bool receives = ReceivingStage<S>;
 
-  // Handles up to `budget` messages; true when messages remain.
-  bool drain(std::size_t budget) {
-    for (std::size_t handled = 0; handled < budget; ++handled) {
+  // Handles messages while the turn's budget lasts; true when messages remain.
+  bool drain() {
+    std::size_t& budget = running_here->budget;
+    while (budget > 0) {
       const bool closing = stopped_;
       Message* message = mailbox_.next(closing);
       // Idle now, and perhaps already running on another worker, or freed: touch nothing more.
       if (message == nullptr) return closing ? close_slice() : false;
+      --budget;
       handle_message(*message);
     }
     return end_slice(mailbox_, stopped_);
@@ -101,17 +104,19 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     return sender != nullptr && sender->depth < defaults::max_hand_off_depth && sender->scheduler == &scheduler_;
   }
 
-  // Runs this stage, whose turn the caller took, on the batch and then on whatever its mailbox
-  // holds, as one slice would. The sender's busy time leaves this out.
+  // Runs this stage, whose turn the caller took, on the batch, and then on whatever its mailbox
+  // holds while the turn's budget lasts: the stages a slice runs at once share its
+  // throughput(), so that a slice stays bounded however deep the hand-offs go. The batch itself
+  // is part of the sender's message. The sender's busy time leaves this out.
   void run_handed_off(Events<In> events) {
     RunningFrame& sender = *running_here;
     const bool timed = host_.measures_busy_time();
     const auto started = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     bool more = false;
     {
-      RunningGuard running(*this, scheduler_);
+      RunningGuard running(*this, scheduler_, sender.budget);
       handle_message(events);
-      more = drain(scheduler_.throughput());
+      more = drain();
     }
     // Past a drain that went idle, another worker may run this stage, or free it: only the
     // locals and the sender's frame are touched.
@@ -124,7 +129,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   void handle_message(M& message) {
     const bool timed = host_.measures_busy_time();
     const auto started = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
-    const std::uint64_t handed_off_before = running_here->handed_off_ns;
+    const std::uint64_t handed_off_before = timed ? running_here->handed_off_ns : 0;
     if (stopped_) {
       if constexpr (std::is_same_v<M, Message>) handle_after_stop(message);
     } else {
@@ -543,6 +548,10 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       stage_.terminate(reason);
     } catch (const std::exception& e) {
       if (!reason.is_abnormal()) reason = ExitReason::error(name_, std::string("in terminate: ") + e.what());
+    } catch (...) {
+      // Nothing may escape: the stage must still tell its peers, and a stage handed a batch at
+      // once would otherwise throw into its producer's slice.
+      if (!reason.is_abnormal()) reason = ExitReason::error(name_, "in terminate: unknown exception");
     }
     if constexpr (emits) {
       // Each consumer hears of it, and is forgotten: a stopped stage holds no handle to a peer.
