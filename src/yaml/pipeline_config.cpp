@@ -67,6 +67,8 @@ const std::vector<OptionSpec>& common_options() {
       {"max_demand", OptionType::integer, false, "1000", "default max_demand of its subscriptions (>= 1)"},
       {"min_demand", OptionType::integer, false, "max_demand / 2", "default min_demand (0 .. max_demand - 1)"},
       {"concurrency", OptionType::integer, false, "1", "parallel copies, fed by the demand dispatcher"},
+      {"hand_off", OptionType::string, false, "queued",
+       "default hand_off of its subscriptions: queued, or at_once (run on the producer's thread when idle)"},
       {"dispatcher", OptionType::string, false, "demand",
        "demand, broadcast, or {partition: {partitions: N, key: EXPR}} (a consumer picks one with subscribe_to: [{stage, partition}])"},
       {"buffer_size", OptionType::integer, false, "10000", "events buffered beyond demand"},
@@ -302,7 +304,7 @@ class Loader {
         dead_letter(stage, value, option_path);
       } else if (name == "dispatcher" && value.IsMap()) {
         partition_dispatcher(stage, value, option_path);
-      } else if (name == "buffer_keep" || name == "on_error" || name == "dispatcher") {
+      } else if (name == "buffer_keep" || name == "on_error" || name == "dispatcher" || name == "hand_off") {
         choice(stage, name, value, option_path);
       } else {
         own_option(stage, name, value, option_path);
@@ -320,6 +322,7 @@ class Loader {
     for (auto& subscription : stage.subscribe_to) {
       subscription.options.max_demand = subscription.max_demand.value_or(stage.max_demand);
       subscription.options.min_demand = subscription.min_demand ? subscription.min_demand : stage.min_demand;
+      subscription.options.hand_off = subscription.hand_off.value_or(stage.hand_off);
       if (subscription.max_demand || subscription.min_demand) {
         check_demand(subscription.options, checker_, subscription.location, path + ".subscribe_to");
       }
@@ -331,24 +334,36 @@ class Loader {
   }
 
   void choice(StageConfig& stage, const std::string& name, const YAML::Node& value, const std::string& path) {
-    auto text = scalar<std::string>(value, checker_, path, OptionType::string);
-    if (!text) return;
     const std::vector<std::string> choices = name == "buffer_keep" ? std::vector<std::string>{"last", "first"}
                                              : name == "on_error"  ? std::vector<std::string>{"stop", "skip"}
+                                             : name == "hand_off"  ? std::vector<std::string>{"queued", "at_once"}
                                                                    : std::vector<std::string>{"demand", "broadcast"};
-    if (std::find(choices.begin(), choices.end(), *text) == choices.end()) {
-      std::string all;
-      for (const auto& c : choices) all += (all.empty() ? "" : " or ") + c;
-      // The map forms are choices too.
-      if (name == "on_error") all += " or {dead_letter: STAGE}";
-      if (name == "dispatcher") all += " or {partition: {partitions: N, key: EXPR}}";
-      checker_.error(Checker::at(value), path, "expected " + all + ", got '" + *text + "'" + hint(*text, choices));
-      return;
-    }
+    // The map forms are choices too.
+    const std::string map_forms = name == "on_error"     ? " or {dead_letter: STAGE}"
+                                  : name == "dispatcher" ? " or {partition: {partitions: N, key: EXPR}}"
+                                                         : "";
+    auto text = one_of(value, path, choices, map_forms);
+    if (!text) return;
     if (name == "buffer_keep") stage.buffer_keep = *text == "first" ? BufferKeep::first : BufferKeep::last;
     if (name == "on_error") stage.on_error = *text == "skip" ? stages::OnError::skip : stages::OnError::stop;
     if (name == "dispatcher") stage.dispatcher = *text == "broadcast" ? DispatcherKind::broadcast : DispatcherKind::demand;
+    if (name == "hand_off") stage.hand_off = hand_off_of(*text);
   }
+
+  // A scalar among `choices`, or an error naming them (and `map_forms`, the other ways to write
+  // the option), with a suggestion when the value is close to one.
+  std::optional<std::string> one_of(const YAML::Node& value, const std::string& path, const std::vector<std::string>& choices,
+                                    const std::string& map_forms = "") {
+    auto text = scalar<std::string>(value, checker_, path, OptionType::string);
+    if (!text) return std::nullopt;
+    if (std::find(choices.begin(), choices.end(), *text) != choices.end()) return text;
+    std::string all;
+    for (const auto& c : choices) all += (all.empty() ? "" : " or ") + c;
+    checker_.error(Checker::at(value), path, "expected " + all + map_forms + ", got '" + *text + "'" + hint(*text, choices));
+    return std::nullopt;
+  }
+
+  static HandOff hand_off_of(const std::string& text) { return text == "at_once" ? HandOff::at_once : HandOff::queued; }
 
   // on_error: {dead_letter: STAGE}
   void dead_letter(StageConfig& stage, const YAML::Node& value, const std::string& path) {
@@ -443,10 +458,7 @@ class Loader {
           } else if (key == "partition") {
             subscription.partition = count_value(entry.second, checker_, key_path, 0);
           } else if (key == "hand_off") {
-            auto mode = scalar<std::string>(entry.second, checker_, key_path, OptionType::string);
-            if (mode == "at_once") subscription.options.hand_off = HandOff::at_once;
-            else if (mode && mode != "queued")
-              checker_.error(Checker::at(entry.second), key_path, "expected queued or at_once, got '" + *mode + "'");
+            if (auto mode = one_of(entry.second, key_path, {"queued", "at_once"})) subscription.hand_off = hand_off_of(*mode);
           } else if (key == "cancel") {
             auto mode = scalar<std::string>(entry.second, checker_, key_path, OptionType::string);
             if (mode == "transient") subscription.options.cancel = CancelMode::transient;

@@ -53,6 +53,7 @@ struct Subscription {
   std::optional<std::size_t> max_demand;  // as written, before the stage's defaults apply
   std::optional<std::size_t> min_demand;
   std::optional<std::size_t> partition;  // with a partition dispatcher: which one
+  std::optional<HandOff> hand_off;         // as written, before the stage's default applies
 };
 
 enum class DispatcherKind { demand, broadcast, partition };
@@ -65,6 +66,7 @@ struct StageConfig {
   std::size_t max_demand = defaults::max_demand;
   std::optional<std::size_t> min_demand;
   std::size_t concurrency = 1;
+  HandOff hand_off = HandOff::queued;  // the default of its subscriptions
   std::size_t buffer_size = defaults::buffer_size;
   BufferKeep buffer_keep = BufferKeep::last;
   stages::OnError on_error = stages::OnError::stop;
