@@ -432,3 +432,32 @@ TEST_CASE("a call to a stage running beneath the caller fails at once with calli
   CHECK(consumer->messages[0] == "call to 'numbers' from a stage it is running (on the same thread): it cannot answer");
   system.stop();
 }
+
+TEST_CASE("HandOff::at_once: a slice and the consumer it runs at once share one budget of mailbox messages") {
+  // ManualScheduler(4): the producer's slice handles its own message (1 of 4), hands the batch
+  // off, and the consumer then handles 3 of the 5 messages it sent itself before it yields.
+  struct CastsToItself final : Consumer<std::int64_t> {
+    void handle_events(std::span<std::int64_t>) override {
+      for (int i = 0; i < 5; ++i) system->cast(*self, i);
+    }
+    void handle_cast(std::any&) override { ++casts; }
+    System* system = nullptr;
+    detail::ActorCore* self = nullptr;
+    int casts = 0;
+  };
+  ManualScheduler scheduler(4);
+  System system(scheduler);
+  auto producer = system.spawn<test::QueueProducer<>>("queue");
+  auto consumer = system.spawn<CastsToItself>("consumer");
+  consumer->system = &system;
+  consumer->self = &consumer.core();
+  system.subscribe(consumer, producer, {.max_demand = 10, .min_demand = 5, .hand_off = HandOff::at_once});
+  scheduler.run_until_idle();
+  system.send_info(producer, std::vector<std::int64_t>{7});
+  REQUIRE(scheduler.run_once());
+  CHECK(consumer->casts == 3);
+  CHECK(scheduler.ready() == 1);  // the consumer, queued again for the other 2
+  scheduler.run_until_idle();
+  CHECK(consumer->casts == 5);
+  system.stop();
+}

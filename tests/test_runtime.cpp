@@ -145,27 +145,32 @@ TEST_CASE("a terminate() that throws turns a normal stop into an error naming th
   // GenServer: an exit from terminate/2 replaces a normal reason. Anything thrown is caught, so
   // that the stage still tells its peers (and a consumer handed a batch at once never throws
   // into its producer's slice).
+  // The third case stops inside handle_events, so terminate() runs while the sink is handed a
+  // batch at once, inside the producer's slice: the error is still the sink's.
+  enum class Case { standard, other, other_handed_off };
   struct ThrowsOnTerminate final : Consumer<std::int64_t> {
-    explicit ThrowsOnTerminate(bool standard) : standard_(standard) {}
-    void handle_events(std::span<std::int64_t>) override {}
+    explicit ThrowsOnTerminate(Case which) : which_(which) {}
+    void handle_events(std::span<std::int64_t> events) override {
+      if (which_ == Case::other_handed_off && events.front() == 3) context().stop();
+    }
     void terminate(const ExitReason&) override {
-      if (standard_) throw std::runtime_error("disk full");
+      if (which_ == Case::standard) throw std::runtime_error("disk full");
       throw 42;
     }
-    bool standard_;
+    Case which_;
   };
-  for (const bool standard : {true, false}) {
+  for (const Case which : {Case::standard, Case::other, Case::other_handed_off}) {
     System system(2);
     auto numbers = system.spawn<NumberProducer>("numbers", 1, 10);
-    auto sink = system.spawn<ThrowsOnTerminate>("sink", standard);
+    auto sink = system.spawn<ThrowsOnTerminate>("sink", which);
     system.subscribe(sink, numbers, {.max_demand = 1, .min_demand = 0, .hand_off = HandOff::at_once});
     try {
       system.wait();
       FAIL("wait() should have thrown");
     } catch (const StageError& error) {
       CHECK(error.stage() == "sink");
-      CHECK(std::string(error.what()) ==
-            (standard ? "stage 'sink' failed: in terminate: disk full" : "stage 'sink' failed: in terminate: unknown exception"));
+      CHECK(std::string(error.what()) == (which == Case::standard ? "stage 'sink' failed: in terminate: disk full"
+                                                                  : "stage 'sink' failed: in terminate: unknown exception"));
     }
   }
 }

@@ -7,6 +7,7 @@
 
 #include <oneapi/tbb/spin_mutex.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <deque>
@@ -20,7 +21,8 @@ class ManualScheduler final : public Scheduler {
  public:
   // By default a step is one message (and what a consumer handed it at once does within it), so
   // a test can observe the state after every message.
-  explicit ManualScheduler(std::size_t throughput = 1) : throughput_(throughput) {}
+  // A throughput of 0 would run nothing; it counts as 1.
+  explicit ManualScheduler(std::size_t throughput = 1) : throughput_(std::max<std::size_t>(throughput, 1)) {}
 
   // Other threads may schedule too (the timer thread, a thread of the test's own): the queue
   // is locked, while the slices themselves run only on the test's thread.

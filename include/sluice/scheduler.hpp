@@ -24,8 +24,8 @@ class Scheduler {
   virtual void run_task(std::function<void()> task) = 0;
   // Runs a task that may block, on threads of its own rather than the workers.
   virtual void run_blocking(std::function<void()> task) = 0;
-  // Messages a slice handles before it yields, counting those of the consumers it hands
-  // batches to at once.
+  // Mailbox messages a slice handles before it yields, counting those of the consumers it hands
+  // batches to at once (not the batches themselves).
   virtual std::size_t throughput() const noexcept { return defaults::max_throughput; }
 };
 

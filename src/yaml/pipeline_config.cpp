@@ -460,11 +460,9 @@ class Loader {
           } else if (key == "hand_off") {
             if (auto mode = one_of(entry.second, key_path, {"queued", "at_once"})) subscription.hand_off = hand_off_of(*mode);
           } else if (key == "cancel") {
-            auto mode = scalar<std::string>(entry.second, checker_, key_path, OptionType::string);
+            auto mode = one_of(entry.second, key_path, {"permanent", "transient", "temporary"});
             if (mode == "transient") subscription.options.cancel = CancelMode::transient;
-            else if (mode == "temporary") subscription.options.cancel = CancelMode::temporary;
-            else if (mode && mode != "permanent")
-              checker_.error(Checker::at(entry.second), key_path, "expected permanent, transient or temporary, got '" + *mode + "'");
+            if (mode == "temporary") subscription.options.cancel = CancelMode::temporary;
           } else {
             checker_.error(Checker::at(entry.first), key_path, "unknown key" + hint(key, {"stage", "max_demand", "min_demand", "partition", "cancel", "hand_off"}));
           }
