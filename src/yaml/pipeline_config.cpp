@@ -512,6 +512,7 @@ class Loader {
       if (stage.type->role != Role::consumer && !subscribers.contains(stage.id)) {
         checker_.error(stage.location, "stages." + stage.id, "nothing subscribes to this " + std::string(role_name(stage.type->role)) + ": its events would go nowhere");
       }
+      for (const auto& subscription : stage.subscribe_to) check_hand_off(stage, subscription);
     }
     const bool acyclic = !cycles();
     if (acyclic) dead_letter_loops();
@@ -535,6 +536,28 @@ class Loader {
       checker_.error(stage.dead_letter_location, path, "'" + stage.dead_letter + "' is a producer: it cannot take failed events");
     } else if (target->id == stage.id) {
       checker_.error(stage.dead_letter_location, path, "a stage cannot be its own dead-letter stage");
+    }
+  }
+
+  // hand_off: at_once takes effect only for a demand dispatcher's only consumer: anywhere else it
+  // would silently do nothing, so it is an error.
+  void check_hand_off(const StageConfig& stage, const Subscription& subscription) {
+    const StageConfig* producer = config_.find(subscription.stage);
+    if (subscription.options.hand_off != HandOff::at_once || producer == nullptr || producer->type->role == Role::consumer) return;
+    const std::string path = "stages." + stage.id + ".subscribe_to";
+    if (producer->dispatcher != DispatcherKind::demand) {
+      const char* kind = producer->dispatcher == DispatcherKind::broadcast ? "broadcasts" : "dispatches by partition";
+      checker_.error(subscription.location, path, "hand_off: at_once needs a demand dispatcher, but '" + producer->id + "' " + kind);
+      return;
+    }
+    std::size_t consumers = 0;
+    for (const auto& other : config_.stages)
+      for (const auto& edge : other.subscribe_to)
+        if (edge.stage == producer->id) consumers += other.concurrency;
+    if (consumers > 1) {
+      checker_.error(subscription.location, path,
+                     "hand_off: at_once needs its producer's only consumer, but '" + producer->id + "' has " +
+                         std::to_string(consumers) + " (counting concurrency)");
     }
   }
 
