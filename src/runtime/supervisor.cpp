@@ -35,15 +35,10 @@ class SupervisorCore final : public ActorCore {
   }
 
   bool run_slice() override {
-    const std::size_t throughput = scheduler_.throughput();
-    for (std::size_t handled = 0; handled < throughput; ++handled) {
-      const bool closing = is_stopped();
-      Control* message = mailbox_.next(closing);
-      // Idle now, and perhaps already running on another worker: touch nothing more.
-      if (message == nullptr) return closing ? close_slice() : false;
-      std::visit([this](auto& m) { handle(m); }, *message);
-    }
-    return end_slice(mailbox_, is_stopped());
+    std::size_t budget = scheduler_.throughput();
+    return drain(
+        mailbox_, budget, [this] { return is_stopped(); },
+        [this](Control& message) { std::visit([this](auto& m) { handle(m); }, message); });
   }
 
   ActorRef start_child(ChildSpec spec) {

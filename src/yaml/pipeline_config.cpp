@@ -336,7 +336,7 @@ class Loader {
   void choice(StageConfig& stage, const std::string& name, const YAML::Node& value, const std::string& path) {
     const std::vector<std::string> choices = name == "buffer_keep" ? std::vector<std::string>{"last", "first"}
                                              : name == "on_error"  ? std::vector<std::string>{"stop", "skip"}
-                                             : name == "hand_off"  ? std::vector<std::string>{"queued", "at_once"}
+                                             : name == "hand_off"  ? hand_off_choices()
                                                                    : std::vector<std::string>{"demand", "broadcast"};
     // The map forms are choices too.
     const std::string map_forms = name == "on_error"     ? " or {dead_letter: STAGE}"
@@ -363,6 +363,8 @@ class Loader {
     return std::nullopt;
   }
 
+  // hand_off, on a stage or on one of its subscriptions.
+  static std::vector<std::string> hand_off_choices() { return {"queued", "at_once"}; }
   static HandOff hand_off_of(const std::string& text) { return text == "at_once" ? HandOff::at_once : HandOff::queued; }
 
   // on_error: {dead_letter: STAGE}
@@ -458,7 +460,7 @@ class Loader {
           } else if (key == "partition") {
             subscription.partition = count_value(entry.second, checker_, key_path, 0);
           } else if (key == "hand_off") {
-            if (auto mode = one_of(entry.second, key_path, {"queued", "at_once"})) subscription.hand_off = hand_off_of(*mode);
+            if (auto mode = one_of(entry.second, key_path, hand_off_choices())) subscription.hand_off = hand_off_of(*mode);
           } else if (key == "cancel") {
             auto mode = one_of(entry.second, key_path, {"permanent", "transient", "temporary"});
             if (mode == "transient") subscription.options.cancel = CancelMode::transient;

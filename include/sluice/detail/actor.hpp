@@ -114,7 +114,7 @@ struct RunningFrame {
   const Scheduler* scheduler;  // the stage's
   std::size_t& budget;         // messages left in the turn, shared by the stages it runs at once
   RunningFrame* outer;
-  std::size_t depth;                // frames below it on this thread: hand-offs, or nested steps
+  std::size_t depth;                // frames outside it on this thread: hand-offs, or nested steps
   std::uint64_t handed_off_ns = 0;  // busy time of consumers run at once inside this stage
 };
 inline thread_local RunningFrame* running_here = nullptr;
@@ -204,16 +204,20 @@ class ActorCore {
     return false;
   }
 
-  // The end of a stopped actor's last slice, once its mailbox has closed: letting go of its
-  // hold is the last thing it does, and may free it. Returns false, for run_slice.
-  bool close_slice() noexcept {
-    ActorRef last = std::move(self_);
-    return false;
-  }
-  // A turn's end when its budget ran out: true when messages remain. Once the actor is idle
-  // another worker may run it, or free it: only the closing path touches it again.
-  template <class Message>
-  bool end_slice(Mailbox<Message>& mailbox, bool closing) {
+  // A turn: hands `handle` messages while `budget` lasts; true when messages remain. Once the
+  // mailbox runs dry the actor is idle, and another worker may run it, or free it: nothing of it
+  // is touched after that. A stopped actor (`stopped()`) closes its mailbox instead, and letting
+  // go of its hold on itself is then the last thing it does, which may free it.
+  template <class Message, class Stopped, class Handle>
+  bool drain(Mailbox<Message>& mailbox, std::size_t& budget, Stopped stopped, Handle handle) {
+    bool closing = stopped();
+    while (budget > 0) {
+      Message* message = mailbox.next(closing);
+      if (message == nullptr) return closing ? close_slice() : false;
+      --budget;
+      handle(*message);
+      closing = stopped();
+    }
     if (mailbox.finish_slice(closing)) return true;
     return closing ? close_slice() : false;
   }
@@ -230,6 +234,11 @@ class ActorCore {
   ActorRef self_;
   std::atomic<bool> exited_{false};
   std::vector<ActorRef> monitors_;  // the running slice's alone
+
+  bool close_slice() noexcept {
+    ActorRef last = std::move(self_);
+    return false;
+  }
 };
 
 inline ActorRef::ActorRef(ActorCore* actor) noexcept : actor_(actor) {

@@ -87,16 +87,8 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
 
   // Handles messages while the turn's budget lasts; true when messages remain.
   bool drain() {
-    std::size_t& budget = running_here->budget;
-    while (budget > 0) {
-      const bool closing = stopped_;
-      Message* message = mailbox_.next(closing);
-      // Idle now, and perhaps already running on another worker, or freed: touch nothing more.
-      if (message == nullptr) return closing ? close_slice() : false;
-      --budget;
-      handle_message(*message);
-    }
-    return end_slice(mailbox_, stopped_);
+    return ActorCore::drain(
+        mailbox_, running_here->budget, [this] { return stopped_; }, [this](Message& message) { handle_message(message); });
   }
 
   bool may_hand_off() const noexcept {
