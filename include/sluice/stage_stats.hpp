@@ -16,17 +16,19 @@ struct StageStatsSnapshot {
 };
 
 // Updated once per batch with relaxed atomics: cheap, and consistent enough for monitoring.
+// Only the thread running the stage writes them, so a counter grows by a relaxed load and store
+// rather than a read-modify-write: no locked instruction on the event path.
 class StageStats {
  public:
-  void add_in(std::uint64_t n) noexcept { events_in_.fetch_add(n, std::memory_order_relaxed); }
-  void add_out(std::uint64_t n) noexcept { events_out_.fetch_add(n, std::memory_order_relaxed); }
-  void add_discarded(std::uint64_t n) noexcept { discarded_.fetch_add(n, std::memory_order_relaxed); }
+  void add_in(std::uint64_t n) noexcept { add(events_in_, n); }
+  void add_out(std::uint64_t n) noexcept { add(events_out_, n); }
+  void add_discarded(std::uint64_t n) noexcept { add(discarded_, n); }
   void set_buffered(std::uint64_t n) noexcept { buffered_.store(n, std::memory_order_relaxed); }
   void set_demand(std::uint64_t owed, std::uint64_t asked) noexcept {
     demand_owed_.store(owed, std::memory_order_relaxed);
     demand_asked_.store(asked, std::memory_order_relaxed);
   }
-  void add_busy(std::uint64_t ns) noexcept { busy_ns_.fetch_add(ns, std::memory_order_relaxed); }
+  void add_busy(std::uint64_t ns) noexcept { add(busy_ns_, ns); }
 
   StageStatsSnapshot snapshot() const noexcept {
     return {events_in_.load(std::memory_order_relaxed), events_out_.load(std::memory_order_relaxed),
@@ -36,6 +38,10 @@ class StageStats {
   }
 
  private:
+  static void add(std::atomic<std::uint64_t>& counter, std::uint64_t n) noexcept {
+    counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+
   std::atomic<std::uint64_t> events_in_{0};
   std::atomic<std::uint64_t> events_out_{0};
   std::atomic<std::uint64_t> discarded_{0};

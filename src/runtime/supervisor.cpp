@@ -38,7 +38,7 @@ class SupervisorCore final : public ActorCore {
     std::size_t budget = scheduler_.throughput();
     return drain(
         mailbox_, budget, [this] { return is_stopped(); },
-        [this](Control& message) { std::visit([this](auto& m) { handle(m); }, message); });
+        [this](Control& message) { std::visit([this](auto& m) { handle(m); }, message); }, [] { return false; });
   }
 
   ActorRef start_child(ChildSpec spec) {

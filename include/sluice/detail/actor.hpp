@@ -50,6 +50,7 @@ class Mailbox {
     oneapi::tbb::spin_mutex::scoped_lock lock(mutex_);
     if (closed_) return Delivery::closed;
     incoming_.push_back(std::move(message));
+    has_incoming_.store(true, std::memory_order_relaxed);
     if (scheduled_) return Delivery::queued;
     scheduled_ = true;
     return Delivery::schedule;
@@ -64,6 +65,7 @@ class Mailbox {
       next_ = 0;
       oneapi::tbb::spin_mutex::scoped_lock lock(mutex_);
       std::swap(incoming_, draining_);
+      has_incoming_.store(false, std::memory_order_relaxed);
       if (draining_.empty()) {
         scheduled_ = false;
         closed_ = close;
@@ -84,6 +86,13 @@ class Mailbox {
     return true;
   }
 
+  // For the running turn: true when no message sent to the actor before now is left to handle.
+  // Relaxed is enough: what this thread pushed it sees, and a push from another thread at the
+  // same moment has no order to keep with the caller's.
+  bool quiet() const noexcept {
+    return next_ == draining_.size() && !has_incoming_.load(std::memory_order_relaxed);
+  }
+
   // Ends a slice cut short by its budget: true when messages remain (the actor stays
   // scheduled), false when it went idle, or closed (with `close`, as for next()).
   bool finish_slice(bool close) {
@@ -102,6 +111,7 @@ class Mailbox {
   std::vector<Message> incoming_;  // guarded by mutex_
   bool scheduled_ = false;         // guarded by mutex_
   bool closed_ = false;            // guarded by mutex_
+  std::atomic<bool> has_incoming_{false};  // !incoming_.empty(), written under mutex_
   std::vector<Message> draining_;  // the running slice's alone
   std::size_t next_ = 0;
 };
@@ -156,6 +166,10 @@ class ActorCore {
   // Any stage can send control messages to any other, whatever its event types. False when the
   // actor had stopped for good: the message was then answered on this thread.
   virtual bool post(Control&& message) = 0;
+  // An ask from a consumer this producer handed a batch to at once, running beneath it on this
+  // thread (see RunningFrame). The producer is mid-message and its turn is taken, so the ask
+  // needs neither the mailbox nor its lock: it is handled as soon as the producer's message is.
+  virtual void ask_beneath(SubscriptionId id, std::size_t count) { post(Ask{id, count}); }
 
   const std::string& name() const noexcept { return name_; }
   const StageStats& stats() const noexcept { return stats_; }
@@ -204,12 +218,13 @@ class ActorCore {
     return false;
   }
 
-  // A turn: hands `handle` messages while `budget` lasts; true when messages remain. Once the
+  // A turn: hands `handle` messages while `budget` lasts; true when messages remain, or work
+  // the actor keeps outside its mailbox (`holds_work`: it stays scheduled for it). Once the
   // mailbox runs dry the actor is idle, and another worker may run it, or free it: nothing of it
   // is touched after that. A stopped actor (`stopped()`) closes its mailbox instead, and letting
   // go of its hold on itself is then the last thing it does, which may free it.
-  template <class Message, class Stopped, class Handle>
-  bool drain(Mailbox<Message>& mailbox, std::size_t& budget, Stopped stopped, Handle handle) {
+  template <class Message, class Stopped, class Handle, class HoldsWork>
+  bool drain(Mailbox<Message>& mailbox, std::size_t& budget, Stopped stopped, Handle handle, HoldsWork holds_work) {
     bool closing = stopped();
     while (budget > 0) {
       Message* message = mailbox.next(closing);
@@ -218,7 +233,7 @@ class ActorCore {
       handle(*message);
       closing = stopped();
     }
-    if (mailbox.finish_slice(closing)) return true;
+    if (holds_work() || mailbox.finish_slice(closing)) return true;
     return closing ? close_slice() : false;
   }
 

@@ -122,8 +122,7 @@ class DemandDispatcher final : public Dispatcher<T> {
       // One consumer with room for the whole batch: it moves as it is.
       Entry& only = demands_.front();
       only.demand -= total;
-      Batch<T> whole = std::move(batch);
-      batch = {};
+      Batch<T> whole = std::move(batch);  // leaves `batch` empty
       only.consumer.inlet->post_events(only.consumer.id, std::move(whole), &pool, only.at_once ? &batch : nullptr);
       return total;
     }
@@ -168,8 +167,12 @@ class DemandDispatcher final : public Dispatcher<T> {
     demands_.insert(at, std::move(entry));
   }
 
+  // A plain loop: the list is short, most often one consumer, for which std::find_if's unrolled
+  // loop costs more than the search.
   typename std::vector<Entry>::iterator find(SubscriptionId id) {
-    return std::find_if(demands_.begin(), demands_.end(), [id](const Entry& e) { return e.consumer.id == id; });
+    auto entry = demands_.begin();
+    while (entry != demands_.end() && entry->consumer.id != id) ++entry;
+    return entry;
   }
 
   std::vector<Entry> demands_;

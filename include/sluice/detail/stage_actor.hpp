@@ -62,6 +62,17 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
 
   bool post(Control&& message) override { return deliver(Message{std::move(message)}); }
 
+  // Kept for the end of the message being handled only while nothing waits in the mailbox: a
+  // message the consumer sent earlier must still come first (messages between two stages keep
+  // their order, as between two Erlang processes).
+  void ask_beneath(SubscriptionId id, std::size_t count) override {
+    if (mailbox_.quiet()) {
+      asks_beneath_.push_back(Ask{id, count});
+    } else {
+      deliver(Message{Control{Ask{id, count}}});
+    }
+  }
+
   // HandOff::at_once (`spent_to` set): when the sender is a stage running on this thread, on the
   // same scheduler, and this consumer is idle, it runs here and now instead of being queued and
   // scheduled, as Akka's fused stages pass elements by a call. The sender takes its turn as the scheduler
@@ -77,6 +88,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   bool run_slice() override {
     std::size_t budget = scheduler_.throughput();
     RunningGuard running(*this, scheduler_, budget);
+    if (!asks_beneath_.empty()) take_asks_beneath();  // left by the last turn's budget
     return drain();
   }
 
@@ -88,7 +100,8 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   // Handles messages while the turn's budget lasts; true when messages remain.
   bool drain() {
     return ActorCore::drain(
-        mailbox_, running_here->budget, [this] { return stopped_; }, [this](Message& message) { handle_message(message); });
+        mailbox_, running_here->budget, [this] { return stopped_; }, [this](Message& message) { handle_message(message); },
+        [this] { return !asks_beneath_.empty(); });
   }
 
   bool may_hand_off() const noexcept {
@@ -116,9 +129,16 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     if (more) scheduler_.schedule(*this);
   }
 
-  // One message, from the mailbox (Message) or handed off (Events<In>).
+  // One message, from the mailbox (Message) or handed off (Events<In>), and then the asks it
+  // drew from consumers it handed batches to.
   template <class M>
   void handle_message(M& message) {
+    handle_one(message);
+    if (!asks_beneath_.empty()) take_asks_beneath();
+  }
+
+  template <class M>
+  void handle_one(M& message) {
     const bool timed = host_.measures_busy_time();
     const auto started = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     const std::uint64_t handed_off_before = timed ? running_here->handed_off_ns : 0;
@@ -143,6 +163,22 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     // Timed per message, while this thread still owns the stage; consumers it ran at once count
     // as their own busy time, not this stage's.
     if (timed) stats_.add_busy(elapsed_ns(started) - (running_here->handed_off_ns - handed_off_before));
+  }
+
+  // The asks of consumers that ran beneath the message just handled, each as a message of its
+  // own and ahead of the mailbox (they keep a chain handed off at once moving), with those that
+  // handling them draws in turn. Any left when the turn's budget runs out keep the stage
+  // scheduled, and its next turn starts with them.
+  void take_asks_beneath() {
+    std::size_t& budget = running_here->budget;
+    std::size_t next = 0;
+    for (; next < asks_beneath_.size() && budget > 0 && !stopped_; ++next) {
+      --budget;
+      Ask ask = asks_beneath_[next];  // a copy: handling it may append to the vector
+      handle_one(ask);
+    }
+    if (stopped_) next = asks_beneath_.size();
+    asks_beneath_.erase(asks_beneath_.begin(), asks_beneath_.begin() + static_cast<std::ptrdiff_t>(next));
   }
 
   static std::uint64_t elapsed_ns(std::chrono::steady_clock::time_point started) {
@@ -240,7 +276,14 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       deliver_chunk(events.subspan(offset, count));
       offset += count;
       if (refill > 0) {
-        if (Upstream* still = find_upstream(m.id)) still->producer->post(Ask{m.id, refill});
+        if (Upstream* still = find_upstream(m.id)) {
+          // A batch handed off at once came from a producer mid-message beneath this stage.
+          if (m.spent_to != nullptr) {
+            still->producer->ask_beneath(m.id, refill);
+          } else {
+            still->producer->post(Ask{m.id, refill});
+          }
+        }
       }
     }
     // The pool is the producer's, alive while this stage's subscription to it holds it.
@@ -623,6 +666,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   }
 
   Mailbox<Message> mailbox_;
+  std::vector<Ask> asks_beneath_;  // the running turn's alone
   StageOptions options_;
   bool stopped_ = false;
   std::optional<ExitReason> stop_requested_;  // by the stage itself, through StageContext::stop
