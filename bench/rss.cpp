@@ -1,6 +1,9 @@
 // Peak resident memory of one W1 variant, in a process of its own (peak RSS is per process):
 //   sluice_rss VARIANT N   prints "VARIANT N peak_rss_kib" and exits 1 if the sum is wrong.
 // VARIANT: loop, sluice, tbb_pipeline, tbb_flow_graph (W1's batched ones, at T = 2^62), or
+// sluice_one_thread[_max_demand_1][_at_once] (W1 at T = 2^62 on a ManualScheduler, at max_demand
+// 1000 or 1, queued or handed off at once: one thread, so that `valgrind --tool=callgrind`
+// counts the same instructions on every run, a measure this noisy machine cannot blur), or
 // async_coroutines (W2 (c): N coroutines each waiting 100 ms, all at once; also prints the
 // wall time in ms), or cli (`sluice run` on W1 with T = 1000, in a child process).
 #include "async_stream/workload.hpp"
@@ -16,7 +19,10 @@
 int main(int argc, char** argv) {
   using namespace bench::square_filter;
   if (argc != 3) {
-    std::fprintf(stderr, "usage: %s loop|sluice|tbb_pipeline|tbb_flow_graph|async_coroutines|cli N\n", argv[0]);
+    std::fprintf(stderr,
+                 "usage: %s loop|sluice|sluice_one_thread[_max_demand_1][_at_once]|tbb_pipeline|tbb_flow_graph|"
+                 "async_coroutines|cli N\n",
+                 argv[0]);
     return 2;
   }
   const std::string variant = argv[1];
@@ -45,6 +51,16 @@ int main(int argc, char** argv) {
     sum = plain_loop(n, limit);
   } else if (variant == "sluice") {
     sum = sluice_pipeline(n, limit, 1000);
+  } else if (variant.starts_with("sluice_one_thread")) {
+    const std::string options = variant.substr(std::string("sluice_one_thread").size());
+    const bool at_once = options.ends_with("_at_once");
+    const std::string demand = options.substr(0, options.size() - (at_once ? std::string("_at_once").size() : 0));
+    if (demand != "" && demand != "_max_demand_1") {
+      std::fprintf(stderr, "unknown variant %s\n", variant.c_str());
+      return 2;
+    }
+    sum = sluice_pipeline_one_thread(n, limit, demand.empty() ? 1000 : 1,
+                                     at_once ? sluice::HandOff::at_once : sluice::HandOff::queued);
   } else if (variant == "tbb_pipeline") {
     sum = tbb_pipeline(n, limit, 1000, 8);
   } else if (variant == "tbb_flow_graph") {

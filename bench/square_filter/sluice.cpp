@@ -34,11 +34,12 @@ std::uint64_t sluice_pipeline(std::int64_t n, std::int64_t limit, std::size_t ma
   return run_stages(system, n, limit, max_demand, hand_off);
 }
 
-std::uint64_t sluice_pipeline_one_thread(std::int64_t n, std::int64_t limit, std::size_t max_demand) {
+std::uint64_t sluice_pipeline_one_thread(std::int64_t n, std::int64_t limit, std::size_t max_demand,
+                                         sluice::HandOff hand_off) {
   // Slices as the scheduler's workers run them, but all on this thread, in FIFO order.
   sluice::ManualScheduler scheduler(sluice::defaults::max_throughput);
   sluice::System system(scheduler);
-  return run_stages(system, n, limit, max_demand);
+  return run_stages(system, n, limit, max_demand, hand_off);
 }
 
 std::uint64_t sluice_dsl(std::int64_t n, std::int64_t limit) {

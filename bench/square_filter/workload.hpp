@@ -23,7 +23,8 @@ std::uint64_t sluice_pipeline(std::int64_t n, std::int64_t limit, std::size_t ma
                               sluice::HandOff hand_off = sluice::HandOff::queued);
 // The same on a ManualScheduler: every slice on the calling thread, without oneTBB or a second
 // core, so it measures what the stages and their messages cost by themselves.
-std::uint64_t sluice_pipeline_one_thread(std::int64_t n, std::int64_t limit, std::size_t max_demand);
+std::uint64_t sluice_pipeline_one_thread(std::int64_t n, std::int64_t limit, std::size_t max_demand,
+                                         sluice::HandOff hand_off = sluice::HandOff::queued);
 // The same as lambdas in the DSL: from(range) | map | filter | each.
 std::uint64_t sluice_dsl(std::int64_t n, std::int64_t limit);
 // The same with map and filter fused into one stage (sluice::fuse).

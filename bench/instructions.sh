@@ -1,0 +1,16 @@
+#!/bin/sh
+# Instructions an event for one of sluice_rss's one-thread W1 variants, counted by callgrind:
+# the count does not depend on the machine's speed mode, so it shows a change of a few percent
+# that timings on this machine cannot. It runs the variant at N and 2N events and divides the
+# difference by N, which leaves out start-up and shutdown. Needs valgrind (Debian: valgrind).
+#   bench/instructions.sh BUILD_DIR VARIANT N
+set -eu
+build=$1 variant=$2 n=$3
+command -v valgrind >/dev/null || { echo "instructions.sh: valgrind is not installed (apt-get install valgrind)" >&2; exit 2; }
+count() {
+  valgrind --tool=callgrind --callgrind-out-file=/dev/null "$build/bench/sluice_rss" "$variant" "$1" 2>&1 >/dev/null |
+    sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
+}
+first=$(count "$n")
+second=$(count $((2 * n)))
+echo "$variant $(awk -v a="$first" -v b="$second" -v n="$n" 'BEGIN { printf "%.1f", (b - a) / n }') instructions/event"
