@@ -7,9 +7,13 @@
 set -eu
 build=$1 variant=$2 n=$3
 command -v valgrind >/dev/null || { echo "instructions.sh: valgrind is not installed (apt-get install valgrind)" >&2; exit 2; }
+# The run must succeed (sluice_rss checks the sum) and report a count, or there is no figure.
 count() {
-  valgrind --tool=callgrind --callgrind-out-file=/dev/null "$build/bench/sluice_rss" "$variant" "$1" 2>&1 >/dev/null |
-    sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
+  log=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$build/bench/sluice_rss" "$variant" "$1" 2>&1 >/dev/null) ||
+    { echo "instructions.sh: $variant $1 failed:" >&2; echo "$log" >&2; exit 1; }
+  collected=$(echo "$log" | sed -n 's/.*Collected : \([0-9]*\).*/\1/p')
+  [ -n "$collected" ] || { echo "instructions.sh: no instruction count from valgrind" >&2; exit 1; }
+  echo "$collected"
 }
 first=$(count "$n")
 second=$(count $((2 * n)))

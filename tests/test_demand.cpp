@@ -40,6 +40,17 @@ std::vector<Batch> batches_for(SubscribeOptions options, std::int64_t last, std:
   return batches;
 }
 
+// Logs each handle_demand and handle_info, and emits 0, 1, 2 on demand.
+struct LoggingProducer final : Producer<std::int64_t> {
+  void handle_demand(std::size_t demand, Emitter<std::int64_t>& out) override {
+    log.push_back("demand " + std::to_string(demand));
+    for (std::size_t i = 0; i < demand && next < 3; ++i) out.emit(next++);
+  }
+  void handle_info(std::any&, Emitter<std::int64_t>&) override { log.push_back("info"); }
+  std::vector<std::string> log;
+  std::int64_t next = 0;
+};
+
 }  // namespace
 
 TEST_CASE("subscription options: max_demand defaults to 1000 and min_demand to max_demand / 2") {
@@ -405,15 +416,6 @@ TEST_CASE("HandOff::at_once: an ask comes after what its consumer sent the produ
   // The consumer, run at once, sends its producer an info message and then, handle_events
   // done, asks again. Erlang keeps the order of messages between two processes: the producer
   // handles the info before the ask's handle_demand, even though the ask is made beneath it.
-  struct LoggingProducer final : Producer<std::int64_t> {
-    void handle_demand(std::size_t demand, Emitter<std::int64_t>& out) override {
-      log.push_back("demand " + std::to_string(demand));
-      for (std::size_t i = 0; i < demand && next < 3; ++i) out.emit(next++);
-    }
-    void handle_info(std::any&, Emitter<std::int64_t>&) override { log.push_back("info"); }
-    std::vector<std::string> log;
-    std::int64_t next = 0;
-  };
   struct Informs final : Consumer<std::int64_t> {
     void handle_events(std::span<std::int64_t>) override { system->send_info(*producer, 0); }
     System* system = nullptr;
@@ -432,6 +434,32 @@ TEST_CASE("HandOff::at_once: an ask comes after what its consumer sent the produ
   system.stop();
 }
 
+TEST_CASE("HandOff::at_once: an ask comes after what its consumer sent before, even in the producer's backlog") {
+  // The consumer's first ask and then an info it sends from handle_info are both in the
+  // producer's backlog when its slice begins. The ask makes the producer emit, the consumer runs
+  // at once and asks again: that ask waits for the info, which the consumer sent first.
+  struct InformsOnInfo final : Consumer<std::int64_t> {
+    void handle_events(std::span<std::int64_t>) override {}
+    void handle_info(std::any&) override { system->send_info(*producer, 0); }
+    System* system = nullptr;
+    detail::ActorCore* producer = nullptr;
+  };
+  ManualScheduler scheduler(defaults::max_throughput);
+  System system(scheduler);
+  auto producer = system.spawn<LoggingProducer>("producer");
+  auto consumer = system.spawn<InformsOnInfo>("consumer");
+  consumer->system = &system;
+  consumer->producer = &producer.core();
+  system.subscribe(consumer, producer, {.max_demand = 1, .min_demand = 0, .hand_off = HandOff::at_once});
+  system.send_info(consumer, 0);
+  // The consumer's slice alone: it subscribes (asking for 1), then sends its info.
+  scheduler.run_until_idle_except([&](const detail::ActorCore& stage) { return &stage == &producer.core(); });
+  CHECK(producer->log.empty());
+  scheduler.run_until_idle();
+  const std::vector<std::string> expected{"demand 1", "info", "demand 1", "demand 1", "demand 1"};
+  CHECK(producer->log == expected);
+  system.stop();
+}
 TEST_CASE("HandOff::at_once is not honoured with several consumers: the producer reaches each without waiting on one") {
   // With two consumers the producer dispatches to both in one go, so neither runs inside its
   // slice: the slices are the same as when queued.

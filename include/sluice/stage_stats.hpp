@@ -15,7 +15,7 @@ struct StageStatsSnapshot {
   std::uint64_t busy_ns = 0;       // time spent handling messages, if the System measures it
 };
 
-// Updated once per batch with relaxed atomics: cheap, and consistent enough for monitoring.
+// Updated once per batch or message with relaxed atomics: cheap, and consistent enough for monitoring.
 // Only the thread running the stage writes them, so a counter grows by a relaxed load and store
 // rather than a read-modify-write: no locked instruction on the event path.
 class StageStats {

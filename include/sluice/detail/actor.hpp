@@ -87,8 +87,9 @@ class Mailbox {
   }
 
   // For the running turn: true when no message sent to the actor before now is left to handle.
-  // Relaxed is enough: what this thread pushed it sees, and a push from another thread at the
-  // same moment has no order to keep with the caller's.
+  // Relaxed is enough: a push by this thread, or by a stage before this thread took that stage's
+  // turn (through its mailbox's lock), happened before; a push from another thread at the same
+  // moment has no order to keep with the caller's.
   bool quiet() const noexcept {
     return next_ == draining_.size() && !has_incoming_.load(std::memory_order_relaxed);
   }
@@ -167,8 +168,8 @@ class ActorCore {
   // actor had stopped for good: the message was then answered on this thread.
   virtual bool post(Control&& message) = 0;
   // An ask from a consumer this producer handed a batch to at once, running beneath it on this
-  // thread (see RunningFrame). The producer is mid-message and its turn is taken, so the ask
-  // needs neither the mailbox nor its lock: it is handled as soon as the producer's message is.
+  // thread (see RunningFrame). The producer is mid-message and its turn is taken, so the ask may
+  // skip the mailbox and its lock (StageActor). Actors that never produce just post it.
   virtual void ask_beneath(SubscriptionId id, std::size_t count) { post(Ask{id, count}); }
 
   const std::string& name() const noexcept { return name_; }

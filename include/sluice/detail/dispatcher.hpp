@@ -122,7 +122,8 @@ class DemandDispatcher final : public Dispatcher<T> {
       // One consumer with room for the whole batch: it moves as it is.
       Entry& only = demands_.front();
       only.demand -= total;
-      Batch<T> whole = std::move(batch);  // leaves `batch` empty
+      Batch<T> whole;
+      whole.swap(batch);  // leaves `batch` empty, where a move leaves it unspecified
       only.consumer.inlet->post_events(only.consumer.id, std::move(whole), &pool, only.at_once ? &batch : nullptr);
       return total;
     }
@@ -133,8 +134,9 @@ class DemandDispatcher final : public Dispatcher<T> {
       head.demand -= count;
       if (sent == 0 && count == total) {
         // The common case: the whole batch fits one consumer's demand and moves as it is.
-        head.consumer.inlet->post_events(head.consumer.id, std::move(batch), &pool, nullptr);
-        batch = {};
+        Batch<T> whole;
+        whole.swap(batch);
+        head.consumer.inlet->post_events(head.consumer.id, std::move(whole), &pool, nullptr);
         add_demand(std::move(head));
         return total;
       }

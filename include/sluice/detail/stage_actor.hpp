@@ -168,9 +168,8 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   // The asks of consumers that ran beneath the message just handled, each as a message of its
   // own and ahead of the mailbox (they keep a chain handed off at once moving), with those that
   // handling them draws in turn. Any left when the turn's budget runs out keep the stage
-  // scheduled, and its next turn starts with them. Out of line: inlined into handle_message and
-  // run_slice, it made GCC stop inlining the mailbox into the queued path, which then ran 4%
-  // more instructions an event at max_demand 1 (bench/instructions.sh).
+  // scheduled, and its next turn starts with them. Out of line: inlined, it made GCC stop
+  // inlining the mailbox on the queued path (bench/instructions.sh).
   [[gnu::noinline]] void take_asks_beneath() {
     std::size_t& budget = running_here->budget;
     std::size_t next = 0;
