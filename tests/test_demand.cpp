@@ -51,6 +51,29 @@ struct LoggingProducer final : Producer<std::int64_t> {
   std::int64_t next = 0;
 };
 
+// Sends its producer an info message from handle_info, and from handle_events if `on_events`.
+struct InformsProducer final : Consumer<std::int64_t> {
+  void handle_events(std::span<std::int64_t>) override {
+    if (on_events) inform();
+  }
+  void handle_info(std::any&) override { inform(); }
+  void inform() { system->send_info(*producer, 0); }
+  bool on_events = true;
+  System* system = nullptr;
+  detail::ActorCore* producer = nullptr;
+};
+
+// A LoggingProducer and an InformsProducer subscribed to it at max_demand 1, handed off at once.
+std::pair<StageRef<LoggingProducer>, StageRef<InformsProducer>> informing_pair(System& system, bool informs_on_events) {
+  auto producer = system.spawn<LoggingProducer>("producer");
+  auto consumer = system.spawn<InformsProducer>("consumer");
+  consumer->on_events = informs_on_events;
+  consumer->system = &system;
+  consumer->producer = &producer.core();
+  system.subscribe(consumer, producer, {.max_demand = 1, .min_demand = 0, .hand_off = HandOff::at_once});
+  return {producer, consumer};
+}
+
 }  // namespace
 
 TEST_CASE("subscription options: max_demand defaults to 1000 and min_demand to max_demand / 2") {
@@ -416,18 +439,9 @@ TEST_CASE("HandOff::at_once: an ask comes after what its consumer sent the produ
   // The consumer, run at once, sends its producer an info message and then, handle_events
   // done, asks again. Erlang keeps the order of messages between two processes: the producer
   // handles the info before the ask's handle_demand, even though the ask is made beneath it.
-  struct Informs final : Consumer<std::int64_t> {
-    void handle_events(std::span<std::int64_t>) override { system->send_info(*producer, 0); }
-    System* system = nullptr;
-    detail::ActorCore* producer = nullptr;
-  };
   ManualScheduler scheduler;
   System system(scheduler);
-  auto producer = system.spawn<LoggingProducer>("producer");
-  auto consumer = system.spawn<Informs>("consumer");
-  consumer->system = &system;
-  consumer->producer = &producer.core();
-  system.subscribe(consumer, producer, {.max_demand = 1, .min_demand = 0, .hand_off = HandOff::at_once});
+  const auto [producer, consumer] = informing_pair(system, true);
   scheduler.run_until_idle();
   const std::vector<std::string> expected{"demand 1", "info", "demand 1", "info", "demand 1", "info", "demand 1"};
   CHECK(producer->log == expected);
@@ -438,19 +452,9 @@ TEST_CASE("HandOff::at_once: an ask comes after what its consumer sent before, e
   // The consumer's first ask and then an info it sends from handle_info are both in the
   // producer's backlog when its slice begins. The ask makes the producer emit, the consumer runs
   // at once and asks again: that ask waits for the info, which the consumer sent first.
-  struct InformsOnInfo final : Consumer<std::int64_t> {
-    void handle_events(std::span<std::int64_t>) override {}
-    void handle_info(std::any&) override { system->send_info(*producer, 0); }
-    System* system = nullptr;
-    detail::ActorCore* producer = nullptr;
-  };
   ManualScheduler scheduler(defaults::max_throughput);
   System system(scheduler);
-  auto producer = system.spawn<LoggingProducer>("producer");
-  auto consumer = system.spawn<InformsOnInfo>("consumer");
-  consumer->system = &system;
-  consumer->producer = &producer.core();
-  system.subscribe(consumer, producer, {.max_demand = 1, .min_demand = 0, .hand_off = HandOff::at_once});
+  const auto [producer, consumer] = informing_pair(system, false);
   system.send_info(consumer, 0);
   // The consumer's slice alone: it subscribes (asking for 1), then sends its info.
   scheduler.run_until_idle_except([&](const detail::ActorCore& stage) { return &stage == &producer.core(); });
