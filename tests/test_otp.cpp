@@ -236,6 +236,19 @@ TEST_CASE("GenServer: calls to a stage that is gone, or that fails handling them
     CHECK(error.kind() == CallError::Kind::failed);
     CHECK(std::string(error.what()) == "'numbers' failed handling the call: 'numbers' does not handle calls");
   }
+  // A handler that throws something other than a std::exception fails the call at once too: the
+  // caller is not left to wait out the timeout.
+  struct ThrowsInt final : Server {
+    std::any handle_call(std::any&) override { throw 42; }
+  };
+  auto thrower = system.spawn<ThrowsInt>("thrower");
+  try {
+    system.call(thrower, 1);
+    FAIL("the call should have failed");
+  } catch (const CallError& error) {
+    CHECK(error.kind() == CallError::Kind::failed);
+    CHECK(std::string(error.what()) == "'thrower' failed handling the call: unknown exception");
+  }
 }
 
 TEST_CASE("GenServer: send_after delivers an info message later; a cancelled timer never fires") {

@@ -454,6 +454,10 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       // The caller hears why, and the stage fails as a GenServer would.
       m.reply->fail("'" + name_ + "' failed handling the call: " + e.what());
       throw;
+    } catch (...) {
+      // Anything else thrown fails the call too, rather than leaving the caller to time out.
+      m.reply->fail("'" + name_ + "' failed handling the call: unknown exception");
+      throw;
     }
   }
 
