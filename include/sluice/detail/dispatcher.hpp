@@ -55,13 +55,18 @@ class Dispatcher {
   // in `batch`, in order. Returns the number of events that met demand: those a partition hash
   // drops leave `batch` too, but met none.
   virtual std::size_t dispatch(Batch<T>& batch, BatchPool<T>& pool) = 0;
-  // Demand a dispatch gave back (broadcast selectors' rejects): the producer asks itself.
-  virtual std::vector<std::pair<SubscriptionId, std::size_t>> take_credits() { return {}; }
+  // Demand a dispatch gave back (broadcast selectors' rejects): the producer asks itself. Kept
+  // here rather than behind a virtual call, which the producer would pay on every batch.
+  bool has_credits() const noexcept { return !credits_.empty(); }
+  std::vector<std::pair<SubscriptionId, std::size_t>> take_credits() { return std::exchange(credits_, {}); }
   virtual std::vector<ConsumerSlot<T>> consumers() const = 0;
   virtual bool has_consumers() const noexcept = 0;
   // Events the dispatcher itself still holds (a partition's backlog): a done producer waits
   // for them to be delivered before it completes.
   virtual bool holds_events() const noexcept { return false; }
+
+ protected:
+  std::vector<std::pair<SubscriptionId, std::size_t>> credits_;
 };
 
 // Moves events [first, first + count) of `batch` into a batch from `pool` and sends it.
@@ -223,7 +228,7 @@ class BroadcastDispatcher final : public Dispatcher<T> {
       for (std::size_t i = 0; i < count; ++i)
         if (!entry.selector || entry.selector(batch[i])) selected.push_back(batch[i]);
       const std::size_t rejected = count - selected.size();
-      if (rejected > 0) credits_.emplace_back(entry.consumer.id, rejected);
+      if (rejected > 0) this->credits_.emplace_back(entry.consumer.id, rejected);
       if (selected.empty()) {
         pool.release(std::move(selected));
       } else {
@@ -234,8 +239,6 @@ class BroadcastDispatcher final : public Dispatcher<T> {
     batch.erase(batch.begin(), batch.begin() + static_cast<std::ptrdiff_t>(count));
     return count;
   }
-
-  std::vector<std::pair<SubscriptionId, std::size_t>> take_credits() override { return std::exchange(credits_, {}); }
 
   std::vector<ConsumerSlot<T>> consumers() const override {
     std::vector<ConsumerSlot<T>> all;
@@ -268,7 +271,6 @@ class BroadcastDispatcher final : public Dispatcher<T> {
 
   std::vector<Entry> entries_;
   std::size_t waiting_ = 0;  // forwarded upstream, not yet dispatched
-  std::vector<std::pair<SubscriptionId, std::size_t>> credits_;
 };
 
 // --- partition -------------------------------------------------------------------------------

@@ -152,7 +152,9 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
           handle(message);
         }
         if (stop_requested_) terminate(*std::exchange(stop_requested_, std::nullopt));
-        if (!stopped_) settle();
+        // Nothing ends before an upstream completes or the output is done: the usual message
+        // skips the call.
+        if (!stopped_ && (completed_upstream_ > 0 || output_done_)) settle();
         record_demand();
       } catch (const std::exception& e) {
         terminate(ExitReason::error(name_, e.what()));
@@ -525,7 +527,8 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     stats_.add_out(sent);
     // A broadcast consumer's selector rejected events: GenStage credits them back by asking
     // itself on that consumer's behalf.
-    for (const auto& [id, count] : dispatcher_->take_credits()) post(Ask{id, count});
+    if (dispatcher_->has_credits())
+      for (const auto& [id, count] : dispatcher_->take_credits()) post(Ask{id, count});
     return sent;
   }
 
