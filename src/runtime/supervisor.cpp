@@ -96,7 +96,7 @@ class SupervisorCore final : public ActorCore {
                          (child.spec.restart_type() == Restart::permanent ||
                           (child.spec.restart_type() == Restart::transient && m.reason.is_abnormal()));
     if (!restart) {
-      if (child.spec.restart_type() == Restart::temporary) children_.erase(children_.begin() + static_cast<std::ptrdiff_t>(*index));
+      if (child.spec.restart_type() == Restart::temporary) forget_child(*index);
       stop_if_children_done();
       return;
     }
@@ -171,13 +171,23 @@ class SupervisorCore final : public ActorCore {
   void restart_group() {
     // Temporary children are not restarted: they leave the group.
     for (std::size_t i = children_.size(); i-- > group_first_;) {
-      if (children_[i].spec.restart_type() == Restart::temporary && children_[i].actor == nullptr) {
-        children_.erase(children_.begin() + static_cast<std::ptrdiff_t>(i));
-      }
+      if (children_[i].spec.restart_type() == Restart::temporary && children_[i].actor == nullptr) forget_child(i);
+    }
+    // The System began to stop while the group was stopping: nothing restarts then.
+    if (system_.stopping()) {
+      stop_if_children_done();
+      return;
     }
     for (std::size_t i = group_first_; i < children_.size(); ++i) {
       if (children_[i].actor == nullptr && !restart_child(i)) return;
     }
+  }
+
+  // Removes a child that will not restart. A group restart still waiting for its children to
+  // stop keeps pointing at the same first child when one before it goes.
+  void forget_child(std::size_t index) {
+    children_.erase(children_.begin() + static_cast<std::ptrdiff_t>(index));
+    if (pending_stops_ > 0 && index < group_first_) --group_first_;
   }
 
   // Starts child `index` again. A start that throws (the child's constructor failed) is tried
@@ -187,14 +197,18 @@ class SupervisorCore final : public ActorCore {
   // ever, and this loop holds the supervisor. False when it failed.
   bool restart_child(std::size_t index) {
     for (int tries = 1;; ++tries) {
+      std::string error;
       try {
         start(index);
         return true;
       } catch (const std::exception& e) {
-        if (!count_restart() || tries >= options_.max_restarts) {
-          fail_past_intensity("'" + children_[index].spec.id() + "' could not be started: " + e.what());
-          return false;
-        }
+        error = e.what();
+      } catch (...) {
+        error = "unknown exception";  // as a stage's own failure reads: it must not escape the slice
+      }
+      if (!count_restart() || tries >= options_.max_restarts) {
+        fail_past_intensity("'" + children_[index].spec.id() + "' could not be started: " + error);
+        return false;
       }
     }
   }
