@@ -194,6 +194,29 @@ TEST_CASE("GenServer: cast then call sees the cast's effect (messages to one sta
   system.stop();
 }
 
+TEST_CASE("GenServer: a stage on a worker may call another stage; the callee runs on another worker meanwhile") {
+  // The callee is idle, so the call's message wakes it from the caller's slice: it must not be
+  // kept for this worker's next turn, which waits for the caller (it would time out instead).
+  struct Relay final : Server {
+    Relay(System* system, StageRef<KeyValue> target) : system_(system), target_(std::move(target)) {}
+    void handle_cast(std::any& key) override { answer_ = system_->call(target_, key, 2s); }
+    std::any handle_call(std::any&) override { return answer_; }
+    System* system_;
+    StageRef<KeyValue> target_;
+    std::any answer_;
+  };
+  System system(2);
+  auto server = system.spawn<KeyValue>("kv");
+  auto relay = system.spawn<Relay>("relay", &system, server);
+  system.start();
+  system.cast(server, KeyValue::Put{"a", 1});
+  for (int round = 0; round < 20; ++round) {
+    system.cast(relay, std::string("a"));
+    CHECK(std::any_cast<int>(system.call(relay, 0)) == 1);
+  }
+  system.stop();
+}
+
 TEST_CASE("GenServer: a call that times out returns an error and never hangs; the late answer is dropped") {
   struct Slow final : Server {
     explicit Slow(std::counting_semaphore<>* gate) : gate_(gate) {}

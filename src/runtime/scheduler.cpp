@@ -74,7 +74,7 @@ namespace {
 
 class TbbScheduler;
 // The scheduler whose task this thread is running, if any.
-thread_local const TbbScheduler* current_scheduler = nullptr;
+thread_local TbbScheduler* current_scheduler = nullptr;
 // The stage this worker runs as soon as its current slice ends (Go's and Tokio's "run next"
 // slot): the first stage a slice wakes runs on the same thread, while the batch it was sent
 // is still in this core's cache, and without a task of its own. Measured on W1 (2 workers):
@@ -198,6 +198,13 @@ class TbbScheduler final : public Scheduler {
     }
   }
 
+  // This worker is about to block: its run-next stage goes to the arena, where another worker
+  // takes it. Stages in its wake queue need nothing: the queue's helper takes them once they
+  // have waited steal_delay, as it would behind any long slice.
+  void release_run_next() {
+    if (ActorCore* next = std::exchange(run_next, nullptr)) enqueue_run(*next);
+  }
+
  private:
   // Slices run back to back through the run-next slot before the rest is left to the task
   // queue, so that a ping-pong between two stages cannot hold a worker forever.
@@ -212,7 +219,7 @@ class TbbScheduler final : public Scheduler {
   void enqueue_help(WakeQueue& queue) { arena_.enqueue(group_.defer([this, &queue] { help(queue); })); }
 
   void run(ActorCore& first) {
-    const TbbScheduler* outer_scheduler = std::exchange(current_scheduler, this);
+    TbbScheduler* outer_scheduler = std::exchange(current_scheduler, this);
     ActorCore* outer_next = std::exchange(run_next, nullptr);
     WakeQueue* outer_queue = std::exchange(local_queue, &own_queue());
     ActorCore* actor = &first;
@@ -302,6 +309,10 @@ class TbbScheduler final : public Scheduler {
 
 std::unique_ptr<Scheduler> make_tbb_scheduler(std::size_t threads) {
   return std::make_unique<TbbScheduler>(threads);
+}
+
+void before_blocking_wait() {
+  if (current_scheduler != nullptr) current_scheduler->release_run_next();
 }
 
 }  // namespace detail

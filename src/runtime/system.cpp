@@ -167,6 +167,8 @@ std::any System::call(detail::ActorCore& stage, std::any request, std::chrono::n
     while (!reply->done() && manual_->run_once()) {
     }
     timeout = std::chrono::nanoseconds::zero();
+  } else {
+    detail::before_blocking_wait();
   }
   std::string error;
   std::optional<std::any> answer = reply->wait_for(timeout, error);
