@@ -1,6 +1,8 @@
 // A producer's buffer for events emitted beyond demand (GenStage's buffer_size/buffer_keep).
 #include "support.hpp"
 
+#include <sluice/stages/number_producer.hpp>
+
 #include <doctest/doctest.h>
 
 #include <string>
@@ -62,10 +64,48 @@ TEST_CASE("buffer_keep last: the oldest events are dropped; max 4 / min 0 gets [
   CHECK(outcome.discarded_hook == 3);
 }
 
-TEST_CASE("buffer_size defaults to 10,000 and buffer_keep to last") {
-  StageOptions options;
-  CHECK(options.buffer_size == 10'000);
-  CHECK(options.buffer_keep == BufferKeep::last);
+namespace {
+
+// Emits `copies` events for each event it takes in: one chunk makes far more than its
+// consumers asked for.
+class Repeats final : public ProducerConsumer<std::int64_t, std::int64_t> {
+ public:
+  explicit Repeats(std::size_t copies) : copies_(copies) {}
+  void handle_events(std::span<std::int64_t> events, Emitter<std::int64_t>& out) override {
+    for (std::int64_t x : events)
+      for (std::size_t i = 0; i < copies_; ++i) out.emit(x);
+  }
+
+ private:
+  std::size_t copies_;
+};
+
+}  // namespace
+
+TEST_CASE("buffer_size defaults to 10,000 for a producer, keeping the last, and to no limit for a producer-consumer (GenStage's defaults)") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  // A producer with no consumer yet keeps the last 10,000 of 10,005 events.
+  auto queue = system.spawn<test::QueueProducer<>>("queue");
+  system.send_info(queue, test::iota_batch(1, 10'005));
+  scheduler.run_until_idle();
+  CHECK(queue.stats().buffered == 10'000);
+  CHECK(queue.stats().discarded == 5);
+  auto late = system.spawn<test::RecordingConsumer<>>("late");
+  system.subscribe(late, queue, {.max_demand = 10'000});
+  scheduler.run_until_idle();
+  REQUIRE_FALSE(late->batches.empty());
+  CHECK(late->batches.front().front() == 6);
+  // A producer-consumer whose one input event makes 20,000 loses none of them.
+  auto producer = system.spawn<stages::NumberProducer>("numbers", 1, 1);
+  auto repeats = system.spawn<Repeats>("repeats", 20'000);
+  auto consumer = system.spawn<test::RecordingConsumer<>>("consumer");
+  system.subscribe(repeats, producer);
+  system.subscribe(consumer, repeats);
+  scheduler.run_until_idle();
+  CHECK(consumer->received() == 20'000);
+  CHECK(repeats.stats().discarded == 0);
+  system.stop();
 }
 
 TEST_CASE("buffered events are served before handle_demand is asked for the rest") {

@@ -221,6 +221,30 @@ TEST_CASE("a producer-consumer works only while its downstream has demand") {
   system.stop();
 }
 
+TEST_CASE("a producer-consumer checks its consumers' demand before each chunk, not only before each batch") {
+  // GenStage takes a producer-consumer's input a chunk (max_demand - min_demand) at a time, and
+  // only while its consumers have demand. A batch of 30 in chunks of 5, for a consumer of max 5
+  // / min 0 that blocks after its first batch (having asked for 5 and 5 more): the middle stage
+  // handles two chunks, and the other four wait unhandled instead of going to its buffer.
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto producer = system.spawn<NumberProducer>("numbers", 0, 59);
+  auto middle = system.spawn<test::Identity>("identity");
+  auto consumer = system.spawn<RecordingConsumer<>>("consumer");
+  system.subscribe(middle, producer, {.max_demand = 30, .min_demand = 25});
+  system.subscribe(consumer, middle, {.max_demand = 5, .min_demand = 0});
+  auto blocked = [&](const detail::ActorCore& stage) {
+    return &stage == &consumer.core() && !consumer->batches.empty();
+  };
+  scheduler.run_until_idle_except(blocked);
+  CHECK(middle->handled == 10);
+  CHECK(middle.stats().buffered == 0);
+  scheduler.run_until_idle();
+  test::Batch received;
+  for (const auto& batch : consumer->batches) received.insert(received.end(), batch.begin(), batch.end());
+  CHECK(received == test::iota_batch(0, 59));
+}
+
 namespace {
 
 // Passes events on until it meets `last`, which it drops, and then ends its output

@@ -11,6 +11,10 @@ inline constexpr std::size_t max_demand = 1000;
 
 // GenStage's producer buffer: 10,000 events, keeping the last ones.
 inline constexpr std::size_t buffer_size = 10'000;
+// A buffer_size of no limit (GenStage's :infinity), the default of producer-consumers as in
+// GenStage: one input chunk may make more events than its consumers asked for, and a limit
+// would drop them.
+inline constexpr std::size_t unlimited_buffer = static_cast<std::size_t>(-1);
 
 // Messages one stage handles before it yields its worker to other stages. A message is a
 // whole batch, so this bounds the work per slice without costing a reschedule per event.

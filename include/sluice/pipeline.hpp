@@ -40,7 +40,7 @@ struct StepOptions {
   std::size_t max_demand = defaults::max_demand;
   std::optional<std::size_t> min_demand{};  // defaults to max_demand / 2
   std::size_t copies = 1;                 // parallel copies, fed by demand
-  std::size_t buffer_size = defaults::buffer_size;
+  std::optional<std::size_t> buffer_size{};  // as StageOptions::buffer_size
   BufferKeep buffer_keep = BufferKeep::last;
   HandOff hand_off = HandOff::queued;     // how batches reach this step (see HandOff)
 };

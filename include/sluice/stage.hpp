@@ -12,6 +12,7 @@
 #include <concepts>
 #include <cstddef>
 #include <functional>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -25,7 +26,9 @@ enum class BufferKeep { last, first };
 
 struct StageOptions {
   std::string name{};
-  std::size_t buffer_size = defaults::buffer_size;
+  // Unset: defaults::buffer_size for producers, defaults::unlimited_buffer for
+  // producer-consumers (GenStage's defaults).
+  std::optional<std::size_t> buffer_size{};
   BufferKeep buffer_keep = BufferKeep::last;
   // Called on the stage's own thread with the number of events just discarded from a full
   // buffer; the running total is in StageStats::discarded too.

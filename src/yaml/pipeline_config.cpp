@@ -71,7 +71,7 @@ const std::vector<OptionSpec>& common_options() {
        "default hand_off of its subscriptions: queued, or at_once (run on the producer's thread when idle)"},
       {"dispatcher", OptionType::string, false, "demand",
        "demand, broadcast, or {partition: {partitions: N, key: EXPR}} (a consumer picks one with subscribe_to: [{stage, partition}])"},
-      {"buffer_size", OptionType::integer, false, "10000", "events buffered beyond demand"},
+      {"buffer_size", OptionType::integer, false, "10000 (processors: no limit)", "events buffered beyond demand"},
       {"buffer_keep", OptionType::string, false, "last", "last or first: which events a full buffer keeps"},
       {"on_error", OptionType::string, false, "stop",
        "stop, skip, or {dead_letter: STAGE}: what an event that fails (an expression error, a task timeout) does"},

@@ -67,7 +67,7 @@ struct StageConfig {
   std::optional<std::size_t> min_demand;
   std::size_t concurrency = 1;
   HandOff hand_off = HandOff::queued;  // the default of its subscriptions
-  std::size_t buffer_size = defaults::buffer_size;
+  std::optional<std::size_t> buffer_size;  // unset: the stage kind's default (StageOptions)
   BufferKeep buffer_keep = BufferKeep::last;
   stages::OnError on_error = stages::OnError::stop;
   std::string dead_letter;  // with on_error: dead_letter, the stage that gets the failed events

@@ -51,7 +51,8 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       : ActorCore(scheduler, host, std::move(options.name)),
         options_(std::move(options)),
         dispatcher_(make_dispatcher<Out>(options_.dispatcher)),
-        buffer_(options_.buffer_size, options_.buffer_keep),
+        buffer_(options_.buffer_size.value_or(ProducerConsumerStage<S> ? defaults::unlimited_buffer : defaults::buffer_size),
+                options_.buffer_keep),
         accumulating_(options_.accumulate_demand),
         stage_(std::forward<Args>(args)...) {
     static_cast<StageBase&>(stage_).context_ = this;
@@ -268,11 +269,18 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   // cancels the subscription still gets the rest of the batch in the same chunks (and batches
   // already on their way: GenStage's cancel is a message, and what the producer sent before it
   // still arrives). One that stops the stage, or ends its output, gets nothing more, from this
-  // batch or any later one.
+  // batch or any later one. A producer-consumer whose consumers' demand runs out between chunks
+  // parks the rest, as GenStage checks demand before each chunk it takes from its queue.
   void consume(Events<In>& m, std::size_t chunk) {
     std::span<In> events(m.events);
     std::size_t offset = 0;
     while (offset < events.size() && !stopped_ && !stop_requested_ && !output_done_) {
+      if constexpr (ProducerConsumerStage<S>) {
+        if (offset > 0 && downstream_demand_ == 0) {
+          park_rest(m, offset, chunk);
+          return;
+        }
+      }
       Upstream* upstream = find_upstream(m.id);
       const std::size_t count = std::min(chunk, events.size() - offset);
       const std::size_t refill = upstream ? account_received(*upstream, count) : 0;
@@ -296,6 +304,14 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     } else if (m.pool != nullptr && find_upstream(m.id) != nullptr) {
       m.pool->release(std::move(m.events));
     }
+  }
+
+  // Parks the events of `m` from `offset` on at the head of the waiting batches: they are older
+  // than any batch there.
+  void park_rest(Events<In>& m, std::size_t offset, std::size_t chunk) {
+    m.events.erase(m.events.begin(), m.events.begin() + static_cast<std::ptrdiff_t>(offset));
+    m.spent_to = nullptr;  // it outlives the producer's dispatch
+    waiting_batches_.push_front(Parked{std::move(m), chunk});
   }
 
   // Returns how many events to ask for once the chunk has been handled.
