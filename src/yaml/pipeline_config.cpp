@@ -5,6 +5,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
@@ -218,13 +220,22 @@ void apply_override(YAML::Node& root, const std::string& setting, Checker& check
     checker.error({0, 0}, "--set " + setting, "expected stages.ID.KEY=VALUE");
     return;
   }
-  YAML::Node stages = root["stages"];
+  // The file's own shape errors are reported when it is checked: here it only has to hold.
+  YAML::Node stages = root.IsMap() ? root["stages"] : YAML::Node();
   if (!stages.IsMap() || !stages[parts[1]]) {
     checker.error({0, 0}, "--set " + setting, "there is no stage '" + parts[1] + "'");
     return;
   }
   YAML::Node stage = stages[parts[1]];
-  stage[parts[2]] = YAML::Load(setting.substr(equals + 1));
+  if (!stage.IsMap()) {
+    checker.error({0, 0}, "--set " + setting, "stage '" + parts[1] + "' is not a map of options");
+    return;
+  }
+  try {
+    stage[parts[2]] = YAML::Load(setting.substr(equals + 1));
+  } catch (const YAML::ParserException& e) {
+    checker.error({0, 0}, "--set " + setting, "the value is not valid YAML: " + e.msg);
+  }
 }
 
 class Loader {
@@ -417,15 +428,31 @@ class Loader {
     const OptionSpec* spec = nullptr;
     for (const auto& option : stage.type->options)
       if (option.name == name) spec = &option;
-    bool ok = false;
+    // Kept in a canonical form, so that the runtime reads the value that was checked: yaml-cpp
+    // reads `yes` as true, 0x10 as 16 and 010 as 8, which the text itself would not say to
+    // std::stoll or a comparison with "true".
+    std::optional<std::string> canonical;
     switch (spec->type) {
-      case OptionType::integer: ok = scalar<std::int64_t>(value, checker_, path, spec->type).has_value(); break;
-      case OptionType::number: ok = scalar<double>(value, checker_, path, spec->type).has_value(); break;
-      case OptionType::boolean: ok = scalar<bool>(value, checker_, path, spec->type).has_value(); break;
-      default: ok = scalar<std::string>(value, checker_, path, spec->type).has_value();
+      case OptionType::integer:
+        if (auto integer = scalar<std::int64_t>(value, checker_, path, spec->type)) canonical = std::to_string(*integer);
+        break;
+      case OptionType::number:
+        if (auto number = scalar<double>(value, checker_, path, spec->type)) {
+          if (std::isfinite(*number)) {
+            char text[32];
+            canonical = std::string(text, std::to_chars(text, text + sizeof text, *number).ptr);
+          } else {
+            checker_.error(Checker::at(value), path, "expected a finite number, got '" + value.Scalar() + "'");
+          }
+        }
+        break;
+      case OptionType::boolean:
+        if (auto boolean = scalar<bool>(value, checker_, path, spec->type)) canonical = *boolean ? "true" : "false";
+        break;
+      default: canonical = scalar<std::string>(value, checker_, path, spec->type);
     }
-    if (!ok) return;
-    stage.options[name] = *interpolate(value.Scalar(), checker_, Checker::at(value), path);
+    if (!canonical) return;
+    stage.options[name] = *canonical;
     if (spec->least) {
       const double number = std::stod(stage.options[name]);
       if (number < *spec->least || (spec->above_least && number <= *spec->least)) {
