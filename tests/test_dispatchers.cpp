@@ -327,6 +327,54 @@ TEST_CASE("partition through a producer-consumer: events the hash drops meet no 
   CHECK(middle.stats().events_out == 1000);
 }
 
+namespace {
+
+// Cancels its subscription, normally, once it has its first batch: a consumer that leaves.
+class LeavesAfterFirstBatch final : public Consumer<std::int64_t> {
+ public:
+  DemandMode handle_subscribe(const SubscriptionInfo& info) override {
+    subscription_ = info.id;
+    return DemandMode::automatic;
+  }
+  void handle_events(std::span<std::int64_t> events) override {
+    received += events.size();
+    context().cancel(subscription_, ExitReason::normal());
+  }
+  std::size_t received = 0;
+
+ private:
+  SubscriptionId subscription_{};
+};
+
+}  // namespace
+
+TEST_CASE("partition: events for a partition whose consumer left cost the others no demand, and do not hold up completion") {
+  // The evens' consumer leaves after its first batch; later even events wait in its partition
+  // for a consumer that may come. Counted against demand, they would starve the odds' consumer
+  // (half of what it asks for would go to the evens' queue); held for, they would keep the
+  // done stage from completing.
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto numbers = system.spawn<stages::NumberProducer>("numbers", 1, 100);
+  StageOptions options;
+  options.name = "parity";
+  options.dispatcher = dispatch::Partition<std::int64_t>::numbered(
+      2, [](const std::int64_t& x) -> std::optional<PartitionKey> { return PartitionKey(static_cast<std::size_t>(x % 2)); });
+  auto producer = system.spawn<test::Identity>(options);
+  system.subscribe(producer, numbers);
+  SubscribeOptions zero{.max_demand = 10}, one{.max_demand = 10};
+  zero.partition = std::size_t{0};
+  one.partition = std::size_t{1};
+  auto evens = system.spawn<LeavesAfterFirstBatch>("evens");
+  auto odds = system.spawn<test::RecordingConsumer<>>("odds");
+  system.subscribe(evens, producer, zero);
+  system.subscribe(odds, producer, one);
+  scheduler.run_until_idle();
+  CHECK(evens->received > 0);
+  CHECK(odds->received() == 50);
+  CHECK(system.running() == 0);
+}
+
 TEST_CASE("partition: buffered events the hash drops meet no demand, so the buffer serves the rest") {
   // 1..10 wait in the producer's buffer; the consumer of even numbers asks for 4. Serving 4
   // from the buffer sends 2 and 4 and drops 1 and 3: the buffer goes on until 6 and 8 are sent.

@@ -314,10 +314,15 @@ class PartitionDispatcher final : public Dispatcher<T> {
       partition->consumer->inlet->post_events(partition->consumer->id, std::move(batch), nullptr, nullptr);
     }
     partition->demand += count - from_queue;
-    const std::size_t already_sent = std::min(pending_, count);
+    // Events that waited for a consumer met no demand when they came: they meet this one's now,
+    // so the producer is asked for that much less.
+    const std::size_t unbacked = std::min(from_queue, partition->unbacked);
+    partition->unbacked -= unbacked;
+    const std::size_t needed = count - unbacked;
+    const std::size_t already_sent = std::min(pending_, needed);
     pending_ -= already_sent;
-    waiting_ += count - already_sent;
-    return count - already_sent;
+    waiting_ += needed - already_sent;
+    return needed - already_sent;
   }
 
   std::size_t cancel(SubscriptionId id) override {
@@ -328,8 +333,9 @@ class PartitionDispatcher final : public Dispatcher<T> {
     partition->demand = 0;
     // Events queued for the departed consumer are lost with it (as in GenStage); the demand
     // they stood for goes back to the producer, so that the other partitions go on.
-    const std::size_t lost = partition->queue.size();
+    const std::size_t lost = partition->queue.size() - partition->unbacked;
     partition->queue.clear();
+    partition->unbacked = 0;
     waiting_ += lost;
     return lost;
   }
@@ -338,7 +344,7 @@ class PartitionDispatcher final : public Dispatcher<T> {
     for (auto& partition : partitions_) partition.outgoing = {};
     keys_.clear();
     std::size_t taken = 0;
-    std::size_t dropped = 0;
+    std::size_t met_none = 0;  // dropped by the hash, or waiting for a consumer
     for (; taken < batch.size() && waiting_ > 0; ++taken) {
       // Keys only for the events the demand can take now (more if the hash drops some): the
       // rest stay in the batch and are keyed when they go out.
@@ -349,7 +355,7 @@ class PartitionDispatcher final : public Dispatcher<T> {
       }
       auto key = hash_batch_ ? std::move(keys_[taken]) : hash_(batch[taken]);
       if (!key) {
-        ++dropped;  // dropped by the hash: it costs no demand
+        ++met_none;  // dropped by the hash: it costs no demand
         continue;
       }
       auto partition = find(*key);
@@ -357,8 +363,16 @@ class PartitionDispatcher final : public Dispatcher<T> {
         throw std::runtime_error("the partition hash returned unknown partition " + to_string(*key) +
                                  " (the partitions are " + names() + ")");
       }
+      if (!partition->consumer) {
+        // It waits for a consumer to subscribe, and meets no demand meanwhile: GenStage counts
+        // it against the demand of the partitions that have consumers, which then starve.
+        partition->queue.push_back(std::move(batch[taken]));
+        ++partition->unbacked;
+        ++met_none;
+        continue;
+      }
       --waiting_;
-      if (partition->consumer && partition->demand > 0) {
+      if (partition->demand > 0) {
         if (partition->outgoing.empty()) partition->outgoing = pool.acquire();
         partition->outgoing.push_back(std::move(batch[taken]));
         --partition->demand;
@@ -372,7 +386,7 @@ class PartitionDispatcher final : public Dispatcher<T> {
       }
     }
     batch.erase(batch.begin(), batch.begin() + static_cast<std::ptrdiff_t>(taken));
-    return taken - dropped;
+    return taken - met_none;
   }
 
   std::vector<ConsumerSlot<T>> consumers() const override {
@@ -384,8 +398,11 @@ class PartitionDispatcher final : public Dispatcher<T> {
   bool has_consumers() const noexcept override {
     return std::any_of(partitions_.begin(), partitions_.end(), [](const Partition& p) { return p.consumer.has_value(); });
   }
+  // Only a partition with a consumer can still deliver what waits for it: a producer that is
+  // done does not wait for events no consumer will ask for (they go with it, as a departed
+  // consumer's queue does).
   bool holds_events() const noexcept override {
-    return std::any_of(partitions_.begin(), partitions_.end(), [](const Partition& p) { return !p.queue.empty(); });
+    return std::any_of(partitions_.begin(), partitions_.end(), [](const Partition& p) { return p.consumer && !p.queue.empty(); });
   }
 
  private:
@@ -394,6 +411,7 @@ class PartitionDispatcher final : public Dispatcher<T> {
     std::optional<ConsumerSlot<T>> consumer{};
     std::size_t demand = 0;
     std::deque<T> queue{};  // events beyond the consumer's demand, or with no consumer yet
+    std::size_t unbacked = 0;  // the first of them, queued with no consumer: they met no demand
     Batch<T> outgoing{};
   };
 
