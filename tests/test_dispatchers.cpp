@@ -375,6 +375,31 @@ TEST_CASE("partition: events for a partition whose consumer left cost the others
   CHECK(system.running() == 0);
 }
 
+TEST_CASE("partition on a producer: events the hash drops are made up by handle_demand, so the consumers get the rest") {
+  // A third of 1..999 is dropped. Had the producer not been asked again for the events that met
+  // no demand, both consumers would wait for them with demand outstanding: a stall.
+  ManualScheduler scheduler;
+  System system(scheduler);
+  StageOptions options;
+  options.name = "numbers";
+  options.dispatcher = dispatch::Partition<std::int64_t>::numbered(2, [](const std::int64_t& x) -> std::optional<PartitionKey> {
+    if (x % 3 == 0) return std::nullopt;
+    return PartitionKey(static_cast<std::size_t>(x % 2));
+  });
+  auto producer = system.spawn<stages::NumberProducer>(options, 1, 999);
+  SubscribeOptions zero{.max_demand = 10}, one{.max_demand = 10};
+  zero.partition = std::size_t{0};
+  one.partition = std::size_t{1};
+  auto evens = system.spawn<test::RecordingConsumer<>>("evens");
+  auto odds = system.spawn<test::RecordingConsumer<>>("odds");
+  system.subscribe(evens, producer, zero);
+  system.subscribe(odds, producer, one);
+  scheduler.run_until_idle();
+  CHECK(evens->received() == 333);
+  CHECK(odds->received() == 333);
+  CHECK(system.running() == 0);
+}
+
 TEST_CASE("partition: buffered events the hash drops meet no demand, so the buffer serves the rest") {
   // 1..10 wait in the producer's buffer; the consumer of even numbers asks for 4. Serving 4
   // from the buffer sends 2 and 4 and drops 1 and 3: the buffer goes on until 6 and 8 are sent.

@@ -62,6 +62,11 @@ struct Stop {
 struct Complete {};
 // To a producer: stop accumulating demand and replay what was accumulated.
 struct ForwardDemand {};
+// To a producer, from itself: `count` events it emitted met no demand (a partition hash dropped
+// them, or no consumer had their partition), so its consumers still wait for that many.
+struct MakeUp {
+  std::size_t count;
+};
 // To any stage: a user message for handle_info.
 struct Info {
   std::any payload;
@@ -121,8 +126,8 @@ struct ChildExit {
   ExitReason reason;
 };
 
-using Control = std::variant<SubscribeTo, Subscribe, Ask, Cancel, Down, Stop, Complete, ForwardDemand, Info, Call, Cast,
-                             Monitor, ChildExit>;
+using Control = std::variant<SubscribeTo, Subscribe, Ask, Cancel, Down, Stop, Complete, ForwardDemand, MakeUp, Info, Call,
+                             Cast, Monitor, ChildExit>;
 
 template <class T>
 struct Events {

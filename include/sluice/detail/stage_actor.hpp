@@ -418,6 +418,13 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     }
   }
 
+  // The demand events that met none stood for goes to handle_demand again: it is still owed.
+  void handle(MakeUp& m) {
+    if constexpr (ProducerStage<S>) {
+      if (!output_done_) emitting([&](Emitter<Out>& out) { stage_.handle_demand(m.count, out); });
+    }
+  }
+
   // Hands demand to a producer's handle_demand; it is owed until emitted (for the stats).
   void demand_of_producer(std::size_t demand) {
     owed_demand_ += demand;
@@ -521,9 +528,16 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
 
   void end_emit() {
     if (!out_batch_.empty()) {
+      const std::size_t emitted = out_batch_.size();
       const std::size_t sent = dispatch(out_batch_);
       if constexpr (ProducerConsumerStage<S>) downstream_demand_ -= std::min(downstream_demand_, sent);
-      if constexpr (ProducerStage<S>) owed_demand_ -= std::min(owed_demand_, sent);
+      if constexpr (ProducerStage<S>) {
+        owed_demand_ -= std::min(owed_demand_, sent);
+        // A producer-consumer makes up for such events as it goes, since its consumers' demand
+        // stays; a producer is asked again, in a message of its own so that it yields between.
+        const std::size_t met_none = emitted - out_batch_.size() - sent;
+        if (met_none > 0) post(MakeUp{met_none});
+      }
       if (!out_batch_.empty()) buffer_events(out_batch_);
     }
     if (done_requested_ && !output_done_) {
