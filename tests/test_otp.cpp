@@ -361,3 +361,21 @@ TEST_CASE("ConsumerSupervisor: max 3 / min 2 runs three tasks; after two finish 
   for (auto& gate : gates) gate->release();
   system.stop();
 }
+
+TEST_CASE("ConsumerSupervisor: demand is kept per producer; a finished task asks the producer its event came from") {
+  // Elixir's ConsumerSupervisor counts finished children per producer. With one count for all,
+  // asks would go to whichever producer subscribed last, and the other would stop being asked.
+  ManualScheduler scheduler;
+  System system(scheduler);
+  std::vector<std::int64_t> done;
+  auto first = system.spawn<stages::NumberProducer>("first", 1, 100);
+  auto second = system.spawn<stages::NumberProducer>("second", 101, 200);
+  auto tasks = system.spawn<ConsumerSupervisor<std::int64_t>>(
+      "tasks", [&](std::int64_t event) { done.push_back(event); }, std::function<void(std::exception_ptr)>{}, TaskKind::cpu);
+  system.subscribe(tasks, first, {.max_demand = 10});
+  system.subscribe(tasks, second, {.max_demand = 10});
+  scheduler.run_until_idle();
+  std::sort(done.begin(), done.end());
+  CHECK(done == test::iota_batch(1, 200));
+  CHECK(system.running() == 0);
+}

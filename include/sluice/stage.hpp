@@ -54,6 +54,9 @@ class StageContext {
   virtual std::string_view stage_name() const noexcept = 0;
   // Manual demand: ask a producer for `count` more events on this subscription.
   virtual void ask(SubscriptionId subscription, std::size_t count) = 0;
+  // Inside handle_events: the subscription the events came on (GenStage's `from`), for a stage
+  // that keeps demand per producer.
+  virtual SubscriptionId current_subscription() const noexcept = 0;
   // Leave a subscription; the producer's handle_cancel receives `reason`.
   virtual void cancel(SubscriptionId subscription, ExitReason reason = ExitReason::normal()) = 0;
   // Delivers `message` to this stage's handle_info after `delay` (Process.send_after). Returns

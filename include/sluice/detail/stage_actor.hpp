@@ -284,6 +284,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       Upstream* upstream = find_upstream(m.id);
       const std::size_t count = std::min(chunk, events.size() - offset);
       const std::size_t refill = upstream ? account_received(*upstream, count) : 0;
+      handling_from_ = m.id;
       deliver_chunk(events.subspan(offset, count));
       offset += count;
       if (refill > 0) {
@@ -657,6 +658,8 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     if (upstream->producer != nullptr) upstream->producer->post(Ask{id, count});
   }
 
+  SubscriptionId current_subscription() const noexcept override { return handling_from_; }
+
   void cancel(SubscriptionId id, ExitReason reason) override {
     auto upstream = std::find_if(upstream_.begin(), upstream_.end(), [&](auto& u) { return u.id == id; });
     if (upstream == upstream_.end()) return;
@@ -712,6 +715,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   // Consumer side.
   std::vector<Upstream> upstream_;
   std::size_t completed_upstream_ = 0;
+  SubscriptionId handling_from_ = 0;  // the subscription of the chunk handle_events has
   // Producer-consumers: batches waiting for demand, each with its chunk size.
   struct Parked {
     Events<In> batch;
