@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <iostream>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -116,7 +117,8 @@ int main(int argc, char** argv) {
   run->add_option("file", file, "the pipeline's YAML file")->required();
   run->add_option("--set", sets, "override a value: stages.ID.KEY=VALUE (repeatable)");
   run->add_option("--threads", run_options.threads, "worker threads (default: one per hardware thread)");
-  run->add_option("--drain-timeout", drain_timeout_ms, "milliseconds a SIGINT/SIGTERM drain may take (default 10000)");
+  run->add_option("--drain-timeout", drain_timeout_ms, "milliseconds a SIGINT/SIGTERM drain may take (default 10000)")
+      ->check(CLI::Range(0, std::numeric_limits<int>::max()));
   run->add_flag("--quiet", quiet, "no summary on stderr");
   run->add_option("--metrics", run_options.metrics_path, "write a JSON line per stage to this file each second and at the end");
   std::optional<bool> progress;
