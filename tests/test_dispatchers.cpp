@@ -329,6 +329,28 @@ TEST_CASE("partition through a producer-consumer: events the hash drops meet no 
 
 namespace {
 
+// Options of a stage whose events go to partition 0 when even and 1 when odd, or nowhere when
+// `drops` says so.
+StageOptions by_parity(std::string name, bool (*drops)(std::int64_t) = nullptr) {
+  StageOptions options;
+  options.name = std::move(name);
+  options.dispatcher = dispatch::Partition<std::int64_t>::numbered(2, [drops](const std::int64_t& x) -> std::optional<PartitionKey> {
+    if (drops != nullptr && drops(x)) return std::nullopt;
+    return PartitionKey(static_cast<std::size_t>(x % 2));
+  });
+  return options;
+}
+
+// Subscribes `evens` to partition 0 of `producer` and `odds` to partition 1, asking 10 at a time.
+template <class Producer, class Evens, class Odds>
+void subscribe_by_parity(System& system, Producer& producer, Evens& evens, Odds& odds) {
+  SubscribeOptions zero{.max_demand = 10}, one{.max_demand = 10};
+  zero.partition = std::size_t{0};
+  one.partition = std::size_t{1};
+  system.subscribe(evens, producer, zero);
+  system.subscribe(odds, producer, one);
+}
+
 // Cancels its subscription, normally, once it has its first batch: a consumer that leaves.
 class LeavesAfterFirstBatch final : public Consumer<std::int64_t> {
  public:
@@ -356,19 +378,11 @@ TEST_CASE("partition: events for a partition whose consumer left cost the others
   ManualScheduler scheduler;
   System system(scheduler);
   auto numbers = system.spawn<stages::NumberProducer>("numbers", 1, 100);
-  StageOptions options;
-  options.name = "parity";
-  options.dispatcher = dispatch::Partition<std::int64_t>::numbered(
-      2, [](const std::int64_t& x) -> std::optional<PartitionKey> { return PartitionKey(static_cast<std::size_t>(x % 2)); });
-  auto producer = system.spawn<test::Identity>(options);
+  auto producer = system.spawn<test::Identity>(by_parity("parity"));
   system.subscribe(producer, numbers);
-  SubscribeOptions zero{.max_demand = 10}, one{.max_demand = 10};
-  zero.partition = std::size_t{0};
-  one.partition = std::size_t{1};
   auto evens = system.spawn<LeavesAfterFirstBatch>("evens");
   auto odds = system.spawn<test::RecordingConsumer<>>("odds");
-  system.subscribe(evens, producer, zero);
-  system.subscribe(odds, producer, one);
+  subscribe_by_parity(system, producer, evens, odds);
   scheduler.run_until_idle();
   CHECK(evens->received > 0);
   CHECK(odds->received() == 50);
@@ -380,20 +394,11 @@ TEST_CASE("partition on a producer: events the hash drops are made up by handle_
   // no demand, both consumers would wait for them with demand outstanding: a stall.
   ManualScheduler scheduler;
   System system(scheduler);
-  StageOptions options;
-  options.name = "numbers";
-  options.dispatcher = dispatch::Partition<std::int64_t>::numbered(2, [](const std::int64_t& x) -> std::optional<PartitionKey> {
-    if (x % 3 == 0) return std::nullopt;
-    return PartitionKey(static_cast<std::size_t>(x % 2));
-  });
-  auto producer = system.spawn<stages::NumberProducer>(options, 1, 999);
-  SubscribeOptions zero{.max_demand = 10}, one{.max_demand = 10};
-  zero.partition = std::size_t{0};
-  one.partition = std::size_t{1};
+  auto producer = system.spawn<stages::NumberProducer>(
+      by_parity("numbers", [](std::int64_t x) { return x % 3 == 0; }), 1, 999);
   auto evens = system.spawn<test::RecordingConsumer<>>("evens");
   auto odds = system.spawn<test::RecordingConsumer<>>("odds");
-  system.subscribe(evens, producer, zero);
-  system.subscribe(odds, producer, one);
+  subscribe_by_parity(system, producer, evens, odds);
   scheduler.run_until_idle();
   CHECK(evens->received() == 333);
   CHECK(odds->received() == 333);
