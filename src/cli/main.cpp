@@ -25,26 +25,17 @@ int report(const yaml::ConfigErrors& errors) {
   return config_error_exit;
 }
 
-std::string escape_json(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    if (c == '"' || c == '\\') out.push_back('\\');
-    out.push_back(c);
-  }
-  return out;
-}
-
 void list(const std::string& format) {
   if (format == "json") {
     std::string json = "[";
     for (const auto& type : yaml::catalog()) {
       json += fmt::format("{}{{\"type\":\"{}\",\"role\":\"{}\",\"description\":\"{}\",\"options\":[", json.size() > 1 ? "," : "", type.name,
-                          yaml::role_name(type.role), escape_json(type.description));
+                          yaml::role_name(type.role), cli::escape_json(type.description));
       bool first = true;
       for (const auto& option : type.options) {
         json += fmt::format("{}{{\"name\":\"{}\",\"type\":\"{}\",\"required\":{},\"default\":\"{}\",\"description\":\"{}\"}}", first ? "" : ",",
-                            option.name, yaml::option_type_name(option.type), option.required, escape_json(option.default_value),
-                            escape_json(option.description));
+                            option.name, yaml::option_type_name(option.type), option.required, cli::escape_json(option.default_value),
+                            cli::escape_json(option.description));
         first = false;
       }
       json += "]}";

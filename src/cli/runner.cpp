@@ -178,7 +178,7 @@ class Monitor {
         fmt::print(metrics_,
                    "{{\"time_ms\":{},\"final\":{},\"stage\":\"{}\",\"events_in\":{},\"events_out\":{},\"discarded\":{},"
                    "\"errors\":{},\"demand_owed\":{},\"demand_asked\":{},\"buffered\":{},\"busy_ms\":{:.3f}}}\n",
-                   wall_ms, last, core->name(), stats.events_in, stats.events_out, stats.discarded, errors_of(*core, steps_),
+                   wall_ms, last, escape_json(core->name()), stats.events_in, stats.events_out, stats.discarded, errors_of(*core, steps_),
                    stats.demand_owed, stats.demand_asked, stats.buffered, static_cast<double>(stats.busy_ns) / 1e6);
       }
       const std::uint64_t handled = std::max(stats.events_in, stats.events_out);
@@ -212,6 +212,21 @@ void print_summary(std::FILE* out, const StageList& stages, const Steps& steps) 
 }
 
 }  // namespace
+
+std::string escape_json(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
 
 RunResult run_pipeline(const yaml::PipelineConfig& config, const RunOptions& options) {
   SignalWatch::block();

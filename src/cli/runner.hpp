@@ -25,6 +25,9 @@ struct RunResult {
   std::optional<std::string> error;  // what failed, naming the stage and the event
 };
 
+// `text` as the inside of a JSON string: quotes, backslashes and control characters escaped.
+std::string escape_json(const std::string& text);
+
 // Builds the stages, runs them to completion (or until SIGINT/SIGTERM, which drain the
 // pipeline), and prints the summary. Data goes to stdout; everything else to stderr.
 RunResult run_pipeline(const yaml::PipelineConfig& config, const RunOptions& options);

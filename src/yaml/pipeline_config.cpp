@@ -392,6 +392,8 @@ class Loader {
         stage.dead_letter_location = Checker::at(entry.second);
       }
     }
+    // An empty map would otherwise quietly mean the default, stop.
+    if (value.size() == 0) checker_.error(Checker::at(value), path, "expected stop, skip or {dead_letter: STAGE}, got an empty map");
   }
 
   // dispatcher: {partition: {partitions: N, key: EXPR}}
@@ -400,6 +402,10 @@ class Loader {
     for (const auto& entry : value) {
       const std::string key = entry.first.Scalar();
       if (key != "partition") checker_.error(Checker::at(entry.first), path + "." + key, "unknown dispatcher" + hint(key, {"partition"}) + " (expected demand, broadcast or {partition: {partitions: N, key: EXPR}})");
+    }
+    // An empty map would otherwise quietly mean the default, demand.
+    if (value.size() == 0) {
+      checker_.error(Checker::at(value), path, "expected demand, broadcast or {partition: {partitions: N, key: EXPR}}, got an empty map");
     }
     if (!partition) return;
     if (!partition.IsMap()) {

@@ -22,4 +22,7 @@ for key in demand_owed demand_asked buffered busy_ms; do expect "\"$key\":" "$di
 expect 'numbers ' "$dir/err"
 expect '/s | square ' "$dir/err"
 [ "$(wc -l < "$dir/out")" = 31 ] || { echo "stdout is not the 31 data lines"; status=1; }
+# A stage id with a quote is escaped in the JSON.
+"$sluice" run tests/cli/quoted_id.yaml --quiet --metrics "$dir/quoted.json" > /dev/null 2>&1 || exit 1
+expect '"final":true,"stage":"say \"hi\"","events_in":0,"events_out":3,' "$dir/quoted.json"
 exit $status
