@@ -128,18 +128,37 @@ class Checker {
  public:
   explicit Checker(std::string file) : file_(std::move(file)) {}
 
+  // An error at `path` points at the --set that gave its value, if one did: that value has no
+  // place in the file.
   void error(Location at, const std::string& path, const std::string& message) {
     std::ostringstream line;
-    line << file_ << ':' << at.line << ':' << at.column << ": error: " << (path.empty() ? "" : path + ": ") << message;
+    if (const std::string* setting = setting_of(path)) {
+      line << "--set " << *setting;
+    } else {
+      line << file_ << ':' << at.line << ':' << at.column;
+    }
+    line << ": error: " << (path.empty() ? "" : path + ": ") << message;
     errors_.push_back(line.str());
   }
+  // An error in a --set itself.
+  void setting_error(const std::string& setting, const std::string& message) {
+    errors_.push_back("--set " + setting + ": error: " + message);
+  }
+  void set_by(std::string path, std::string setting) { settings_.emplace_back(std::move(path), std::move(setting)); }
   static Location at(const YAML::Node& node) { return {node.Mark().line + 1, node.Mark().column + 1}; }
   bool failed() const { return !errors_.empty(); }
   std::vector<std::string> take() { return std::move(errors_); }
 
  private:
+  const std::string* setting_of(const std::string& path) const {
+    for (const auto& [set_path, setting] : settings_)
+      if (path == set_path || path.starts_with(set_path + ".")) return &setting;
+    return nullptr;
+  }
+
   std::string file_;
   std::vector<std::string> errors_;
+  std::vector<std::pair<std::string, std::string>> settings_;  // (config path, the --set that gave it)
 };
 
 // ${VAR} and ${VAR:-default} in a scalar; a missing variable with no default is an error.
@@ -217,25 +236,27 @@ void apply_override(YAML::Node& root, const std::string& setting, Checker& check
   std::stringstream stream(path);
   for (std::string part; std::getline(stream, part, '.');) parts.push_back(part);
   if (equals == std::string::npos || parts.size() != 3 || parts[0] != "stages") {
-    checker.error({0, 0}, "--set " + setting, "expected stages.ID.KEY=VALUE");
+    checker.setting_error(setting, "expected stages.ID.KEY=VALUE");
     return;
   }
   // The file's own shape errors are reported when it is checked: here it only has to hold.
   YAML::Node stages = root.IsMap() ? root["stages"] : YAML::Node();
   if (!stages.IsMap() || !stages[parts[1]]) {
-    checker.error({0, 0}, "--set " + setting, "there is no stage '" + parts[1] + "'");
+    checker.setting_error(setting, "there is no stage '" + parts[1] + "'");
     return;
   }
   YAML::Node stage = stages[parts[1]];
   if (!stage.IsMap()) {
-    checker.error({0, 0}, "--set " + setting, "stage '" + parts[1] + "' is not a map of options");
+    checker.setting_error(setting, "stage '" + parts[1] + "' is not a map of options");
     return;
   }
   try {
     stage[parts[2]] = YAML::Load(setting.substr(equals + 1));
   } catch (const YAML::ParserException& e) {
-    checker.error({0, 0}, "--set " + setting, "the value is not valid YAML: " + e.msg);
+    checker.setting_error(setting, "the value is not valid YAML: " + e.msg);
+    return;
   }
+  checker.set_by(path, setting);
 }
 
 class Loader {
