@@ -405,6 +405,57 @@ TEST_CASE("partition on a producer: events the hash drops are made up by handle_
   CHECK(system.running() == 0);
 }
 
+namespace {
+
+// Emits twice what it is asked for, consecutive integers from 1, and records each demand.
+class EmitsDouble final : public Producer<std::int64_t> {
+ public:
+  void handle_demand(std::size_t demand, Emitter<std::int64_t>& out) override {
+    demands.push_back(demand);
+    for (std::size_t i = 0; i < 2 * demand; ++i) out.emit(next_++);
+  }
+  std::vector<std::size_t> demands;
+
+ private:
+  std::int64_t next_ = 1;
+};
+
+}  // namespace
+
+TEST_CASE("partition on a producer: it is asked again only for demand its events left unmet") {
+  // The evens' consumer asks for 5; it emits 1..10. 1, 5 and 7 wait for the odds' consumer
+  // (subscribed, with no demand yet), 2 and 4 go out, 3 and 6 are dropped, and 8..10 go to the
+  // buffer: the 5 asked for upstream were all taken, so handle_demand must not be asked again
+  // for the two dropped events.
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto producer = system.spawn<EmitsDouble>(by_parity("numbers", [](std::int64_t x) { return x % 3 == 0; }));
+  auto evens = system.spawn<test::RecordingConsumer<>>("evens", DemandMode::manual);
+  auto odds = system.spawn<test::RecordingConsumer<>>("odds", DemandMode::manual);
+  subscribe_by_parity(system, producer, evens, odds);
+  scheduler.run_until_idle();
+  system.send_info(evens, std::size_t{5});
+  scheduler.run_until_idle();
+  CHECK(producer->demands == std::vector<std::size_t>{5});
+  CHECK(evens->batches == std::vector<test::Batch>{{2, 4}});
+  CHECK(producer.stats().buffered == 3);
+  system.stop();
+}
+
+TEST_CASE("partition: a partition nobody consumes keeps the last 10,000 of its events, counted as discarded") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto producer = system.spawn<stages::NumberProducer>(by_parity("numbers"), 1, 30'000);
+  auto evens = system.spawn<test::RecordingConsumer<>>("evens");
+  SubscribeOptions zero;
+  zero.partition = std::size_t{0};
+  system.subscribe(evens, producer, zero);
+  scheduler.run_until_idle();
+  CHECK(evens->received() == 15'000);
+  CHECK(producer.stats().discarded == 5'000);
+  CHECK(system.running() == 0);
+}
+
 TEST_CASE("partition: buffered events the hash drops meet no demand, so the buffer serves the rest") {
   // 1..10 wait in the producer's buffer; the consumer of even numbers asks for 4. Serving 4
   // from the buffer sends 2 and 4 and drops 1 and 3: the buffer goes on until 6 and 8 are sent.

@@ -73,7 +73,7 @@ const std::vector<OptionSpec>& common_options() {
        "default hand_off of its subscriptions: queued, or at_once (run on the producer's thread when idle)"},
       {"dispatcher", OptionType::string, false, "demand",
        "demand, broadcast, or {partition: {partitions: N, key: EXPR}} (a consumer picks one with subscribe_to: [{stage, partition}])"},
-      {"buffer_size", OptionType::integer, false, "10000 (processors: no limit)", "events buffered beyond demand"},
+      {"buffer_size", OptionType::integer, false, "10000", "events buffered beyond demand (a processor's: no limit unless set)"},
       {"buffer_keep", OptionType::string, false, "last", "last or first: which events a full buffer keeps"},
       {"on_error", OptionType::string, false, "stop",
        "stop, skip, or {dead_letter: STAGE}: what an event that fails (an expression error, a task timeout) does"},
@@ -150,9 +150,12 @@ class Checker {
   std::vector<std::string> take() { return std::move(errors_); }
 
  private:
+  // The last --set of the path, or of one that contains it (a key or an item of its value).
   const std::string* setting_of(const std::string& path) const {
-    for (const auto& [set_path, setting] : settings_)
-      if (path == set_path || path.starts_with(set_path + ".")) return &setting;
+    for (auto set = settings_.rbegin(); set != settings_.rend(); ++set) {
+      const std::string& set_path = set->first;
+      if (path == set_path || path.starts_with(set_path + ".") || path.starts_with(set_path + "[")) return &set->second;
+    }
     return nullptr;
   }
 
@@ -469,7 +472,7 @@ class Loader {
             char text[32];
             canonical = std::string(text, std::to_chars(text, text + sizeof text, *number).ptr);
           } else {
-            checker_.error(Checker::at(value), path, "expected a finite number, got '" + value.Scalar() + "'");
+            checker_.error(Checker::at(value), path, std::string("expected a finite number, got ") + (std::isnan(*number) ? "NaN" : "infinity"));
           }
         }
         break;

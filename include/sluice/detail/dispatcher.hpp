@@ -4,6 +4,7 @@
 #include <sluice/detail/actor.hpp>
 #include <sluice/detail/batch.hpp>
 #include <sluice/detail/batch_pool.hpp>
+#include <sluice/defaults.hpp>
 #include <sluice/dispatcher.hpp>
 #include <sluice/subscription.hpp>
 
@@ -59,6 +60,10 @@ class Dispatcher {
   // here rather than behind a virtual call, which the producer would pay on every batch.
   bool has_credits() const noexcept { return !credits_.empty(); }
   std::vector<std::pair<SubscriptionId, std::size_t>> take_credits() { return std::exchange(credits_, {}); }
+  // Events the dispatcher itself dropped (a partition with no consumer kept too many): the
+  // producer counts them as discarded, as its own buffer's.
+  bool has_discarded() const noexcept { return discarded_ > 0; }
+  std::size_t take_discarded() noexcept { return std::exchange(discarded_, 0); }
   virtual std::vector<ConsumerSlot<T>> consumers() const = 0;
   virtual bool has_consumers() const noexcept = 0;
   // Events the dispatcher itself still holds (a partition's backlog): a done producer waits
@@ -67,6 +72,7 @@ class Dispatcher {
 
  protected:
   std::vector<std::pair<SubscriptionId, std::size_t>> credits_;
+  std::size_t discarded_ = 0;
 };
 
 // Moves events [first, first + count) of `batch` into a batch from `pool` and sends it.
@@ -365,7 +371,14 @@ class PartitionDispatcher final : public Dispatcher<T> {
       }
       if (!partition->consumer) {
         // It waits for a consumer to subscribe, and meets no demand meanwhile: GenStage counts
-        // it against the demand of the partitions that have consumers, which then starve.
+        // it against the demand of the partitions that have consumers, which then starve. The
+        // wait keeps the last defaults::buffer_size events, as a producer's buffer does, so that
+        // a partition nobody consumes does not hold the whole stream.
+        if (partition->unbacked == defaults::buffer_size) {
+          partition->queue.pop_front();
+          --partition->unbacked;
+          ++this->discarded_;
+        }
         partition->queue.push_back(std::move(batch[taken]));
         ++partition->unbacked;
         ++met_none;

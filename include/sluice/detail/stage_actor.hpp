@@ -535,8 +535,9 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       if constexpr (ProducerStage<S>) {
         owed_demand_ -= std::min(owed_demand_, sent);
         // A producer-consumer makes up for such events as it goes, since its consumers' demand
-        // stays; a producer is asked again, in a message of its own so that it yields between.
-        const std::size_t met_none = emitted - out_batch_.size() - sent;
+        // stays; a producer is asked again, in a message of its own so that it yields between,
+        // for no more than it still owes (it may have emitted beyond demand).
+        const std::size_t met_none = std::min(emitted - out_batch_.size() - sent, owed_demand_);
         if (met_none > 0) post(MakeUp{met_none});
       }
       if (!out_batch_.empty()) buffer_events(out_batch_);
@@ -556,6 +557,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   std::size_t dispatch(Batch<Out>& batch) {
     const std::size_t sent = dispatcher_->dispatch(batch, pool_);
     stats_.add_out(sent);
+    if (dispatcher_->has_discarded()) count_discarded(dispatcher_->take_discarded());
     // A broadcast consumer's selector rejected events: GenStage credits them back by asking
     // itself on that consumer's behalf.
     if (dispatcher_->has_credits())
@@ -566,7 +568,10 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   void buffer_events(Batch<Out>& events) {
     const std::size_t discarded = buffer_.push(events);
     stats_.set_buffered(buffer_.size());
-    if (discarded == 0) return;
+    if (discarded > 0) count_discarded(discarded);
+  }
+
+  void count_discarded(std::size_t discarded) {
     stats_.add_discarded(discarded);
     if (options_.on_discard) options_.on_discard(discarded);
   }
