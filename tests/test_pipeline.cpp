@@ -8,6 +8,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <mutex>
 #include <ranges>
 #include <string>
@@ -115,6 +116,39 @@ TEST_CASE("DSL: copies of a sink each get a share, and names say which copy") {
   CHECK(sums[1].name() == "sum.2");
   CHECK(sums[0]->count() + sums[1]->count() == 100'000);
   CHECK(sums[0]->sum() + sums[1]->sum() == 100'000ull * 100'001 / 2);
+}
+
+// Elixir's Flow subscribes every stage before it forwards demand. A chain built on a System that
+// runs already must start the same way, whole: otherwise its source may complete before a copy
+// of the next step subscribes, whose subscription then ends with noproc and fails the System.
+TEST_CASE("DSL: a chain built on a running System starts only once whole") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto first = from<NumberProducer>(system, 1, 3) | into<SumConsumer>();
+  scheduler.run_until_idle();
+  REQUIRE(system.running() == 0);  // the System has run: stages now run as soon as they have work
+
+  auto squares = from<NumberProducer>(system, 1, 10) | map([](std::int64_t x) { return x * x; }, {.copies = 2});
+  CHECK(scheduler.run_until_idle() == 0);  // nothing of an unfinished chain runs
+  auto sums = squares | into<SumConsumer>().with({.copies = 2});
+  system.wait();  // throws if any stage failed
+  CHECK(first->sum() == 6);
+  CHECK(sums[0]->count() + sums[1]->count() == 10);
+  CHECK(sums[0]->sum() + sums[1]->sum() == 385);
+}
+
+TEST_CASE("DSL: chains built one after another on a started System each deliver every event") {
+  System system(2);
+  system.start();
+  constexpr int chains = 50;
+  std::atomic<std::int64_t> total{0};
+  for (int chain = 0; chain < chains; ++chain) {
+    from(system, std::views::iota(std::int64_t{1}, std::int64_t{11}))               //
+        | map([](std::int64_t x) { return x * x; }, {.max_demand = 2, .copies = 3})  //
+        | each([&](std::int64_t x) { total += x; }, {.copies = 2});
+  }
+  system.wait();  // throws if any stage failed (noproc, for one that subscribed too late)
+  CHECK(total == chains * 385);
 }
 
 TEST_CASE("graph wiring: fan-in, one consumer on several producers, completes when all complete") {

@@ -10,6 +10,9 @@
 // sluice::fuse(map(f), filter(g), ...) runs adjacent maps and filters as one stage.
 //
 // Each step spawns its stage(s) on the System and subscribes them to the previous step's.
+// The chain's new stages start together once its last step (each, into) attaches, or once the
+// last Flow of an unfinished chain is gone, so a chain built on a running System is whole before
+// its first event flows.
 // A step with copies > 1 runs that many parallel stages; each subscribes to every stage of
 // the previous step, whose demand dispatcher feeds the copies with the most demand first.
 // For fan-in and fan-out beyond a chain, wire StageRefs with System::subscribe and continue
@@ -24,6 +27,7 @@
 #include <sluice/system.hpp>
 
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <ranges>
 #include <stdexcept>
@@ -45,17 +49,50 @@ struct StepOptions {
   HandOff hand_off = HandOff::queued;     // how batches reach this step (see HandOff)
 };
 
+namespace detail {
+
+// The stages a chain has spawned held (System::spawn_held), released together once the chain
+// is whole: when its last step attaches, or when the last Flow of an unfinished chain goes away
+// (an exception mid-chain included), or when the System starts again (wait(), drain()). Until
+// then none runs, so a step's copies all subscribe before any event flows, and no stage can
+// complete before its consumers subscribe, even on a System that runs already (Elixir's Flow
+// starts its stages the same way: demand accumulated, every subscription made, then demand
+// forwarded).
+class HeldStages {
+ public:
+  explicit HeldStages(System& system) : system_(system) {}
+  HeldStages(const HeldStages&) = delete;
+  HeldStages& operator=(const HeldStages&) = delete;
+  ~HeldStages() { release(); }
+
+  void add(ActorRef stage) { stages_.push_back(std::move(stage)); }
+  void release() {
+    for (const ActorRef& stage : std::exchange(stages_, {})) system_.release_held(*stage);
+  }
+
+ private:
+  System& system_;
+  std::vector<ActorRef> stages_;
+};
+
+}  // namespace detail
+
 // The open end of a pipeline: the stages whose events of type Out the next step consumes.
 template <class Out>
 class Flow {
  public:
-  Flow(System& system, std::vector<detail::ActorRef> stages) : system_(&system), stages_(std::move(stages)) {}
+  Flow(System& system, std::vector<detail::ActorRef> stages, std::shared_ptr<detail::HeldStages> held = nullptr)
+      : system_(&system), stages_(std::move(stages)),
+        held_(held != nullptr ? std::move(held) : std::make_shared<detail::HeldStages>(system)) {}
   System& system() const noexcept { return *system_; }
   const std::vector<detail::ActorRef>& stages() const noexcept { return stages_; }
+  // The chain's stages that wait to run, shared by every Flow of the chain.
+  const std::shared_ptr<detail::HeldStages>& held() const noexcept { return held_; }
 
  private:
   System* system_;
   std::vector<detail::ActorRef> stages_;
+  std::shared_ptr<detail::HeldStages> held_;
 };
 
 // The stages a terminal step spawned: one per copy.
@@ -229,10 +266,22 @@ auto operator|(const Flow<In>& upstream, const Step& step) -> decltype(step.temp
 
 // --- definitions -----------------------------------------------------------------------------
 
+namespace detail {
+// A chain's first stage, held until the chain is whole.
+template <class Out>
+Flow<Out> held_source(System& system, const ActorRef& stage) {
+  Flow<Out> flow(system, {stage});
+  flow.held()->add(stage);
+  return flow;
+}
+}  // namespace detail
+
 template <ProducerStage S, class... Args>
 Flow<typename S::out_type> from(System& system, Args&&... args) {
-  auto stage = system.spawn<S>(std::string("source"), std::forward<Args>(args)...);
-  return {system, {stage.handle()}};
+  StageOptions options;
+  options.name = "source";
+  auto stage = system.spawn_held<S>(std::move(options), std::forward<Args>(args)...);
+  return detail::held_source<typename S::out_type>(system, stage.handle());
 }
 
 template <EmittingStage S>
@@ -248,8 +297,8 @@ Flow<std::ranges::range_value_t<R>> from(System& system, R&& range, StepOptions 
   stage_options.name = options.name.empty() ? "source" : options.name;
   stage_options.buffer_size = options.buffer_size;
   stage_options.buffer_keep = options.buffer_keep;
-  auto stage = system.spawn<Source>(std::move(stage_options), std::forward<R>(range));
-  return {system, {stage.handle()}};
+  auto stage = system.spawn_held<Source>(std::move(stage_options), std::forward<R>(range));
+  return detail::held_source<std::ranges::range_value_t<R>>(system, stage.handle());
 }
 
 namespace detail {
@@ -269,7 +318,8 @@ std::vector<StageRef<S>> spawn_step(const Flow<In>& upstream, const StepOptions&
     stage_options.name = options.copies > 1 ? base + "." + std::to_string(copy + 1) : base;
     stage_options.buffer_size = options.buffer_size;
     stage_options.buffer_keep = options.buffer_keep;
-    auto stage = upstream.system().template spawn<S>(std::move(stage_options), args...);
+    auto stage = upstream.system().template spawn_held<S>(std::move(stage_options), args...);
+    upstream.held()->add(stage.handle());
     for (const ActorRef& producer : upstream.stages())
       upstream.system().subscribe_untyped(stage.core(), *producer, subscription);
     stages.push_back(stage);
@@ -287,32 +337,36 @@ std::vector<ActorRef> cores_of(const std::vector<StageRef<S>>& stages) {
 template <class F>
 template <class In>
 Flow<map_result_t<In, F>> MapStep<F>::attach(const Flow<In>& upstream) const {
-  return {upstream.system(), cores_of(spawn_step<MapStage<In, F>>(upstream, this->options, "map", f))};
+  return {upstream.system(), cores_of(spawn_step<MapStage<In, F>>(upstream, this->options, "map", f)), upstream.held()};
 }
 
 template <class F>
 template <class In>
 Flow<In> FilterStep<F>::attach(const Flow<In>& upstream) const {
-  return {upstream.system(), cores_of(spawn_step<FilterStage<In, F>>(upstream, this->options, "filter", f))};
+  return {upstream.system(), cores_of(spawn_step<FilterStage<In, F>>(upstream, this->options, "filter", f)),
+          upstream.held()};
 }
 
 template <class F>
 template <class In>
 Flow<TaskResult<async_map_value_t<In, F>, In>> AsyncMapStep<F>::attach(const Flow<In>& upstream) const {
   return {upstream.system(),
-          cores_of(spawn_step<AsyncMapStage<In, F>>(upstream, this->options, "async_map", f, async))};
+          cores_of(spawn_step<AsyncMapStage<In, F>>(upstream, this->options, "async_map", f, async)), upstream.held()};
 }
 
 template <class... Parts>
 template <class In>
 Flow<fused_result_t<In, Parts...>> FusedStep<Parts...>::attach(const Flow<In>& upstream) const {
-  return {upstream.system(), cores_of(spawn_step<FusedStage<In, Parts...>>(upstream, this->options, "fused", parts))};
+  return {upstream.system(), cores_of(spawn_step<FusedStage<In, Parts...>>(upstream, this->options, "fused", parts)),
+          upstream.held()};
 }
 
 template <class F>
 template <class In>
 Stages<EachStage<In, F>> EachStep<F>::attach(const Flow<In>& upstream) const {
-  return Stages<EachStage<In, F>>(spawn_step<EachStage<In, F>>(upstream, this->options, "each", f));
+  Stages<EachStage<In, F>> sinks(spawn_step<EachStage<In, F>>(upstream, this->options, "each", f));
+  upstream.held()->release();  // the chain is whole
+  return sinks;
 }
 
 template <ProducerConsumerStage S, class... Args>
@@ -321,15 +375,17 @@ template <class In>
 Flow<typename S::out_type> ViaStep<S, Args...>::attach(const Flow<In>& upstream) const {
   auto stages = std::apply(
       [&](const auto&... a) { return spawn_step<S>(upstream, this->options, "via", a...); }, args);
-  return {upstream.system(), cores_of(stages)};
+  return {upstream.system(), cores_of(stages), upstream.held()};
 }
 
 template <ConsumerStage S, class... Args>
 template <class In>
   requires std::same_as<In, typename S::in_type>
 Stages<S> IntoStep<S, Args...>::attach(const Flow<In>& upstream) const {
-  return Stages<S>(std::apply(
+  Stages<S> sinks(std::apply(
       [&](const auto&... a) { return spawn_step<S>(upstream, this->options, "into", a...); }, args));
+  upstream.held()->release();  // the chain is whole
+  return sinks;
 }
 
 }  // namespace detail

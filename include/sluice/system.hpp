@@ -64,6 +64,18 @@ class System final : private detail::StageHost {
   SubscriptionId subscribe(const StageRef<C>& consumer, const StageRef<P>& producer, SubscribeOptions options = {}) {
     return subscribe_untyped(consumer.core(), producer.core(), options);
   }
+  // For callers that wire a graph while stages may already run (the pipeline DSL): on a System
+  // that runs (after start(), or a ManualScheduler's first step), the stage is held: it queues
+  // its messages and runs only once released (release_held, or start()), so that the graph is
+  // whole before an event flows, as one wired before start() is. A held consumer's
+  // subscriptions reach both ends at once, as they do before start(). Before the System runs,
+  // start() holds everything already, and the stage is spawned as by spawn().
+  template <StageType S, class... Args>
+  StageRef<S> spawn_held(StageOptions options, Args&&... args) {
+    return spawn_under<S>(nullptr, std::move(options), runs(), std::forward<Args>(args)...);
+  }
+  // Lets a stage spawned held run; nothing for one that runs already.
+  void release_held(detail::ActorCore& stage);
   // For callers that checked event types themselves (the pipeline DSL, the YAML runner).
   SubscriptionId subscribe_untyped(detail::ActorCore& consumer, detail::ActorCore& producer, SubscribeOptions options);
   // Subscribes to the stage registered as `producer`. If there is none, the consumer's
@@ -122,8 +134,9 @@ class System final : private detail::StageHost {
     forward_demand(producer.core());
   }
 
-  // Lets the stages run. Until then they are held, messages and all, so that a graph wired
-  // before start() is complete before the first event flows. wait() and drain() start too.
+  // Lets the stages run, those spawned held included. Until then they are held, messages and
+  // all, so that a graph wired before start() is complete before the first event flows. wait(),
+  // drain() and the destructor start too.
   void start();
 
   // Blocks until every stage has stopped. Throws StageError if a stage failed. With a
@@ -150,14 +163,16 @@ class System final : private detail::StageHost {
  private:
   friend class detail::SupervisorCore;
   static SubscriptionId next_subscription_id();
-  // Spawns an S, supervised by `supervisor` if not null.
+  // Spawns an S, supervised by `supervisor` if not null, and held if `held` (see spawn_held).
   template <StageType S, class... Args>
-  StageRef<S> spawn_under(detail::ActorCore* supervisor, StageOptions options, Args&&... args);
+  StageRef<S> spawn_under(detail::ActorCore* supervisor, StageOptions options, bool held, Args&&... args);
   // Subscribes to the stage registered as `producer`, or to nobody (see subscribe by name).
   SubscriptionId subscribe_by_name(detail::ActorCore& consumer, std::string_view producer, SubscribeOptions options);
   void stage_stopped(detail::ActorCore& stage, const ExitReason& reason) override;
   detail::TimerService& timers() override { return *timers_; }
-  void adopt(const detail::ActorRef& stage, bool is_source, bool registered);
+  void adopt(const detail::ActorRef& stage, bool is_source, bool registered, bool held);
+  // True once stages run: after start(), or a ManualScheduler's first step.
+  bool runs();
   void post_to_all(const detail::Control& message, bool sources_only);
 
   std::unique_ptr<Scheduler> owned_scheduler_;
@@ -170,6 +185,7 @@ class System final : private detail::StageHost {
   // sources among them. Guarded by mutex_, as are the members below.
   std::unordered_set<detail::ActorCore*> running_stages_;
   std::unordered_set<detail::ActorCore*> sources_;
+  std::unordered_set<detail::ActorCore*> held_;  // spawned held, not yet released
   std::optional<ExitReason> failure_;
   std::unordered_map<std::string, detail::ActorCore*> registry_;
   std::unique_ptr<detail::TimerService> timers_ = std::make_unique<detail::TimerService>();
@@ -181,22 +197,24 @@ class System final : private detail::StageHost {
 template <StageType S, class... Args>
 StageRef<S> System::spawn(StageOptions options, Args&&... args) {
   if (options.name.empty()) options.name = "stage-" + std::to_string(running() + 1);
-  return spawn_under<S>(nullptr, std::move(options), std::forward<Args>(args)...);
+  return spawn_under<S>(nullptr, std::move(options), false, std::forward<Args>(args)...);
 }
 
 template <StageType S, class... Args>
 StageRef<S> System::spawn_child(detail::ActorCore& supervisor, StageOptions options, Args&&... args) {
-  return spawn_under<S>(&supervisor, std::move(options), std::forward<Args>(args)...);
+  return spawn_under<S>(&supervisor, std::move(options), false, std::forward<Args>(args)...);
 }
 
 template <StageType S, class... Args>
-StageRef<S> System::spawn_under(detail::ActorCore* supervisor, StageOptions options, Args&&... args) {
+StageRef<S> System::spawn_under(detail::ActorCore* supervisor, StageOptions options, bool held, Args&&... args) {
   const bool registered = options.register_name;
+  auto* actor = new detail::StageActor<S>(scheduler_, static_cast<detail::StageHost&>(*this), std::move(options),
+                                          std::forward<Args>(args)...);
   // The handle is taken first: the stage may run, stop and let go of itself before adopt returns.
-  StageRef<S> stage(new detail::StageActor<S>(scheduler_, static_cast<detail::StageHost&>(*this), std::move(options),
-                                              std::forward<Args>(args)...));
-  if (supervisor != nullptr) stage.core().set_supervisor(supervisor);
-  adopt(stage.handle(), DrainedSource<S>, registered);
+  StageRef<S> stage(actor);
+  if (supervisor != nullptr) actor->set_supervisor(supervisor);
+  if (held) actor->hold();
+  adopt(stage.handle(), DrainedSource<S>, registered, held);
   return stage;
 }
 

@@ -23,7 +23,7 @@ class SupervisorCore final : public ActorCore {
     const bool registered = options.register_name;
     ActorRef core(new SupervisorCore(system, std::move(options)));
     core->set_supervisor(parent);
-    system.adopt(core, false, registered);
+    system.adopt(core, false, registered, false);
     return core;
   }
 

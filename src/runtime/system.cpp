@@ -35,14 +35,28 @@ System::~System() {
   owned_scheduler_.reset();
 }
 
-void System::adopt(const detail::ActorRef& stage, bool is_source, bool registered) {
+void System::adopt(const detail::ActorRef& stage, bool is_source, bool registered, bool held) {
   std::lock_guard lock(mutex_);
   if (registered && !registry_.emplace(stage->name(), stage.get()).second) {
     throw std::invalid_argument("a stage named '" + stage->name() + "' is already registered");
   }
   if (is_source) sources_.insert(stage.get());
+  if (held) held_.insert(stage.get());
   running_stages_.insert(stage.get());
   stage->hold_self(stage);
+}
+
+bool System::runs() {
+  std::lock_guard lock(start_mutex_);
+  return started_ || (manual_ != nullptr && manual_->has_run());
+}
+
+void System::release_held(detail::ActorCore& stage) {
+  {
+    std::lock_guard lock(mutex_);
+    if (held_.erase(&stage) == 0) return;
+  }
+  stage.release();
 }
 
 SubscriptionId System::next_subscription_id() {
@@ -55,14 +69,15 @@ SubscriptionId System::subscribe_untyped(detail::ActorCore& consumer, detail::Ac
   options.validate();
   const SubscriptionId id = next_subscription_id();
   std::lock_guard lock(start_mutex_);
-  if (started_ || (manual_ != nullptr && manual_->has_run())) {
+  if ((started_ || (manual_ != nullptr && manual_->has_run())) && !consumer.held()) {
     // Stages run: the consumer tells the producer, as a GenStage consumer sends :subscribe
     // itself. The producer then hears of the subscription before anything the consumer sends on
     // it (an ask, a cancel), and the consumer has it before any answer (events, a refusal).
     consumer.post(detail::SubscribeTo{detail::ActorRef(&producer), id, options, true});
   } else if (consumer.post(detail::SubscribeTo{detail::ActorRef(&producer), id, options, false})) {
-    // Nothing runs yet (until start(), or a ManualScheduler's first step): both ends hear of it
-    // now, so that a graph wired before start() is complete before an event flows.
+    // Nothing runs yet (until start(), or a ManualScheduler's first step), or the consumer is
+    // held: both ends hear of it now, so that a graph wired before the consumer runs is complete
+    // before an event flows.
     // A consumer that had stopped takes up nothing, and the producer is not told.
     producer.post(detail::Subscribe{detail::ActorRef(&consumer), id, options});
   }
@@ -97,6 +112,13 @@ void System::start() {
     started_ = true;
   }
   scheduler_.start();
+  // A held stage has not run, so it still holds itself: the raw pointers are safe to take.
+  std::unordered_set<detail::ActorCore*> held;
+  {
+    std::lock_guard lock(mutex_);
+    held.swap(held_);
+  }
+  for (detail::ActorCore* stage : held) stage->release();
 }
 
 void System::drain() {

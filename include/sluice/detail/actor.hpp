@@ -86,6 +86,13 @@ class Mailbox {
     return true;
   }
 
+  // Makes a new mailbox look scheduled, with no slice to run it: messages queue, and nothing
+  // schedules the actor until its holder does (ActorCore::release).
+  void hold() {
+    oneapi::tbb::spin_mutex::scoped_lock lock(mutex_);
+    scheduled_ = true;
+  }
+
   // For the running turn: true when no message sent to the actor before now is left to handle.
   // Relaxed is enough: a push by this thread, or by a stage before this thread took that stage's
   // turn (through its mailbox's lock), happened before; a push from another thread at the same
@@ -177,6 +184,15 @@ class ActorCore {
   // True once the actor has stopped, from any thread.
   bool has_stopped() const noexcept { return exited_.load(std::memory_order_acquire); }
 
+  // Held (System::spawn_held): its messages queue, and it runs only once released. Set and
+  // cleared by the thread that wires it.
+  bool held() const noexcept { return held_.load(std::memory_order_acquire); }
+  // Lets a held actor run: its mailbox looks scheduled already, so this is the one schedule.
+  void release() {
+    held_.store(false, std::memory_order_release);
+    scheduler_.schedule(*this);
+  }
+
   // The System's hold on a running actor, taken when it adopts the actor. The actor lets go of
   // it at the end of its last slice, once it has stopped and its mailbox is closed: no message
   // can schedule it again, so nothing but other handles can reach it after that.
@@ -240,6 +256,7 @@ class ActorCore {
 
   Scheduler& scheduler_;
   StageHost& host_;
+  std::atomic<bool> held_{false};
   std::string name_;
   StageStats stats_;
 

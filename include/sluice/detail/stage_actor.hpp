@@ -63,6 +63,12 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
 
   bool post(Control&& message) override { return deliver(Message{std::move(message)}); }
 
+  // Before anyone else has the stage: it queues its messages until release().
+  void hold() {
+    mailbox_.hold();
+    held_.store(true, std::memory_order_release);
+  }
+
   // Kept for the end of the message being handled only while nothing waits in the mailbox: a
   // message the consumer sent earlier must still come first (messages between two stages keep
   // their order, as between two Erlang processes).
