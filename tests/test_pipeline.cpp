@@ -137,6 +137,32 @@ TEST_CASE("DSL: a chain built on a running System starts only once whole") {
   CHECK(sums[0]->sum() + sums[1]->sum() == 385);
 }
 
+TEST_CASE("DSL: an unfinished chain on a running System starts once its last Flow is gone") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto first = from<NumberProducer>(system, 1, 3) | into<SumConsumer>();
+  scheduler.run_until_idle();
+  detail::ActorRef squares;
+  {
+    auto flow = from<NumberProducer>(system, 1, 10) | map([](std::int64_t x) { return x * x; });
+    squares = flow.stages().front();
+    CHECK(scheduler.run_until_idle() == 0);
+  }
+  scheduler.run_until_idle();
+  CHECK(squares->stats().snapshot().events_in == 10);  // nothing consumes it: the squares wait in its buffer
+  system.stop();
+}
+
+TEST_CASE("DSL: wait() starts an unfinished chain that is still held") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto first = from<NumberProducer>(system, 1, 3) | into<SumConsumer>();
+  scheduler.run_until_idle();
+  auto flow = from(system, std::views::iota(0, 0)) | map([](int x) { return x; });
+  system.wait();  // the empty source completes, and so does the map: nothing is left running
+  CHECK(system.running() == 0);
+}
+
 TEST_CASE("DSL: chains built one after another on a started System each deliver every event") {
   System system(2);
   system.start();

@@ -57,7 +57,8 @@ namespace detail {
 // then none runs, so a step's copies all subscribe before any event flows, and no stage can
 // complete before its consumers subscribe, even on a System that runs already (Elixir's Flow
 // starts its stages the same way: demand accumulated, every subscription made, then demand
-// forwarded).
+// forwarded). Every Flow of a chain shares one: a Flow is continued once (fan-out goes through
+// StageRefs), since the first sink to attach releases the whole chain.
 class HeldStages {
  public:
   explicit HeldStages(System& system) : system_(system) {}
@@ -66,8 +67,11 @@ class HeldStages {
   ~HeldStages() { release(); }
 
   void add(ActorRef stage) { stages_.push_back(std::move(stage)); }
+  // A stage the System released already (start(), its destructor) is not held: the System is
+  // not touched then, since a Flow may outlive it.
   void release() {
-    for (const ActorRef& stage : std::exchange(stages_, {})) system_.release_held(*stage);
+    for (const ActorRef& stage : std::exchange(stages_, {}))
+      if (stage->held()) system_.release_held(*stage);
   }
 
  private:

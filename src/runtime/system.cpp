@@ -52,6 +52,9 @@ bool System::runs() {
 }
 
 void System::release_held(detail::ActorCore& stage) {
+  // Under start_mutex_, as subscribe_untyped reads held(): a held consumer's subscription
+  // reaches both ends before the consumer can run and ask.
+  std::lock_guard start_lock(start_mutex_);
   {
     std::lock_guard lock(mutex_);
     if (held_.erase(&stage) == 0) return;
@@ -113,6 +116,8 @@ void System::start() {
   }
   scheduler_.start();
   // A held stage has not run, so it still holds itself: the raw pointers are safe to take.
+  // Released under start_mutex_, as in release_held.
+  std::lock_guard start_lock(start_mutex_);
   std::unordered_set<detail::ActorCore*> held;
   {
     std::lock_guard lock(mutex_);

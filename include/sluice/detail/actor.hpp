@@ -184,8 +184,8 @@ class ActorCore {
   // True once the actor has stopped, from any thread.
   bool has_stopped() const noexcept { return exited_.load(std::memory_order_acquire); }
 
-  // Held (System::spawn_held): its messages queue, and it runs only once released. Set and
-  // cleared by the thread that wires it.
+  // Held (System::spawn_held): its messages queue, and it runs only once released. Set before
+  // the stage is shared; cleared by the System, under its start lock.
   bool held() const noexcept { return held_.load(std::memory_order_acquire); }
   // Lets a held actor run: its mailbox looks scheduled already, so this is the one schedule.
   void release() {
