@@ -138,16 +138,25 @@ class Checker {
       line << file_ << ':' << at.line << ':' << at.column;
     }
     line << ": error: " << (path.empty() ? "" : path + ": ") << message;
-    errors_.push_back(line.str());
+    errors_.push_back({setting_of(path) != nullptr ? Location{} : at, line.str()});
   }
   // An error in a --set itself.
   void setting_error(const std::string& setting, const std::string& message) {
-    errors_.push_back("--set " + setting + ": error: " + message);
+    errors_.push_back({Location{}, "--set " + setting + ": error: " + message});
   }
   void set_by(std::string path, std::string setting) { settings_.emplace_back(std::move(path), std::move(setting)); }
   static Location at(const YAML::Node& node) { return {node.Mark().line + 1, node.Mark().column + 1}; }
   bool failed() const { return !errors_.empty(); }
-  std::vector<std::string> take() { return std::move(errors_); }
+  // In the order of the file (errors in --set values first), whichever check found them.
+  std::vector<std::string> take() {
+    std::stable_sort(errors_.begin(), errors_.end(), [](const auto& a, const auto& b) {
+      return std::pair(a.first.line, a.first.column) < std::pair(b.first.line, b.first.column);
+    });
+    std::vector<std::string> lines;
+    for (auto& error : errors_) lines.push_back(std::move(error.second));
+    errors_.clear();
+    return lines;
+  }
 
  private:
   // The last --set of the path, or of one that contains it (a key or an item of its value).
@@ -160,7 +169,7 @@ class Checker {
   }
 
   std::string file_;
-  std::vector<std::string> errors_;
+  std::vector<std::pair<Location, std::string>> errors_;  // where (none: a --set), and the line
   std::vector<std::pair<std::string, std::string>> settings_;  // (config path, the --set that gave it)
 };
 
@@ -262,6 +271,29 @@ void apply_override(YAML::Node& root, const std::string& setting, Checker& check
   checker.set_by(path, setting);
 }
 
+// yaml-cpp keeps a key given twice in a map, and a lookup finds only the first, while a loop
+// over the map sees both: the second would be ignored or half used, so it is an error. A stage
+// id given twice has its own (Loader::stage).
+void check_duplicate_keys(const YAML::Node& node, const std::string& path, Checker& checker) {
+  if (node.IsSequence()) {
+    for (std::size_t i = 0; i < node.size(); ++i) check_duplicate_keys(node[i], path + "[" + std::to_string(i) + "]", checker);
+  }
+  if (!node.IsMap()) return;
+  std::map<std::string, Location> seen;
+  for (const auto& entry : node) {
+    if (!entry.first.IsScalar()) continue;
+    const std::string& key = entry.first.Scalar();
+    const std::string key_path = path.empty() ? key : path + "." + key;
+    const Location at = Checker::at(entry.first);
+    if (auto [first, fresh] = seen.emplace(key, at); !fresh && path != "stages") {
+      checker.error(at, key_path,
+                    "duplicate key: already given at line " + std::to_string(first->second.line) + ", column " +
+                        std::to_string(first->second.column));
+    }
+    check_duplicate_keys(entry.second, key_path, checker);
+  }
+}
+
 class Loader {
  public:
   Loader(const std::string& file, Checker& checker) : checker_(checker) { config_.file = file; }
@@ -304,6 +336,7 @@ class Loader {
     const YAML::Node type = node["type"];
     if (!type) {
       checker_.error(stage.location, path, "missing required key 'type'");
+      note_subscriptions(node["subscribe_to"]);
       return;
     }
     // `type: null` is YAML's null, and also the name of the stage type that discards events.
@@ -314,6 +347,7 @@ class Loader {
       if (spec.name == type_name) stage.type = &spec;
     if (stage.type == nullptr) {
       checker_.error(Checker::at(type), path + ".type", "unknown stage type '" + type_name + "'" + hint(type_name, type_names) + " (see `sluice list`)");
+      note_subscriptions(node["subscribe_to"]);
       return;
     }
     std::vector<std::string> allowed = names_of(common_options());
@@ -366,6 +400,21 @@ class Loader {
       checker_.error(Checker::at(node["step"]), path + ".step", "must not be 0");
     }
     config_.stages.push_back(std::move(stage));
+  }
+
+  // The producers a stage too broken to check subscribes to: they have a consumer, so they get
+  // no follow-on "nothing subscribes" error.
+  void note_subscriptions(const YAML::Node& value) {
+    if (!value) return;
+    auto note = [&](const YAML::Node& item) {
+      if (item.IsScalar()) subscribed_by_broken_.insert(item.Scalar());
+      if (item.IsMap() && item["stage"] && item["stage"].IsScalar()) subscribed_by_broken_.insert(item["stage"].Scalar());
+    };
+    if (value.IsSequence()) {
+      for (const auto& item : value) note(item);
+    } else {
+      note(value);
+    }
   }
 
   void choice(StageConfig& stage, const std::string& name, const YAML::Node& value, const std::string& path) {
@@ -542,7 +591,6 @@ class Loader {
 
   // References, roles, cycles, and then event types and expressions, in dependency order.
   void graph() {
-    const bool stages_ok = !checker_.failed();
     std::map<std::string, std::size_t> subscribers;
     for (auto& stage : config_.stages) {
       const std::string path = "stages." + stage.id;
@@ -568,15 +616,13 @@ class Loader {
       }
     }
     for (const auto& stage : config_.stages) {
-      if (stage.type->role != Role::consumer && !subscribers.contains(stage.id)) {
+      if (stage.type->role != Role::consumer && !subscribers.contains(stage.id) && !subscribed_by_broken_.contains(stage.id)) {
         checker_.error(stage.location, "stages." + stage.id, "nothing subscribes to this " + std::string(role_name(stage.type->role)) + ": its events would go nowhere");
       }
       for (const auto& subscription : stage.subscribe_to) check_hand_off(stage, subscription);
     }
-    const bool acyclic = !cycles();
-    if (acyclic) dead_letter_loops();
-    // Event types and expressions need every stage, every edge, and no cycle.
-    if (stages_ok && acyclic && !checker_.failed()) types();
+    if (!cycles()) dead_letter_loops();
+    types();
   }
 
   std::set<std::string> dead_letter_targets() const {
@@ -708,69 +754,136 @@ class Loader {
     return found;
   }
 
+  // Event types and expressions, in dependency order, as far as the other errors allow, so that
+  // one pass reports them all: a stage fed by a producer that is missing, broken, a consumer, on
+  // a cycle, or of unknown output has an unknown input, and its expressions are checked only for
+  // what holds whatever the input (see check_untyped).
   void types() {
-    std::set<std::string> typed;
-    while (typed.size() < config_.stages.size()) {
-      for (auto& stage : config_.stages) {
-        if (typed.contains(stage.id)) continue;
-        bool ready = true;
-        for (const auto& subscription : stage.subscribe_to) ready = ready && typed.contains(subscription.stage);
-        if (!ready) continue;
-        type_stage(stage);
-        typed.insert(stage.id);
+    std::map<std::string, std::optional<expr::Type>> outputs;  // by stage id: its event type, if known
+    std::vector<bool> done(config_.stages.size(), false);
+    auto ready = [&](const StageConfig& stage) {
+      return std::all_of(stage.subscribe_to.begin(), stage.subscribe_to.end(), [&](const Subscription& subscription) {
+        const StageConfig* producer = config_.find(subscription.stage);
+        return producer == nullptr || producer->type->role == Role::consumer || outputs.contains(producer->id);
+      });
+    };
+    auto type_at = [&](std::size_t i) {
+      outputs.try_emplace(config_.stages[i].id, type_stage(config_.stages[i], outputs));
+      done[i] = true;
+    };
+    // Rounds in dependency order. When no stage is ready (the rest wait on a cycle), the first
+    // one left is typed with what its producers have so far, and the rounds go on.
+    for (;;) {
+      bool progress = false;
+      for (std::size_t i = 0; i < config_.stages.size(); ++i) {
+        if (done[i] || !ready(config_.stages[i])) continue;
+        type_at(i);
+        progress = true;
       }
+      if (progress) continue;
+      const auto left = std::find(done.begin(), done.end(), false);
+      if (left == done.end()) break;
+      type_at(static_cast<std::size_t>(left - done.begin()));
     }
   }
 
-  void type_stage(StageConfig& stage) {
+  // Types one stage from its producers' outputs; returns its own output type, if known.
+  std::optional<expr::Type> type_stage(StageConfig& stage, const std::map<std::string, std::optional<expr::Type>>& outputs) {
     const std::string path = "stages." + stage.id;
     std::optional<expr::Type> input;
+    bool input_known = true;
     if (dead_letter_targets().contains(stage.id)) input = expr::Type::string;  // `stage: error: event` lines
     for (const auto& subscription : stage.subscribe_to) {
-      const expr::Type t = config_.find(subscription.stage)->event_type;
+      const auto found = outputs.find(subscription.stage);
+      const StageConfig* producer = config_.find(subscription.stage);
+      if (found == outputs.end() || !found->second || producer == nullptr || producer->type->role == Role::consumer) {
+        input_known = false;
+        continue;
+      }
+      const expr::Type t = *found->second;
       if (input && *input != t) {
         checker_.error(subscription.location, path + ".subscribe_to",
                        "its producers emit different event types (" + std::string(expr::type_name(*input)) + " and " + std::string(expr::type_name(t)) + ")");
       }
       input = t;
     }
+    if (!input_known) input.reset();
     if (input) stage.input_type = *input;
+    std::optional<expr::Type> output;
     const std::string& type = stage.type->name;
     if (type == "range") {
-      stage.event_type = expr::Type::integer;
+      output = expr::Type::integer;
     } else if (type == "lines" || type == "flat_map") {
-      stage.event_type = expr::Type::string;
-      if (type == "flat_map" && input != expr::Type::string) {
+      output = expr::Type::string;
+      if (type == "flat_map" && input && *input != expr::Type::string) {
         checker_.error(stage.location, path, "flat_map splits strings, but its input events are " + std::string(expr::type_name(*input)) + "s");
       }
     } else if (type == "batch") {
-      stage.event_type = expr::Type::string;
+      output = expr::Type::string;
     } else if (type == "generate" || type == "map" || type == "filter" || type == "async_map") {
-      compile(stage, type == "generate" ? expr::Type::integer : *input, type == "generate" ? "i" : "x");
-      if (!stage.expression) return;
+      const bool generates = type == "generate";
+      if (!stage.options.contains("expr")) return std::nullopt;  // reported as missing
+      if (!generates && !input) {
+        check_untyped(stage);
+        return std::nullopt;
+      }
+      compile(stage, generates ? expr::Type::integer : *input, generates ? "i" : "x");
+      if (!stage.expression) return std::nullopt;
       if (type == "filter") {
-        stage.event_type = *input;
+        output = *input;
         if (stage.expression->type() != expr::Type::boolean) {
           checker_.error(expression_marks_[stage.id].first, path + ".expr",
                          "a filter needs a boolean expression, this one gives " + std::string(expr::type_name(stage.expression->type())) + "s");
         }
       } else {
         const expr::Type result = stage.expression->type();
-        stage.event_type = result == expr::Type::boolean ? expr::Type::integer : result;
+        output = result == expr::Type::boolean ? expr::Type::integer : result;
       }
-    } else if (input) {
-      stage.event_type = *input;
+    } else {
+      output = input;
       if (type == "sum" && input == expr::Type::string) checker_.error(stage.location, path, "sum adds numbers, but its input events are strings");
     }
-    if (stage.dispatcher == DispatcherKind::partition) compile_partition_key(stage);
+    if (output) stage.event_type = *output;
+    if (stage.dispatcher == DispatcherKind::partition) compile_partition_key(stage, output);
+    return output;
   }
 
-  void compile_partition_key(StageConfig& stage) {
+  // An expression over an input of unknown type: an error it gives for every type x could have
+  // (a syntax error, an unknown name) is its own; any other depends on the input, and waits for
+  // the errors that hide the input to be fixed.
+  void check_untyped(const StageConfig& stage) {
+    const auto& [location, is_quoted] = expression_marks_[stage.id];
+    report_untyped(stage.options.at("expr"), "x", location, is_quoted, "stages." + stage.id + ".expr");
+  }
+
+  void report_untyped(const std::string& text, std::string_view variable, Location location, bool is_quoted,
+                      const std::string& path) {
+    std::optional<std::pair<std::size_t, std::string>> common;
+    for (expr::Type x : {expr::Type::integer, expr::Type::floating, expr::Type::string}) {
+      try {
+        expr::Expression::compile(text, x, variable);
+        return;
+      } catch (const expr::SyntaxError& error) {
+        const std::pair<std::size_t, std::string> seen{error.column(), error.what()};
+        if (common && *common != seen) return;
+        common = seen;
+      }
+    }
+    Location at = location;
+    at.column += static_cast<int>(common->first) + (is_quoted ? 1 : 0);
+    checker_.error(at, path, common->second);
+  }
+
+  void compile_partition_key(StageConfig& stage, std::optional<expr::Type> events) {
     auto found = partition_keys_.find(stage.id);
     if (found == partition_keys_.end()) return;
     const auto& [text, location, is_quoted] = found->second;
     const std::string path = "stages." + stage.id + ".dispatcher.partition.key";
-    stage.partition_key = compile_at(text, stage.event_type, "x", location, is_quoted, path);
+    if (!events) {
+      report_untyped(text, "x", location, is_quoted, path);
+      return;
+    }
+    stage.partition_key = compile_at(text, *events, "x", location, is_quoted, path);
     if (stage.partition_key && stage.partition_key->type() != expr::Type::integer) {
       checker_.error(location, path, "a partition key is an integer (the partition, 0.." + std::to_string(stage.partitions - 1) + "), this one gives " + std::string(expr::type_name(stage.partition_key->type())) + "s");
     }
@@ -797,6 +910,7 @@ class Loader {
   Checker& checker_;
   PipelineConfig config_;
   std::vector<std::string> ids_;  // every stage id, the broken ones too, for hints
+  std::set<std::string> subscribed_by_broken_;  // see note_subscriptions
   std::map<std::string, std::pair<Location, bool>> expression_marks_;  // where each expr scalar starts
   std::map<std::string, std::tuple<std::string, Location, bool>> partition_keys_;  // text, where, quoted
   std::map<std::pair<std::string, std::size_t>, std::string> partition_owners_;   // (producer, partition) -> consumer
@@ -815,6 +929,7 @@ PipelineConfig load_pipeline(const std::string& file, const std::vector<std::str
     checker.error({error.mark.line + 1, error.mark.column + 1}, "", "YAML syntax: " + error.msg);
     throw ConfigErrors(checker.take());
   }
+  check_duplicate_keys(root, "", checker);
   for (const auto& setting : overrides) apply_override(root, setting, checker);
   Loader loader(file, checker);
   PipelineConfig config = loader.load(root);
