@@ -5,6 +5,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
@@ -146,6 +147,20 @@ class Checker {
   }
   void set_by(std::string path, std::string setting) { settings_.emplace_back(std::move(path), std::move(setting)); }
   static Location at(const YAML::Node& node) { return {node.Mark().line + 1, node.Mark().column + 1}; }
+  void set_source(std::string text) { source_ = std::move(text); }
+  // Whether a null node at `path` was written as a word (null, ~), not left empty. yaml-cpp
+  // makes no difference between them, but an empty value's mark points past it, at whatever
+  // follows, while a word's points at the word: in the file, or in the --set that gave it.
+  bool spelled_null(const YAML::Node& node, const std::string& path) const {
+    std::string_view source = source_;
+    if (const std::string* setting = setting_of(path)) source = std::string_view(*setting).substr(setting->find('=') + 1);
+    if (node.Mark().pos < 0 || static_cast<std::size_t>(node.Mark().pos) >= source.size()) return false;
+    const std::string_view rest = source.substr(static_cast<std::size_t>(node.Mark().pos));
+    for (std::string_view word : {"null", "Null", "NULL", "~"}) {
+      if (rest.starts_with(word) && (rest.size() == word.size() || !std::isalnum(static_cast<unsigned char>(rest[word.size()])))) return true;
+    }
+    return false;
+  }
   bool failed() const { return !errors_.empty(); }
   // In the order of the file (errors in --set values first), whichever check found them.
   std::vector<std::string> take() {
@@ -169,6 +184,7 @@ class Checker {
   }
 
   std::string file_;
+  std::string source_;  // the file's text
   std::vector<std::pair<Location, std::string>> errors_;  // where (none: a --set), and the line
   std::vector<std::pair<std::string, std::string>> settings_;  // (config path, the --set that gave it)
 };
@@ -339,7 +355,13 @@ class Loader {
       note_subscriptions(node["subscribe_to"]);
       return;
     }
-    // `type: null` is YAML's null, and also the name of the stage type that discards events.
+    // `type: null` is YAML's null, and also the name of the stage type that discards events; a
+    // `type:` left empty is a null too, but surely not a choice to discard everything.
+    if (type.IsNull() && !checker_.spelled_null(type, path + ".type")) {
+      checker_.error(stage.location, path + ".type", "no stage type given (the sink that discards events is `type: null`)");
+      note_subscriptions(node["subscribe_to"]);
+      return;
+    }
     const std::string type_name = type.IsNull() ? "null" : type.IsScalar() ? type.Scalar() : "";
     std::vector<std::string> type_names;
     for (const auto& spec : catalog()) type_names.push_back(spec.name);
@@ -924,7 +946,10 @@ PipelineConfig load_pipeline(const std::string& file, const std::vector<std::str
   try {
     std::ifstream in(file);
     if (!in) throw ConfigErrors({file + ":0:0: error: cannot read the file"});
-    root = YAML::Load(in);
+    std::ostringstream text;
+    text << in.rdbuf();
+    checker.set_source(text.str());
+    root = YAML::Load(text.str());
   } catch (const YAML::ParserException& error) {
     checker.error({error.mark.line + 1, error.mark.column + 1}, "", "YAML syntax: " + error.msg);
     throw ConfigErrors(checker.take());
