@@ -109,3 +109,26 @@ TEST_CASE("parse and type errors point at the column inside the expression") {
   CHECK(error_of("(x + 1") == "6: expected ')', found the end");
   CHECK(error_of("x # 2") == "2: unexpected character '#'");
 }
+
+// The parser recurses per nested sub-expression and the tree is walked recursively: a bad or
+// hostile expression must get an error, never overflow the stack.
+TEST_CASE("nesting and length are bounded: a clear error instead of a stack overflow") {
+  auto nested = [](std::size_t levels, std::string_view open, std::string_view close) {
+    std::string text;
+    for (std::size_t i = 0; i < levels; ++i) text += open;
+    text += "x";
+    for (std::size_t i = 0; i < levels; ++i) text += close;
+    return text;
+  };
+  CHECK(eval(nested(99, "(", ")"), xs({7})) == ints({7}));
+  CHECK(error_of(nested(100, "(", ")")) == "100: the expression nests deeper than 100 levels");
+  CHECK(eval(nested(99, "-", ""), xs({7})) == ints({-7}));
+  CHECK(error_of(nested(100, "-", "")) == "100: the expression nests deeper than 100 levels");
+  CHECK(error_of(nested(60, "(true ? ", " : 0)")).ends_with("the expression nests deeper than 100 levels"));
+
+  // A chain of 2048 terms (4095 tokens, the most there may be) builds a tree 2047 deep.
+  std::string chain = "x";
+  for (int i = 1; i < 2048; ++i) chain += "+x";
+  CHECK(eval(chain, xs({1, 3})) == ints({2048, 3 * 2048}));
+  CHECK(error_of(chain + "+x") == "4096: the expression is too long: more than 4096 tokens");
+}

@@ -310,7 +310,11 @@ bool numeric(Type t) { return t == Type::integer || t == Type::floating; }
 class Parser {
  public:
   Parser(std::string_view source, Type x_type, std::string_view variable)
-      : tokens_(lex(source)), x_type_(x_type), variable_(variable) {}
+      : tokens_(lex(source)), x_type_(x_type), variable_(variable) {
+    if (tokens_.size() > max_tokens) {
+      throw SyntaxError(tokens_[max_tokens].column, "the expression is too long: more than " + std::to_string(max_tokens) + " tokens");
+    }
+  }
 
   NodePtr parse() {
     NodePtr root = ternary();
@@ -319,6 +323,29 @@ class Parser {
   }
 
  private:
+  // The parser recurses once per nested sub-expression (parentheses, an argument, a branch of
+  // ?:, a prefix operator), and the tree it builds is walked and freed recursively, on a worker's
+  // stack: both bounds keep an expression, however broken or hostile, from overflowing it. They
+  // are far beyond what a pipeline's expression needs (CEL bounds nesting the same way).
+  static constexpr std::size_t max_tokens = 4096;
+  static constexpr std::size_t max_nesting = 100;
+
+  // Counts a nesting level for its lifetime.
+  class Nested {
+   public:
+    explicit Nested(Parser& parser) : depth_(parser.depth_) {
+      if (++depth_ > max_nesting) {
+        throw SyntaxError(parser.peek().column, "the expression nests deeper than " + std::to_string(max_nesting) + " levels");
+      }
+    }
+    Nested(const Nested&) = delete;
+    Nested& operator=(const Nested&) = delete;
+    ~Nested() { --depth_; }
+
+   private:
+    std::size_t& depth_;
+  };
+
   const Token& peek() const { return tokens_[next_]; }
   bool accept(std::string_view symbol) {
     if (peek().kind == Kind::symbol && peek().text == symbol) {
@@ -348,6 +375,7 @@ class Parser {
   }
 
   NodePtr ternary() {
+    const Nested nested(*this);
     NodePtr condition = logical_or();
     const std::size_t column = peek().column;
     if (!accept("?")) return condition;
@@ -529,6 +557,7 @@ class Parser {
   NodePtr unary() {
     const Token op = peek();
     if (accept("-")) {
+      const Nested nested(*this);
       NodePtr arg = unary();
       if (arg->type() == Type::integer) {
         return std::make_shared<Map1>(Type::integer, op.column, arg, [](std::size_t row, const Column& in, Column& out) {
@@ -539,6 +568,7 @@ class Parser {
       return std::make_shared<Map1>(Type::floating, op.column, arg, [](std::size_t row, const Column& in, Column& out) { out.floats[row] = -in.floats[row]; });
     }
     if (accept("!")) {
+      const Nested nested(*this);
       NodePtr arg = unary();
       require(arg, Type::boolean, "'!'");
       return std::make_shared<Map1>(Type::boolean, op.column, arg, [](std::size_t row, const Column& in, Column& out) { out.ints[row] = !in.ints[row]; });
@@ -709,6 +739,7 @@ class Parser {
 
   std::vector<Token> tokens_;
   std::size_t next_ = 0;
+  std::size_t depth_ = 0;  // nesting levels open (Nested)
   Type x_type_;
   std::string_view variable_;
 };
