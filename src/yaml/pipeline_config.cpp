@@ -22,6 +22,12 @@ const OptionSpec expression(const char* description) { return {"expr", OptionTyp
 
 }  // namespace
 
+// Durations in ms up to about 31 years: a time point that far ahead still fits the clock's
+// int64 nanoseconds, where a larger one would wrap around to the past and fire at once.
+constexpr double max_ms = 1e12;
+// The slowest rate: one event in about 31 years, for the same reason.
+constexpr double min_per_second = 1e-9;
+
 const std::vector<StageTypeSpec>& catalog() {
   static const std::vector<StageTypeSpec> types = {
       {"range", Role::producer, "the integers from, from + step, ... up to `to` (inclusive); endless without `to`",
@@ -39,19 +45,19 @@ const std::vector<StageTypeSpec>& catalog() {
        {{"count", OptionType::integer, true, "", "how many events", 0}}},
       {"batch", Role::producer_consumer, "joins every `size` events into one string event",
        {{"size", OptionType::integer, true, "", "events per batch (>= 1)", 1},
-        {"timeout_ms", OptionType::integer, false, "0", "a partial batch goes out after this long (0: only at the end)", 0},
+        {"timeout_ms", OptionType::integer, false, "0", "a partial batch goes out after this long (0: only at the end)", 0, false, max_ms},
         {"sep", OptionType::string, false, ",", "the separator between parts"}}},
       {"rate_limit", Role::producer_consumer, "lets at most `per_second` events a second through, evenly spaced",
-       {{"per_second", OptionType::number, true, "", "events per second (> 0)", 0, true}}},
+       {{"per_second", OptionType::number, true, "", "events per second (>= 1e-9)", min_per_second}}},
       {"delay", Role::producer_consumer, "holds each event for `ms` (simulated I/O); events overlap",
-       {{"ms", OptionType::integer, true, "", "milliseconds (>= 0)", 0}}},
+       {{"ms", OptionType::integer, true, "", "milliseconds (>= 0)", 0, false, max_ms}}},
       {"async_map", Role::producer_consumer,
        "replaces each event x by `expr`, evaluated as a task, at most max_concurrency at once (async_stream)",
        {expression("an expression over x"),
         {"max_concurrency", OptionType::integer, false, "cores", "tasks at once (>= 1)", 1},
         {"ordered", OptionType::boolean, false, "true", "results in input order; false: as tasks finish"},
-        {"timeout_ms", OptionType::integer, false, "5000", "per task; a late task is an error, handled by on_error", 1},
-        {"delay_ms", OptionType::integer, false, "0", "each task first waits this long (simulated I/O)", 0}}},
+        {"timeout_ms", OptionType::integer, false, "5000", "per task; a late task is an error, handled by on_error", 1, false, max_ms},
+        {"delay_ms", OptionType::integer, false, "0", "each task first waits this long (simulated I/O)", 0, false, max_ms}}},
       {"stdout", Role::consumer, "writes one event per line to standard output", {}},
       {"file", Role::consumer, "writes one event per line to a file",
        {{"path", OptionType::string, true, "", "the file"}, {"append", OptionType::boolean, false, "false", "append instead of truncating"}}},
@@ -554,14 +560,24 @@ class Loader {
     }
     if (!canonical) return;
     stage.options[name] = *canonical;
-    if (spec->least) {
+    if (spec->least || spec->most) {
       const double number = std::stod(stage.options[name]);
-      if (number < *spec->least || (spec->above_least && number <= *spec->least)) {
-        std::ostringstream bound;
-        bound << *spec->least;
-        checker_.error(Checker::at(value), path,
-                       std::string("must be ") + (spec->above_least ? "more than " : "at least ") + bound.str() + ", got " +
-                           stage.options[name]);
+      auto out_of_range = [&](const char* relation, double bound) {
+        // Whole bounds in full (1000000000000, not 1e+12), as a reader would write them.
+        std::ostringstream text;
+        text << "must be " << relation;
+        if (bound == std::floor(bound) && std::fabs(bound) < 1e15) {
+          text << static_cast<std::int64_t>(bound);
+        } else {
+          text << bound;
+        }
+        text << ", got " << stage.options[name];
+        checker_.error(Checker::at(value), path, text.str());
+      };
+      if (spec->least && (number < *spec->least || (spec->above_least && number <= *spec->least))) {
+        out_of_range(spec->above_least ? "more than " : "at least ", *spec->least);
+      } else if (spec->most && number > *spec->most) {
+        out_of_range("at most ", *spec->most);
       }
     }
     if (spec->type == OptionType::expression) expression_marks_[stage.id] = {Checker::at(value), quoted(value)};

@@ -26,6 +26,7 @@ struct OptionSpec {
   std::string description;
   std::optional<double> least{};  // numeric options: the least value allowed, if any
   bool above_least = false;       // the value must exceed `least` rather than reach it
+  std::optional<double> most{};   // numeric options: the greatest value allowed, if any
 };
 
 struct StageTypeSpec {
