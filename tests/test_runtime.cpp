@@ -1,6 +1,7 @@
 // The actor runtime on real oneTBB workers: completion, failure, scale, scheduling fairness.
 #include "support.hpp"
 
+#include <sluice/detail/timer_service.hpp>
 #include <sluice/stages/number_processor.hpp>
 #include <sluice/stages/number_producer.hpp>
 #include <sluice/stages/sum_consumer.hpp>
@@ -13,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <fstream>
+#include <future>
 #include <stdexcept>
 #include <thread>
 
@@ -518,4 +520,25 @@ TEST_CASE("a subscription wired before stages run, by a consumer about to stop, 
   CHECK(live->sum == 5050);
   CHECK(producer->subscribed == std::vector<std::string>{"live", "stopping"});
   CHECK(producer->cancelled == std::vector<std::string>{"stopping"});
+}
+
+// A stage that arms a timer per task and cancels it when the task ends (async_map's timeout)
+// must not leave an entry behind for each cancelled timer until its deadline: memory stays flat.
+TEST_CASE("timers: cancelled timers do not pile up until their deadlines; live ones still fire") {
+  detail::TimerService timers;
+  const auto far = detail::TimerService::Clock::now() + std::chrono::hours(1);
+  std::atomic<int> fired{0};
+  std::vector<detail::TimerService::TimerId> live;
+  for (int i = 0; i < 100; ++i) live.push_back(timers.schedule(far, [&] { ++fired; }));
+  bool all_cancelled = true;
+  for (int i = 0; i < 100'000; ++i) all_cancelled = timers.cancel(timers.schedule(far, [&] { ++fired; })) && all_cancelled;
+  CHECK(all_cancelled);
+  CHECK(timers.held() >= 100);  // the live ones are kept
+  CHECK(timers.held() <= 300);  // the cancelled ones are dropped as they go
+
+  std::promise<void> due;
+  timers.schedule(detail::TimerService::Clock::now(), [&] { due.set_value(); });
+  due.get_future().wait();  // a timer due now still runs
+  for (const auto id : live) CHECK(timers.cancel(id));  // and the far ones were never lost
+  CHECK(fired == 0);
 }

@@ -1,5 +1,7 @@
 #include <sluice/detail/timer_service.hpp>
 
+#include <algorithm>
+
 namespace sluice::detail {
 
 TimerService::~TimerService() {
@@ -18,7 +20,8 @@ TimerService::TimerId TimerService::schedule(Clock::time_point deadline, std::fu
   }
   const TimerId id = next_id_++;
   callbacks_.emplace(id, std::move(callback));
-  deadlines_.emplace(deadline, id);
+  deadlines_.emplace_back(deadline, id);
+  std::push_heap(deadlines_.begin(), deadlines_.end(), std::greater<>());
   if (!thread_.joinable()) thread_ = std::jthread([this](std::stop_token stop) { run(stop); });
   wake_.notify_one();
   return id;
@@ -38,8 +41,7 @@ void TimerService::fire_all_now() {
     {
       std::lock_guard lock(mutex_);
       if (deadlines_.empty()) return;
-      auto found = callbacks_.extract(deadlines_.top().second);
-      deadlines_.pop();
+      auto found = callbacks_.extract(pop_deadline().second);
       if (found.empty()) continue;
       callback = std::move(found.mapped());
     }
@@ -52,6 +54,7 @@ bool TimerService::cancel(TimerId id) {
   {
     std::lock_guard lock(mutex_);
     cancelled = callbacks_.extract(id);
+    if (!cancelled.empty()) compact_if_mostly_cancelled();
   }
   // Destroyed unlocked: the callback may hold the last handle to a stage, whose destructor may
   // use timers too.
@@ -65,13 +68,14 @@ void TimerService::run(std::stop_token stop) {
       wake_.wait(lock, stop, [this] { return !deadlines_.empty(); });
       continue;
     }
-    const auto [deadline, id] = deadlines_.top();
+    const auto [deadline, id] = deadlines_.front();
     if (Clock::now() < deadline) {
-      // Woken early by a nearer timer or by stop: look again.
-      wake_.wait_until(lock, stop, deadline, [this, deadline = deadline] { return deadlines_.top().first < deadline; });
+      // Woken early by a nearer timer or by stop: look again. Compaction may empty the heap.
+      wake_.wait_until(lock, stop, deadline,
+                       [this, deadline = deadline] { return deadlines_.empty() || deadlines_.front().first < deadline; });
       continue;
     }
-    deadlines_.pop();
+    pop_deadline();
     auto callback = callbacks_.extract(id);
     if (callback.empty()) continue;  // cancelled
     lock.unlock();
@@ -79,6 +83,20 @@ void TimerService::run(std::stop_token stop) {
     callback = {};  // unlocked, as in cancel()
     lock.lock();
   }
+}
+
+TimerService::Deadline TimerService::pop_deadline() {
+  std::pop_heap(deadlines_.begin(), deadlines_.end(), std::greater<>());
+  const Deadline earliest = deadlines_.back();
+  deadlines_.pop_back();
+  return earliest;
+}
+
+void TimerService::compact_if_mostly_cancelled() {
+  // Amortized: a pass over n entries comes after at least n / 2 cancels.
+  if (deadlines_.size() < 64 || deadlines_.size() <= 2 * callbacks_.size()) return;
+  std::erase_if(deadlines_, [this](const Deadline& entry) { return !callbacks_.contains(entry.second); });
+  std::make_heap(deadlines_.begin(), deadlines_.end(), std::greater<>());
 }
 
 }  // namespace sluice::detail

@@ -2,11 +2,11 @@
 // One thread that runs callbacks at deadlines: behind send_after and task timeouts.
 #include <chrono>
 #include <condition_variable>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <mutex>
-#include <queue>
 #include <thread>
 #include <vector>
 
@@ -32,16 +32,27 @@ class TimerService {
   // scheduled from then on run at once. For timers that resume coroutines, which must run to
   // their end to free what they hold.
   void fire_all_now();
+  // Deadlines held, live or cancelled: what the service's memory grows with.
+  std::size_t held() {
+    std::lock_guard lock(mutex_);
+    return deadlines_.size();
+  }
 
  private:
   void run(std::stop_token stop);
+  using Deadline = std::pair<Clock::time_point, TimerId>;
+  // Pops the earliest deadline.
+  Deadline pop_deadline();
+  // Drops the deadlines of cancelled timers once they outnumber the live ones: a stage that
+  // cancels most of its timers (a task timeout per task) would otherwise keep one entry per
+  // timer until its deadline, however long.
+  void compact_if_mostly_cancelled();
 
   std::mutex mutex_;
   std::condition_variable_any wake_;
-  // Deadline-ordered ids, and the callbacks of the live ones (a cancelled id has none).
-  std::priority_queue<std::pair<Clock::time_point, TimerId>, std::vector<std::pair<Clock::time_point, TimerId>>,
-                      std::greater<>>
-      deadlines_;
+  // A min-heap of deadlines (std::greater), and the callbacks of the live ones (a cancelled id
+  // has none). A vector rather than a priority_queue, so that cancelled entries can be dropped.
+  std::vector<Deadline> deadlines_;
   std::map<TimerId, std::function<void()>> callbacks_;
   TimerId next_id_ = 1;
   bool firing_now_ = false;
