@@ -209,3 +209,28 @@ TEST_CASE("async_map subscribed to a name nobody registered, after its consumer 
   CHECK(values.size() == 100);
   CHECK(std::accumulate(values.begin(), values.end(), std::int64_t{0}) == 2 * 5050);
 }
+
+// Task.async_stream's timeout is the task's own running time. Here the clock starts when a task
+// begins to run, not when it is handed to the workers: a task kept waiting for a worker (here,
+// the test not stepping the scheduler) for longer than the timeout, that then runs at once,
+// is on time.
+TEST_CASE("async_map: a task's timeout counts from when it begins to run, not from when it was queued") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto stage = system.spawn<detail::AsyncMapStage<std::int64_t, Doubler>>(
+      StageOptions{.name = "async_map"}, Doubler{}, AsyncOptions{.max_concurrency = 2, .timeout = 20ms});
+  auto source = system.spawn<stages::NumberProducer>("numbers", std::int64_t{1}, std::int64_t{2});
+  system.subscribe(stage, source);
+  auto consumer = system.spawn<test::RecordingConsumer<Result>>("consumer");
+  system.subscribe(consumer, stage);
+  while (stage->running() < 2 && scheduler.run_once()) {
+  }
+  REQUIRE(stage->running() == 2);  // both tasks handed over, neither run yet
+  std::this_thread::sleep_for(60ms);  // their timers fire meanwhile
+  system.wait();
+  std::vector<Result> results;
+  for (const auto& batch : consumer->batches) results.insert(results.end(), batch.begin(), batch.end());
+  REQUIRE(results.size() == 2);
+  for (const auto& result : results) CHECK(result.ok());
+  CHECK(values_of(consumer->batches) == std::vector<std::int64_t>{2, 4});
+}

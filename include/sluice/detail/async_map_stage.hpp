@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <any>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -88,6 +89,16 @@ class AsyncMapStage final : public ProducerConsumer<In, Out> {
     } else if (auto* expired = std::any_cast<Expired>(&message)) {
       auto task = running_.find(expired->seq);
       if (task == running_.end()) return;
+      // The timer was armed when the task was handed to a worker; its clock starts when it
+      // begins to run. One still waiting for a worker, or begun since, gets the rest of its time.
+      const std::int64_t began = task->second.started->load(std::memory_order_acquire);
+      const auto deadline = Clock::time_point(Clock::duration(began)) + options_.timeout;
+      const auto now = Clock::now();
+      if (began == 0 || deadline > now) {
+        const auto rest = began == 0 ? options_.timeout : std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now);
+        task->second.timer = this->context().send_after(rest, Expired{expired->seq});
+        return;
+      }
       task->second.stop.request_stop();
       if (options_.on_timeout == OnTimeout::exit) {
         throw std::runtime_error("the task for event " + std::to_string(expired->seq - 1) + " timed out after " +
@@ -120,10 +131,13 @@ class AsyncMapStage final : public ProducerConsumer<In, Out> {
   struct Expired {
     std::uint64_t seq;
   };
+  using Clock = std::chrono::steady_clock;
   struct Running {
     std::optional<In> input;  // for exit results, with zip_input_on_exit
     std::stop_source stop;
     std::uint64_t timer = 0;
+    // Clock ticks when the task began to run, 0 before: set by the task, read by the stage.
+    std::shared_ptr<std::atomic<std::int64_t>> started = std::make_shared<std::atomic<std::int64_t>>(0);
   };
 
   std::size_t in_window() const noexcept { return running_.size() + ready_.size(); }
@@ -138,7 +152,9 @@ class AsyncMapStage final : public ProducerConsumer<In, Out> {
         if (options_.zip_input_on_exit) task.input.emplace(queued_.front());
       }
       this->context().run_task(
-          [fn = fn_, seq, element = std::move(queued_.front()), token = task.stop.get_token()]() mutable -> std::any {
+          [fn = fn_, seq, element = std::move(queued_.front()), token = task.stop.get_token(),
+           started = task.started]() mutable -> std::any {
+            started->store(std::max<std::int64_t>(Clock::now().time_since_epoch().count(), 1), std::memory_order_release);
             return Done{seq, invoke_task<Result>(*fn, std::move(element), std::move(token))};
           },
           options_.kind);
