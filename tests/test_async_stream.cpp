@@ -17,6 +17,7 @@
 #include <mutex>
 #include <ranges>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -387,4 +388,65 @@ TEST_CASE("a stop callback that resumes its task at once runs outside the stream
                                    {.timeout = 50ms, .on_timeout = OnTimeout::kill_task}))
     seen.push_back(result.ok() ? std::to_string(result.value()) : result.exit().reason);
   CHECK(seen == std::vector<std::string>{"timeout", "2"});
+}
+
+// A task that never returns until asked to stop must still time out: the consumer, which is
+// the one to notice a timeout, must not be the thread running it.
+TEST_CASE("timeout: a CPU task stuck until stopped yields exit(timeout); the consumer never runs it itself") {
+  auto task = [](std::int64_t x, std::stop_token stop) {
+    while (x == 0 && !stop.stop_requested()) std::this_thread::yield();
+    return x;
+  };
+  for (int round = 0; round < 20; ++round) {
+    std::vector<std::string> seen;
+    for (auto& result : async_stream(std::vector<std::int64_t>{0}, task,
+                                     {.max_concurrency = 1, .timeout = 20ms, .on_timeout = OnTimeout::kill_task}))
+      seen.push_back(result.ok() ? "ok" : result.exit().reason);
+    CHECK(seen == std::vector<std::string>{"timeout"});
+  }
+}
+
+// Unordered, tasks that finish as they start (coroutines that never suspend) have their results
+// ready at every call, so the consumer never waits: it must still see a task past its timeout,
+// not only once the input ends (here it never does).
+TEST_CASE("ordered = false: a stuck task times out while other results keep coming") {
+  StopCallbacks callbacks;  // outlives the stream
+  auto task = [&callbacks](std::int64_t x, std::stop_token stop) -> Task<std::int64_t> {
+    if (x == 0) {
+      UntilStopped until_stopped{stop, &callbacks};  // named: see the test above
+      co_await until_stopped;
+    }
+    co_return x;
+  };
+  bool timed_out = false;
+  std::int64_t delivered = 0;
+  // The bound is only for a failing run: it is many times the timeout however fast the machine.
+  for (auto& result : async_stream(std::views::iota(std::int64_t{0}), task,
+                                   {.max_concurrency = 2, .ordered = false, .timeout = 10ms,
+                                    .on_timeout = OnTimeout::kill_task})) {
+    if (!result.ok()) {
+      timed_out = result.exit().reason == "timeout";
+      break;
+    }
+    if (++delivered == 100'000'000) break;
+  }
+  CHECK(timed_out);
+  CHECK(delivered < 100'000'000);
+}
+
+// A coroutine keeps a reference parameter as a reference. One taking its element by reference
+// must still see it after suspending: the stream keeps the element alive for the task's whole
+// run (ASan would report the dead local otherwise).
+TEST_CASE("coroutine tasks may take their element by reference") {
+  auto task = [](const std::string& text) -> Task<std::size_t> {
+    co_await sleep_for(1ms);
+    co_return text.size();
+  };
+  std::vector<std::string> texts;
+  for (int i = 0; i < 20; ++i) texts.push_back(std::string(100 + i, 'x'));  // beyond the small-string buffer
+  std::vector<std::int64_t> sizes;
+  for (auto& result : async_stream(texts, task, {.max_concurrency = 20})) sizes.push_back(static_cast<std::int64_t>(result.value()));
+  std::vector<std::int64_t> expected;
+  for (int i = 0; i < 20; ++i) expected.push_back(100 + i);
+  CHECK(sizes == expected);
 }

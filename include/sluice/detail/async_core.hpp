@@ -119,6 +119,7 @@ class AsyncCore final : public std::enable_shared_from_this<AsyncCore<In, F>> {
   struct Slot {
     std::atomic<std::uint64_t> tag{0};
     std::atomic<std::int64_t> started{0};  // Clock ticks when its task began; 0 before
+    std::int64_t queued = 0;               // Clock ticks when it was handed over; the consumer's
     std::optional<In> input;               // until a task claims it
     std::optional<In> zipped;              // a copy for exit results (zip_input_on_exit)
     std::stop_source stop{std::nostopstate};
@@ -146,6 +147,17 @@ class AsyncCore final : public std::enable_shared_from_this<AsyncCore<In, F>> {
   void help_loop();
   static void report(void* owner, typename Task<T>::promise_type::Ticket ticket,
                      typename Task<T>::promise_type& finished);
+  // Runs fn's coroutine with the element kept in this frame. A coroutine keeps a reference
+  // parameter as a reference: fn taking its element by reference would otherwise read a dead
+  // local once it first suspends. What fn throws before its first suspension is the task's
+  // exception, an exit like any other.
+  static Task<T> own_element(F& fn, In element, [[maybe_unused]] std::stop_token token) {
+    if constexpr (stoppable) {
+      co_return co_await std::invoke(fn, std::move(element), std::move(token));
+    } else {
+      co_return co_await std::invoke(fn, std::move(element));
+    }
+  }
 
   F fn_;
   const AsyncOptions options_;
@@ -167,6 +179,14 @@ class AsyncCore final : public std::enable_shared_from_this<AsyncCore<In, F>> {
   std::size_t in_window_ = 0;  // started and not yet delivered
   bool input_done_ = false;
   bool closed_ = false;
+  bool starved_ = false;  // a task has waited a whole timeout for a worker (see next())
+
+  bool may_run_here() const noexcept {
+    if (!has_timeout() || starved_) return true;
+    const std::int64_t timeout_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(options_.timeout).count();
+    return tasks_timed_.load(std::memory_order_relaxed) >= tasks_to_measure &&
+           mean_task_ns_.load(std::memory_order_relaxed) < timeout_ns / 100;
+  }
   Clock::time_point next_deadline_ = Clock::time_point::max();  // no task can expire before
 
   // CPU tasks wait here for a worker, or for the consumer, which runs them itself rather than
@@ -178,6 +198,9 @@ class AsyncCore final : public std::enable_shared_from_this<AsyncCore<In, F>> {
   static constexpr std::int64_t inline_below_ns =
       std::chrono::duration_cast<std::chrono::nanoseconds>(defaults::async_inline_task).count();
   std::atomic<std::int64_t> mean_task_ns_{16 * inline_below_ns};
+  // Tasks timed so far, up to tasks_to_measure: until then mean_task_ns_ is a guess.
+  static constexpr std::uint32_t tasks_to_measure = 8;
+  std::atomic<std::uint32_t> tasks_timed_{0};
 };
 
 // --- the consumer's side ---------------------------------------------------------------------
@@ -193,7 +216,21 @@ std::optional<typename AsyncCore<In, F>::Result> AsyncCore<In, F>::next(Pull&& p
       if (auto result = take_ready()) return deliver(std::move(*result));
     }
     std::unique_lock lock(mutex_);
+    // Times out what is due. Stop callbacks run user code: never under the lock.
+    auto expire_due = [&] {
+      const auto now = Clock::now();
+      if (now < next_deadline_) return;
+      auto to_stop = expire_locked(now);
+      if (to_stop.empty()) return;
+      lock.unlock();
+      for (auto& source : to_stop) source.request_stop();
+      lock.lock();
+    };
     for (;;) {
+      // Unordered, results may be ready at every call (tasks run on this thread, or finish
+      // faster than they are taken), so the consumer might never wait: it looks at the
+      // deadlines here too, or a task past its timeout would wait for the input to end.
+      if (has_timeout() && !options_.ordered) expire_due();
       if (auto result = take_ready()) {
         lock.unlock();
         return deliver(std::move(*result));
@@ -201,9 +238,14 @@ std::optional<typename AsyncCore<In, F>::Result> AsyncCore<In, F>::next(Pull&& p
       if (in_window_ == 0 && input_done_) return std::nullopt;
       if (!input_done_ && running_.load() < options_.max_concurrency && in_window_ < window_) break;  // start more
       if constexpr (!coroutine) {
-        if (options_.kind == TaskKind::cpu) {
+        // The consumer runs a waiting CPU task itself rather than sleep (the arena keeps a
+        // core for it). With a timeout, running one, it sees no timeout until that one returns,
+        // so it only runs tasks measured far shorter than the timeout, or one no worker has
+        // taken for a whole timeout (they are all busy: it may be one of them).
+        if (options_.kind == TaskKind::cpu && may_run_here()) {
           Claim claim;
           if (pending_.try_pop(claim)) {
+            starved_ = false;
             lock.unlock();
             claim_and_run(claim, true);
             lock.lock();
@@ -218,18 +260,7 @@ std::optional<typename AsyncCore<In, F>::Result> AsyncCore<In, F>::next(Pull&& p
         ready_.wait(lock);
       }
       consumer_waiting_ = false;
-      if (has_timeout()) {
-        const auto now = Clock::now();
-        if (now >= next_deadline_) {
-          // Stop callbacks run user code: never under the lock.
-          auto to_stop = expire_locked(now);
-          if (!to_stop.empty()) {
-            lock.unlock();
-            for (auto& source : to_stop) source.request_stop();
-            lock.lock();
-          }
-        }
-      }
+      if (has_timeout()) expire_due();
     }
   }
 }
@@ -285,21 +316,10 @@ void AsyncCore<In, F>::start(In element) {
     // Runs here until its first suspension; it reports through report() when it finishes.
     slot.tag.store(tag_of(seq, running), std::memory_order_release);
     slot.started.store(now_ticks(), std::memory_order_release);
-    std::optional<Call> task;
-    try {
-      if constexpr (stoppable) {
-        task.emplace(std::invoke(fn_, std::move(element), slot.stop.get_token()));
-      } else {
-        task.emplace(std::invoke(fn_, std::move(element)));
-      }
-    } catch (const std::exception& e) {
-      finish(index, seq, Result::exited(e.what()));
-      return;
-    } catch (...) {
-      finish(index, seq, Result::exited("unknown exception"));
-      return;
-    }
-    std::move(*task).start_detached(this->shared_from_this(), &AsyncCore::report, {index, seq});
+    std::stop_token token;
+    if constexpr (stoppable) token = slot.stop.get_token();
+    own_element(fn_, std::move(element), std::move(token))
+        .start_detached(this->shared_from_this(), &AsyncCore::report, {index, seq});
   } else {
     slot.input.emplace(std::move(element));
     slot.tag.store(tag_of(seq, pending), std::memory_order_release);
@@ -308,6 +328,7 @@ void AsyncCore<In, F>::start(In element) {
       return;
     }
     note_deadline();
+    slot.queued = now_ticks();
     try {
       if (options_.kind == TaskKind::blocking) {
         AsyncRuntime::instance().run(TaskKind::blocking, [core = this->shared_from_this(), index, seq] {
@@ -385,6 +406,8 @@ std::vector<std::stop_source> AsyncCore<In, F>::expire_locked(Clock::time_point 
     const std::int64_t started = slot.started.load(std::memory_order_acquire);
     if (state_of(tag) == pending || started == 0) {  // starting about now: its clock starts then
       next = std::min(next, now + options_.timeout);
+      const auto queued = Clock::time_point(Clock::duration(slot.queued));
+      if (state_of(tag) == pending && now - queued >= options_.timeout) starved_ = true;
       continue;
     }
     const auto deadline = Clock::time_point(Clock::duration(started)) + options_.timeout;
@@ -446,6 +469,7 @@ bool AsyncCore<In, F>::claim_and_run(Claim claim, bool by_consumer) {
     const std::int64_t mean = mean_task_ns_.load(std::memory_order_relaxed);
     const std::int64_t took = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::duration(ended - started)).count();
     mean_task_ns_.store(mean + (took - mean) / 8, std::memory_order_relaxed);
+    if (tasks_timed_.load(std::memory_order_relaxed) < tasks_to_measure) tasks_timed_.fetch_add(1, std::memory_order_relaxed);
   }
   finish(claim.slot, claim.seq, std::move(result), ended, by_consumer);
   return true;
