@@ -450,3 +450,19 @@ TEST_CASE("coroutine tasks may take their element by reference") {
   for (int i = 0; i < 20; ++i) expected.push_back(100 + i);
   CHECK(sizes == expected);
 }
+
+// The iterating thread may itself be the worker that CPU tasks wait for (a stream iterated
+// inside another stream's task): with a timeout it runs no unmeasured task itself, so a task no
+// worker takes for a whole timeout goes to a blocking thread instead of waiting for good.
+TEST_CASE("streams nested in CPU tasks still run their tasks when every worker iterates one") {
+  auto inner_sum = [](std::int64_t x) {
+    std::int64_t sum = x;
+    for (auto& result : async_stream(std::views::iota(std::int64_t{0}, std::int64_t{3}), [](std::int64_t y) { return y; },
+                                     {.max_concurrency = 1, .timeout = 20ms}))
+      sum += result.value();
+    return sum;
+  };
+  for (int round = 0; round < 5; ++round)
+    CHECK(values(async_stream(std::vector<std::int64_t>{10, 20, 30}, inner_sum,
+                              {.max_concurrency = 3, .timeout = infinite_timeout})) == std::vector<std::int64_t>{13, 23, 33});
+}

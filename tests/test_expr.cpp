@@ -126,9 +126,10 @@ TEST_CASE("nesting and length are bounded: a clear error instead of a stack over
   CHECK(error_of(nested(100, "-", "")) == "100: the expression nests deeper than 100 levels");
   CHECK(error_of(nested(60, "(true ? ", " : 0)")).ends_with("the expression nests deeper than 100 levels"));
 
-  // A chain of 2048 terms (4095 tokens, the most there may be) builds a tree 2047 deep.
+  // A chain of 2048 terms (4095 tokens) builds a tree 2047 deep.
   std::string chain = "x";
   for (int i = 1; i < 2048; ++i) chain += "+x";
   CHECK(eval(chain, xs({1, 3})) == ints({2048, 3 * 2048}));
+  CHECK(eval("-" + chain, xs({1})) == ints({2046}));  // 4096 tokens: the most there may be
   CHECK(error_of(chain + "+x") == "4096: the expression is too long: more than 4096 tokens");
 }

@@ -311,7 +311,7 @@ class Parser {
  public:
   Parser(std::string_view source, Type x_type, std::string_view variable)
       : tokens_(lex(source)), x_type_(x_type), variable_(variable) {
-    if (tokens_.size() > max_tokens) {
+    if (tokens_.size() > max_tokens + 1) {  // the end is a token too
       throw SyntaxError(tokens_[max_tokens].column, "the expression is too long: more than " + std::to_string(max_tokens) + " tokens");
     }
   }

@@ -5,7 +5,6 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
-#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
@@ -163,7 +162,12 @@ class Checker {
     if (node.Mark().pos < 0 || static_cast<std::size_t>(node.Mark().pos) >= source.size()) return false;
     const std::string_view rest = source.substr(static_cast<std::size_t>(node.Mark().pos));
     for (std::string_view word : {"null", "Null", "NULL", "~"}) {
-      if (rest.starts_with(word) && (rest.size() == word.size() || !std::isalnum(static_cast<unsigned char>(rest[word.size()])))) return true;
+      if (!rest.starts_with(word)) continue;
+      // The word is the value only if the value ends there: not a key (`null_out:`) that an
+      // empty value's mark points at.
+      std::string_view after = rest.substr(word.size());
+      while (!after.empty() && (after.front() == ' ' || after.front() == '\t')) after.remove_prefix(1);
+      return after.empty() || std::string_view(",]}#\r\n").find(after.front()) != std::string_view::npos;
     }
     return false;
   }
@@ -349,7 +353,13 @@ class Loader {
     stage.id = key.Scalar();
     stage.location = Checker::at(key);
     const std::string path = "stages." + stage.id;
-    if (std::find(ids_.begin(), ids_.end(), stage.id) != ids_.end()) checker_.error(stage.location, path, "a stage with this id already exists");
+    if (std::find(ids_.begin(), ids_.end(), stage.id) != ids_.end()) {
+      // Its options are not checked: errors in them would be reported against the first stage
+      // of that id, and references to the id all mean the first.
+      checker_.error(stage.location, path, "a stage with this id already exists");
+      if (node.IsMap()) note_subscriptions(node["subscribe_to"]);
+      return;
+    }
     ids_.push_back(stage.id);
     if (!node.IsMap()) {
       checker_.error(Checker::at(node), path, "expected a map with at least a `type`");
@@ -860,14 +870,16 @@ class Loader {
       output = expr::Type::string;
     } else if (type == "generate" || type == "map" || type == "filter" || type == "async_map") {
       const bool generates = type == "generate";
-      if (!stage.options.contains("expr")) return std::nullopt;  // reported as missing
-      if (!generates && !input) {
+      // A missing expr is reported as such; over an input of unknown type, only what holds for
+      // any is checked. Either way the output stays unknown.
+      if (stage.options.contains("expr") && (generates || input)) {
+        compile(stage, generates ? expr::Type::integer : *input, generates ? "i" : "x");
+      } else if (stage.options.contains("expr")) {
         check_untyped(stage);
-        return std::nullopt;
       }
-      compile(stage, generates ? expr::Type::integer : *input, generates ? "i" : "x");
-      if (!stage.expression) return std::nullopt;
-      if (type == "filter") {
+      if (!stage.expression) {
+        output.reset();
+      } else if (type == "filter") {
         output = *input;
         if (stage.expression->type() != expr::Type::boolean) {
           checker_.error(expression_marks_[stage.id].first, path + ".expr",

@@ -179,10 +179,10 @@ class AsyncCore final : public std::enable_shared_from_this<AsyncCore<In, F>> {
   std::size_t in_window_ = 0;  // started and not yet delivered
   bool input_done_ = false;
   bool closed_ = false;
-  bool starved_ = false;  // a task has waited a whole timeout for a worker (see next())
+  bool starved_ = false;  // at the last look, a task had waited a whole timeout for a worker
 
   bool may_run_here() const noexcept {
-    if (!has_timeout() || starved_) return true;
+    if (!has_timeout()) return true;
     const std::int64_t timeout_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(options_.timeout).count();
     return tasks_timed_.load(std::memory_order_relaxed) >= tasks_to_measure &&
            mean_task_ns_.load(std::memory_order_relaxed) < timeout_ns / 100;
@@ -240,16 +240,24 @@ std::optional<typename AsyncCore<In, F>::Result> AsyncCore<In, F>::next(Pull&& p
       if constexpr (!coroutine) {
         // The consumer runs a waiting CPU task itself rather than sleep (the arena keeps a
         // core for it). With a timeout, running one, it sees no timeout until that one returns,
-        // so it only runs tasks measured far shorter than the timeout, or one no worker has
-        // taken for a whole timeout (they are all busy: it may be one of them).
-        if (options_.kind == TaskKind::cpu && may_run_here()) {
+        // so it only runs tasks measured far shorter than the timeout.
+        if (options_.kind == TaskKind::cpu) {
           Claim claim;
-          if (pending_.try_pop(claim)) {
-            starved_ = false;
+          if (may_run_here() && pending_.try_pop(claim)) {
             lock.unlock();
             claim_and_run(claim, true);
             lock.lock();
             continue;
+          }
+          // No worker has taken a task for a whole timeout: they are all busy (the consumer
+          // may be one of them). A blocking thread takes the waiting tasks instead.
+          if (starved_) {
+            starved_ = false;
+            while (pending_.try_pop(claim)) {
+              AsyncRuntime::instance().run(TaskKind::blocking, [core = this->shared_from_this(), claim] {
+                core->claim_and_run(claim);
+              });
+            }
           }
         }
       }
@@ -318,8 +326,17 @@ void AsyncCore<In, F>::start(In element) {
     slot.started.store(now_ticks(), std::memory_order_release);
     std::stop_token token;
     if constexpr (stoppable) token = slot.stop.get_token();
-    own_element(fn_, std::move(element), std::move(token))
-        .start_detached(this->shared_from_this(), &AsyncCore::report, {index, seq});
+    std::optional<Task<T>> task;
+    try {
+      task.emplace(own_element(fn_, std::move(element), std::move(token)));  // its frame may not fit in memory
+    } catch (const std::exception& e) {
+      finish(index, seq, Result::exited(e.what()));
+      return;
+    } catch (...) {
+      finish(index, seq, Result::exited("unknown exception"));
+      return;
+    }
+    std::move(*task).start_detached(this->shared_from_this(), &AsyncCore::report, {index, seq});
   } else {
     slot.input.emplace(std::move(element));
     slot.tag.store(tag_of(seq, pending), std::memory_order_release);
@@ -399,6 +416,7 @@ template <class In, class F>
 std::vector<std::stop_source> AsyncCore<In, F>::expire_locked(Clock::time_point now) {
   auto next = Clock::time_point::max();
   std::vector<std::stop_source> to_stop;
+  starved_ = false;
   for (std::size_t index = 0; index < window_; ++index) {
     Slot& slot = slots_[index];
     const std::uint64_t tag = slot.tag.load(std::memory_order_acquire);
