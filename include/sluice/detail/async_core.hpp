@@ -254,9 +254,14 @@ std::optional<typename AsyncCore<In, F>::Result> AsyncCore<In, F>::next(Pull&& p
           if (starved_) {
             starved_ = false;
             while (pending_.try_pop(claim)) {
-              AsyncRuntime::instance().run(TaskKind::blocking, [core = this->shared_from_this(), claim] {
-                core->claim_and_run(claim);
-              });
+              try {
+                AsyncRuntime::instance().run(TaskKind::blocking, [core = this->shared_from_this(), claim] {
+                  core->claim_and_run(claim);
+                });
+              } catch (...) {
+                pending_.push(claim);  // no thread to be had: it waits for a worker after all
+                break;
+              }
             }
           }
         }
