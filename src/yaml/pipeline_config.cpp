@@ -138,13 +138,14 @@ class Checker {
   // place in the file.
   void error(Location at, const std::string& path, const std::string& message) {
     std::ostringstream line;
-    if (const std::string* setting = setting_of(path)) {
+    const std::string* setting = setting_of(path);
+    if (setting != nullptr) {
       line << "--set " << *setting;
     } else {
       line << file_ << ':' << at.line << ':' << at.column;
     }
     line << ": error: " << (path.empty() ? "" : path + ": ") << message;
-    errors_.push_back({setting_of(path) != nullptr ? Location{} : at, line.str()});
+    errors_.push_back({setting != nullptr ? Location{} : at, line.str()});
   }
   // An error in a --set itself.
   void setting_error(const std::string& setting, const std::string& message) {
@@ -877,15 +878,13 @@ class Loader {
       } else if (stage.options.contains("expr")) {
         check_untyped(stage);
       }
-      if (!stage.expression) {
-        output.reset();
-      } else if (type == "filter") {
+      if (stage.expression && type == "filter") {
         output = *input;
         if (stage.expression->type() != expr::Type::boolean) {
           checker_.error(expression_marks_[stage.id].first, path + ".expr",
                          "a filter needs a boolean expression, this one gives " + std::string(expr::type_name(stage.expression->type())) + "s");
         }
-      } else {
+      } else if (stage.expression) {
         const expr::Type result = stage.expression->type();
         output = result == expr::Type::boolean ? expr::Type::integer : result;
       }
@@ -919,9 +918,7 @@ class Loader {
         common = seen;
       }
     }
-    Location at = location;
-    at.column += static_cast<int>(common->first) + (is_quoted ? 1 : 0);
-    checker_.error(at, path, common->second);
+    expression_error(location, is_quoted, common->first, path, common->second);
   }
 
   void compile_partition_key(StageConfig& stage, std::optional<expr::Type> events) {
@@ -950,11 +947,16 @@ class Loader {
     try {
       return expr::Expression::compile(text, input, variable);
     } catch (const expr::SyntaxError& error) {
-      Location at = location;
-      at.column += static_cast<int>(error.column()) + (is_quoted ? 1 : 0);
-      checker_.error(at, path, error.what());
+      expression_error(location, is_quoted, error.column(), path, error.what());
       return std::nullopt;
     }
+  }
+
+  // An error at `column` inside an expression whose scalar starts at `location`.
+  void expression_error(Location location, bool is_quoted, std::size_t column, const std::string& path,
+                        const std::string& message) {
+    location.column += static_cast<int>(column) + (is_quoted ? 1 : 0);
+    checker_.error(location, path, message);
   }
 
   Checker& checker_;
