@@ -221,6 +221,32 @@ TEST_CASE("a producer-consumer works only while its downstream has demand") {
   system.stop();
 }
 
+namespace {
+
+// Records the demand its consumers make: the runtime skips the call only for a stage that keeps
+// the base's handle_demand.
+class DemandRecorder final : public ProducerConsumer<std::int64_t, std::int64_t> {
+ public:
+  void handle_events(std::span<std::int64_t>, Emitter<std::int64_t>&) override {}
+  void handle_demand(std::size_t demand, Emitter<std::int64_t>&) override { demands.push_back(demand); }
+  std::vector<std::size_t> demands;
+};
+
+}  // namespace
+
+TEST_CASE("a producer-consumer's own handle_demand hears each demand of its consumers") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto middle = system.spawn<DemandRecorder>("middle");
+  auto consumer = system.spawn<RecordingConsumer<>>("consumer", DemandMode::manual);
+  system.subscribe(consumer, middle, {.max_demand = 10, .min_demand = 5});
+  scheduler.run_until_idle();
+  system.send_info(consumer, std::size_t{3});
+  system.send_info(consumer, std::size_t{4});
+  scheduler.run_until_idle();
+  CHECK(middle->demands == std::vector<std::size_t>{3, 4});
+}
+
 TEST_CASE("a producer-consumer checks its consumers' demand before each chunk, not only before each batch") {
   // GenStage takes a producer-consumer's input a chunk (max_demand - min_demand) at a time, and
   // only while its consumers have demand. A batch of 30 in chunks of 5, for a consumer of max 5

@@ -38,7 +38,7 @@ class StageStats {
   }
 
  private:
-  static void add(std::atomic<std::uint64_t>& counter, std::uint64_t n) noexcept {
+  [[gnu::always_inline]] static void add(std::atomic<std::uint64_t>& counter, std::uint64_t n) noexcept {
     counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
 

@@ -103,6 +103,14 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   using Message = std::variant<Control, Events<In>>;
   static constexpr bool emits = EmittingStage<S>;
   static constexpr bool receives = ReceivingStage<S>;
+  // The functions an event passes through are marked always_inline: GCC left them out of line,
+  // and their calls were a tenth of the instructions per event at max_demand 1
+  // (bench/instructions.sh).
+  // A stage that declares no handle_demand of its own names the base's: its member pointer
+  // then has the base's type.
+  static constexpr bool overrides_handle_demand = !requires {
+    { &S::handle_demand } -> std::same_as<void (ProducerConsumer<In, Out>::*)(std::size_t, Emitter<Out>&)>;
+  };
 
   // Handles messages while the turn's budget lasts; true when messages remain.
   bool drain() {
@@ -120,7 +128,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   // holds while the turn's budget lasts: the stages a slice runs at once share its
   // throughput(), so that a slice stays bounded however deep the hand-offs go. The batch itself
   // is part of the sender's message. The sender's busy time leaves this out.
-  void run_handed_off(Events<In> events) {
+  [[gnu::always_inline]] void run_handed_off(Events<In> events) {
     RunningFrame& sender = *running_here;
     const bool timed = host_.measures_busy_time();
     const auto started = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
@@ -139,13 +147,13 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   // One message, from the mailbox (Message) or handed off (Events<In>), and then the asks it
   // drew from consumers it handed batches to.
   template <class M>
-  void handle_message(M& message) {
+  [[gnu::always_inline]] void handle_message(M& message) {
     handle_one(message);
     if (!asks_beneath_.empty()) take_asks_beneath();
   }
 
   template <class M>
-  void handle_one(M& message) {
+  [[gnu::always_inline]] void handle_one(M& message) {
     const bool timed = host_.measures_busy_time();
     const auto started = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     const std::uint64_t handed_off_before = timed ? running_here->handed_off_ns : 0;
@@ -249,7 +257,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     }
   }
 
-  void handle(Events<In>& m) {
+  [[gnu::always_inline]] void handle(Events<In>& m) {
     if constexpr (receives) {
       stats_.add_in(m.events.size());
       // The chunk size is fixed on arrival, as GenStage splits a batch when it arrives: a batch
@@ -277,7 +285,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   // still arrives). One that stops the stage, or ends its output, gets nothing more, from this
   // batch or any later one. A producer-consumer whose consumers' demand runs out between chunks
   // parks the rest, as GenStage checks demand before each chunk it takes from its queue.
-  void consume(Events<In>& m, std::size_t chunk) {
+  [[gnu::always_inline]] void consume(Events<In>& m, std::size_t chunk) {
     std::span<In> events(m.events);
     std::size_t offset = 0;
     while (offset < events.size() && !stopped_ && !stop_requested_ && !output_done_) {
@@ -330,7 +338,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     return refill;
   }
 
-  void deliver_chunk(std::span<In> chunk) {
+  [[gnu::always_inline]] void deliver_chunk(std::span<In> chunk) {
     if constexpr (ProducerConsumerStage<S>) {
       emitting([&](Emitter<Out>& out) { stage_.handle_events(chunk, out); });
     } else if constexpr (ConsumerStage<S>) {
@@ -394,13 +402,14 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     }
   }
 
-  void handle(Ask& m) {
+  [[gnu::always_inline]] void handle(Ask& m) {
     if constexpr (emits) produce(dispatcher_->ask(m.id, m.count));
   }
 
   // Serves demand the dispatcher forwarded: from the buffer first, then by the stage.
-  void produce(std::size_t forwarded) {
-    const std::size_t demand = serve_from_buffer(forwarded);
+  [[gnu::always_inline]] void produce(std::size_t forwarded) {
+    // The usual case, an empty buffer, skips the call.
+    const std::size_t demand = buffer_.empty() ? forwarded : serve_from_buffer(forwarded);
     if (demand == 0 || output_done_) return;
     if constexpr (ProducerStage<S>) {
       if (accumulating_) {
@@ -410,8 +419,11 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       demand_of_producer(demand);
     } else {
       downstream_demand_ += demand;
-      take_waiting_batches();
-      if (!stopped_) emitting([&](Emitter<Out>& out) { stage_.handle_demand(demand, out); });
+      if (!waiting_batches_.empty()) take_waiting_batches();
+      // A stage that keeps the base's handle_demand (which does nothing) is not called.
+      if constexpr (overrides_handle_demand) {
+        if (!stopped_) emitting([&](Emitter<Out>& out) { stage_.handle_demand(demand, out); });
+      }
     }
   }
 
@@ -433,7 +445,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   }
 
   // Hands demand to a producer's handle_demand; it is owed until emitted (for the stats).
-  void demand_of_producer(std::size_t demand) {
+  [[gnu::always_inline]] void demand_of_producer(std::size_t demand) {
     owed_demand_ += demand;
     emitting([&](Emitter<Out>& out) { stage_.handle_demand(demand, out); });
   }
@@ -520,7 +532,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
 
   // Runs `callback(out)` and then dispatches what it emitted.
   template <class Callback>
-  auto emitting(Callback&& callback) {
+  [[gnu::always_inline]] auto emitting(Callback&& callback) {
     if (out_batch_.capacity() == 0) out_batch_ = pool_.acquire();
     Emitter<Out> out(out_batch_, done_requested_);
     if constexpr (std::is_void_v<decltype(callback(out))>) {
@@ -533,7 +545,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     }
   }
 
-  void end_emit() {
+  [[gnu::always_inline]] void end_emit() {
     if (!out_batch_.empty()) {
       const std::size_t emitted = out_batch_.size();
       const std::size_t sent = dispatch(out_batch_);
@@ -560,7 +572,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     }
   }
 
-  std::size_t dispatch(Batch<Out>& batch) {
+  [[gnu::always_inline]] std::size_t dispatch(Batch<Out>& batch) {
     const std::size_t sent = dispatcher_->dispatch(batch, pool_);
     stats_.add_out(sent);
     if (dispatcher_->has_discarded()) count_discarded(dispatcher_->take_discarded());
@@ -586,7 +598,6 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   // Only events that met demand count: those a partition hash drops leave the buffer without
   // meeting any, so the buffer is served until the demand is met or it runs dry.
   std::size_t serve_from_buffer(std::size_t demand) {
-    if (demand == 0 || buffer_.empty()) return demand;  // the usual case: nothing to do
     while (demand > 0 && !buffer_.empty()) {
       Batch<Out> batch = pool_.acquire();
       buffer_.take(std::min(demand, buffer_.size()), batch);
