@@ -514,6 +514,99 @@ TEST_CASE("HandOff::at_once: an ask comes after what its consumer sent before, e
   CHECK(producer->log == expected);
   system.stop();
 }
+namespace {
+
+// Emits 0, 1, 2 at max_demand 1; before each event after the first it casts the event's number
+// to the consumer, or calls the consumer with it. The first event is handed off at once, so the
+// producer's slice keeps the consumer's turn when the second demand comes.
+struct MessagesThenEmits final : Producer<std::int64_t> {
+  void handle_demand(std::size_t, Emitter<std::int64_t>& out) override {
+    if (next > 0 && calls) {
+      answers.push_back(std::any_cast<std::int64_t>(system->call(*consumer, next)));
+    } else if (next > 0) {
+      system->cast(*consumer, next);
+    }
+    out.emit(next++);
+    if (next == 3) out.done();
+  }
+  System* system = nullptr;
+  detail::ActorCore* consumer = nullptr;
+  bool calls = false;
+  std::vector<std::int64_t> answers;
+  std::int64_t next = 0;
+};
+
+struct LogsEverything final : Consumer<std::int64_t> {
+  void handle_events(std::span<std::int64_t> events) override { log.push_back("events " + std::to_string(events[0])); }
+  void handle_cast(std::any& message) override { log.push_back("cast " + std::to_string(std::any_cast<std::int64_t>(message))); }
+  std::any handle_call(std::any& request) override { return std::any_cast<std::int64_t>(request) * 10; }
+  std::vector<std::string> log;
+};
+
+std::pair<StageRef<MessagesThenEmits>, StageRef<LogsEverything>> messaging_pair(System& system, bool calls) {
+  auto producer = system.spawn<MessagesThenEmits>("producer");
+  auto consumer = system.spawn<LogsEverything>("consumer");
+  producer->system = &system;
+  producer->consumer = &consumer.core();
+  producer->calls = calls;
+  system.subscribe(consumer, producer, {.max_demand = 1, .min_demand = 0, .hand_off = HandOff::at_once});
+  return {producer, consumer};
+}
+
+}  // namespace
+
+TEST_CASE("HandOff::at_once: a consumer whose turn the slice keeps takes what it was sent first, then the batch") {
+  // Messages between two processes keep their order: the cast of 1 comes before the event 1,
+  // though the producer's slice holds the consumer's turn and could hand the event over at once.
+  ManualScheduler scheduler(defaults::max_throughput);  // the second demand comes in the same slice
+  System system(scheduler);
+  auto [producer, consumer] = messaging_pair(system, false);
+  scheduler.run_until_idle();
+  system.wait();
+  const std::vector<std::string> expected{"events 0", "cast 1", "events 1", "cast 2", "events 2"};
+  CHECK(consumer->log == expected);
+}
+
+TEST_CASE("HandOff::at_once: a call to the consumer whose turn the slice keeps is answered") {
+  // The caller's slice keeps the consumer's turn; waiting for the answer, it must give the turn
+  // back, or the consumer never runs (OTP: a call to any other process is answered).
+  ManualScheduler scheduler(defaults::max_throughput);  // the second demand comes in the same slice
+  System system(scheduler);
+  auto [producer, consumer] = messaging_pair(system, true);
+  scheduler.run_until_idle();
+  system.wait();
+  CHECK(producer->answers == std::vector<std::int64_t>{10, 20});
+  const std::vector<std::string> expected{"events 0", "events 1", "events 2"};
+  CHECK(consumer->log == expected);
+}
+
+TEST_CASE("HandOff::at_once: a consumer that stops while its turn is kept stops for good, and is freed") {
+  // The consumer stops itself at its third event, inside the slice that keeps its turn: its
+  // mailbox closes then, and it lets go of its hold on itself, so that it is freed once nothing
+  // else holds it. A token it holds shows when it is.
+  struct StopsAtThree final : Consumer<std::int64_t> {
+    explicit StopsAtThree(std::shared_ptr<std::size_t> received) : received_(std::move(received)) {}
+    void handle_events(std::span<std::int64_t> events) override {
+      *received_ += events.size();
+      if (*received_ == 3) context().stop();
+    }
+    std::shared_ptr<std::size_t> received_;
+  };
+  auto received = std::make_shared<std::size_t>(0);
+  {
+    ManualScheduler scheduler(defaults::max_throughput);
+    System system(scheduler);
+    auto producer = system.spawn<NumberProducer>("numbers");
+    system.subscribe(system.spawn<StopsAtThree>("consumer", received), producer,
+                     {.max_demand = 1, .min_demand = 0, .hand_off = HandOff::at_once});
+    scheduler.run_until_idle();
+    system.wait();
+    CHECK(system.running() == 0);
+  }
+  CHECK(*received == 3);
+  CHECK(received.use_count() == 1);
+}
+
 TEST_CASE("HandOff::at_once is not honoured with several consumers: the producer reaches each without waiting on one") {
   // With two consumers the producer dispatches to both in one go, so neither runs inside its
   // slice: the slices are the same as when queued.

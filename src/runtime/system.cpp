@@ -187,6 +187,8 @@ std::any System::call(detail::ActorCore& stage, std::any request, std::chrono::n
     throw CallError(CallError::Kind::calling_self,
                     "call to '" + stage.name() + "' from a stage it is running (on the same thread): it cannot answer");
   }
+  // The caller waits: stages whose turns its slice keeps must be free to run, the callee among them.
+  detail::let_go_kept_turns();
   auto reply = std::make_shared<detail::CallReply>();
   stage.post(detail::Call{std::move(request), reply});
   // On a ManualScheduler nothing runs unless stepped: step until answered or idle.

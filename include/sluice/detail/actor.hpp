@@ -5,9 +5,12 @@
 #include <sluice/scheduler.hpp>
 #include <sluice/stage_stats.hpp>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <oneapi/tbb/spin_mutex.h>
 
 #include <string>
@@ -75,6 +78,20 @@ class Mailbox {
     return &draining_[next_++];
   }
 
+  // The next message for a turn kept past its work (KeptTurns): nullptr when there is none,
+  // and the turn stays taken. A message pushed while this looks goes unseen until the next
+  // look, or until finish_slice() gives the turn back and finds it.
+  Message* next_kept() {
+    if (next_ < draining_.size()) return &draining_[next_++];
+    if (!has_incoming_.load(std::memory_order_relaxed)) return nullptr;  // no lock for an empty mailbox
+    draining_.clear();
+    next_ = 0;
+    oneapi::tbb::spin_mutex::scoped_lock lock(mutex_);
+    std::swap(incoming_, draining_);
+    has_incoming_.store(false, std::memory_order_relaxed);
+    return draining_.empty() ? nullptr : &draining_[next_++];
+  }
+
   // Takes the turn of an idle mailbox, as a push that schedules would, but with no message:
   // the caller then runs the actor itself, and ends with next() or finish_slice(). An idle
   // mailbox is empty, so whatever the caller hands over directly comes after everything the
@@ -97,7 +114,7 @@ class Mailbox {
   // Relaxed is enough: a push by this thread, or by a stage before this thread took that stage's
   // turn (through its mailbox's lock), happened before; a push from another thread at the same
   // moment has no order to keep with the caller's.
-  bool quiet() const noexcept {
+  [[gnu::always_inline]] bool quiet() const noexcept {
     return next_ == draining_.size() && !has_incoming_.load(std::memory_order_relaxed);
   }
 
@@ -124,6 +141,51 @@ class Mailbox {
   std::size_t next_ = 0;
 };
 
+// The consumers a slice ran at once (StageActor::post_events) whose turns it keeps until it
+// ends, idle, rather than giving each back after each batch: the next batch then skips the
+// claim, and the turn is not given back and taken again for every event, each a lock on the
+// consumer's mailbox. Messages others send a kept stage queue, and the slice's end gives the
+// turn back and schedules the stage if any came (let_go). Lives on the stack of the slice.
+class KeptTurns {
+ public:
+  KeptTurns() = default;
+  KeptTurns(const KeptTurns&) = delete;
+  KeptTurns& operator=(const KeptTurns&) = delete;
+  ~KeptTurns() { let_go(); }
+
+  [[gnu::always_inline]] bool holds(const ActorCore& stage) const noexcept {
+    for (std::size_t i = 0; i < count_; ++i)
+      if (stages_[i] == &stage) return true;
+    return false;
+  }
+  // False when full: the caller gives the turn back itself.
+  bool add(ActorCore& stage) noexcept {
+    if (count_ == stages_.size()) return false;
+    stages_[count_++] = &stage;
+    return true;
+  }
+  void remove(const ActorCore& stage) noexcept {
+    ActorCore** last = std::remove(begin(), end(), &stage);
+    count_ = static_cast<std::size_t>(last - stages_.data());
+  }
+  // Gives back every kept turn but those of stages `still_running` says run on this thread.
+  template <class StillRunning>
+  void let_go_unless(StillRunning still_running);
+  void let_go() {
+    let_go_unless([](const ActorCore&) { return false; });
+  }
+
+ private:
+  ActorCore** begin() noexcept { return stages_.data(); }
+  ActorCore** end() noexcept { return stages_.data() + count_; }
+  ActorCore* const* begin() const noexcept { return stages_.data(); }
+  ActorCore* const* end() const noexcept { return stages_.data() + count_; }
+
+  // A slice hands off at once at most max_hand_off_depth deep, to one consumer at each level.
+  std::array<ActorCore*, defaults::max_hand_off_depth> stages_{};
+  std::size_t count_ = 0;
+};
+
 // The stages whose callbacks are running on this thread, innermost first: the one whose slice
 // the scheduler runs, and the consumers it handed batches to at once (see
 // StageActor::post_events). Each frame lives on the stack of the code that runs the stage.
@@ -131,6 +193,7 @@ struct RunningFrame {
   const ActorCore* stage;
   const Scheduler* scheduler;  // the stage's
   std::size_t& budget;         // messages left in the turn, shared by the stages it runs at once
+  KeptTurns& kept;             // the slice's, shared by the stages it runs at once
   RunningFrame* outer;
   std::size_t depth;                // frames outside it on this thread: hand-offs, or nested steps
   std::uint64_t handed_off_ns = 0;  // busy time of consumers run at once inside this stage
@@ -140,8 +203,8 @@ inline thread_local RunningFrame* running_here = nullptr;
 // Pushes a frame for the lifetime of the guard.
 class RunningGuard {
  public:
-  RunningGuard(const ActorCore& stage, const Scheduler& scheduler, std::size_t& budget) noexcept
-      : frame_{&stage, &scheduler, budget, running_here, running_here != nullptr ? running_here->depth + 1 : 0} {
+  RunningGuard(const ActorCore& stage, const Scheduler& scheduler, std::size_t& budget, KeptTurns& kept) noexcept
+      : frame_{&stage, &scheduler, budget, kept, running_here, running_here != nullptr ? running_here->depth + 1 : 0} {
     running_here = &frame_;
   }
   RunningGuard(const RunningGuard&) = delete;
@@ -174,6 +237,9 @@ class ActorCore {
   // Any stage can send control messages to any other, whatever its event types. False when the
   // actor had stopped for good: the message was then answered on this thread.
   virtual bool post(Control&& message) = 0;
+  // Gives back a turn a slice kept (KeptTurns), and schedules the actor if messages came
+  // meanwhile. Only actors that are handed batches at once keep turns.
+  virtual void let_go_turn() {}
   // An ask from a consumer this producer handed a batch to at once, running beneath it on this
   // thread (see RunningFrame). The producer is mid-message and its turn is taken, so the ask may
   // skip the mailbox and its lock (StageActor). Actors that never produce just post it.
@@ -273,6 +339,27 @@ class ActorCore {
     return false;
   }
 };
+
+template <class StillRunning>
+void KeptTurns::let_go_unless(StillRunning still_running) {
+  std::size_t kept = 0;
+  for (ActorCore* stage : std::span(stages_.data(), count_)) {
+    if (still_running(*stage)) {
+      stages_[kept++] = stage;
+    } else {
+      stage->let_go_turn();
+    }
+  }
+  count_ = kept;
+}
+
+// Before this thread blocks: the turns its slices keep are given back, so that the stages can
+// run elsewhere meanwhile (a call to one of them would otherwise never be answered). Stages
+// running on this thread keep theirs.
+inline void let_go_kept_turns() {
+  for (RunningFrame* frame = running_here; frame != nullptr; frame = frame->outer)
+    frame->kept.let_go_unless([](const ActorCore& stage) { return runs_beneath_caller(stage); });
+}
 
 inline ActorRef::ActorRef(ActorCore* actor) noexcept : actor_(actor) {
   if (actor_ != nullptr) actor_->refs_.fetch_add(1, std::memory_order_relaxed);

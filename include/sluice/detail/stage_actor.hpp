@@ -84,19 +84,32 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   // same scheduler, and this consumer is idle, it runs here and now instead of being queued and
   // scheduled, as Akka's fused stages pass elements by a call. The sender takes its turn as the scheduler
   // would, so it still runs alone, and handles its messages in the order they came.
+  //
+  // The slice keeps the turn until it ends (KeptTurns), so the next batch is taken at once too
+  // with no claim. A kept stage that was sent messages meanwhile takes the batch after them: it
+  // is queued behind them, and they all wait for the slice's end.
   void post_events(SubscriptionId id, Batch<In>&& events, BatchPool<In>* pool, Batch<In>* spent_to) override {
-    if (spent_to != nullptr && may_hand_off() && mailbox_.try_claim()) {
-      run_handed_off(Events<In>{id, std::move(events), pool, spent_to});
-      return;
+    if (spent_to != nullptr && may_hand_off()) {
+      KeptTurns& kept = running_here->kept;
+      const bool held_here = kept.holds(*this);
+      if ((held_here && mailbox_.quiet()) || (!held_here && mailbox_.try_claim())) {
+        run_handed_off(Events<In>{id, std::move(events), pool, spent_to}, held_here || kept.add(*this));
+        return;
+      }
     }
     deliver(Message{Events<In>{id, std::move(events), pool}});
   }
 
   bool run_slice() override {
     std::size_t budget = scheduler_.throughput();
-    RunningGuard running(*this, scheduler_, budget);
+    KeptTurns kept;  // given back when the slice ends, after this stage's own turn
+    RunningGuard running(*this, scheduler_, budget, kept);
     if (!asks_beneath_.empty()) take_asks_beneath();  // left by the last turn's budget
     return drain();
+  }
+
+  void let_go_turn() override {
+    if (!asks_beneath_.empty() || mailbox_.finish_slice(false)) scheduler_.schedule(*this);
   }
 
  private:
@@ -119,6 +132,17 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
         [this] { return !asks_beneath_.empty(); });
   }
 
+  // A kept turn's messages, while the budget lasts; the turn stays taken when they run out.
+  void drain_kept() {
+    std::size_t& budget = running_here->budget;
+    while (budget > 0 && !stopped_) {
+      Message* message = mailbox_.next_kept();
+      if (message == nullptr) return;
+      --budget;
+      handle_message(*message);
+    }
+  }
+
   bool may_hand_off() const noexcept {
     const RunningFrame* sender = running_here;
     return sender != nullptr && sender->depth < defaults::max_hand_off_depth && sender->scheduler == &scheduler_;
@@ -128,15 +152,18 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   // holds while the turn's budget lasts: the stages a slice runs at once share its
   // throughput(), so that a slice stays bounded however deep the hand-offs go. The batch itself
   // is part of the sender's message. The sender's busy time leaves this out.
-  [[gnu::always_inline]] void run_handed_off(Events<In> events) {
+  [[gnu::always_inline]] void run_handed_off(Events<In> events, bool keep) {
     RunningFrame& sender = *running_here;
     const bool timed = host_.measures_busy_time();
     const auto started = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     bool more = false;
     {
-      RunningGuard running(*this, scheduler_, sender.budget);
+      RunningGuard running(*this, scheduler_, sender.budget, sender.kept);
       handle_message(events);
-      more = drain();
+      if (keep && !mailbox_.quiet()) drain_kept();
+      // A stage that stopped closes its mailbox now, and is kept no more.
+      if (keep && stopped_) sender.kept.remove(*this);
+      if (!keep || stopped_) more = drain();
     }
     // Past a drain that went idle, another worker may run this stage, or free it: only the
     // locals and the sender's frame are touched.
