@@ -342,7 +342,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     // The pool is the producer's, alive while this stage's subscription to it holds it.
     if (m.spent_to != nullptr) {
       m.events.clear();
-      *m.spent_to = std::move(m.events);
+      m.spent_to->swap(m.events);  // the dispatcher left it empty: a swap is a move without the call
     } else if (m.pool != nullptr && find_upstream(m.id) != nullptr) {
       m.pool->release(std::move(m.events));
     }
