@@ -580,6 +580,41 @@ TEST_CASE("HandOff::at_once: a call to the consumer whose turn the slice keeps i
   CHECK(consumer->log == expected);
 }
 
+TEST_CASE("HandOff::at_once: an async_stream iterated inside the slice gives kept turns back, so its tasks can call them") {
+  // On the second demand the producer's slice keeps the consumer's turn, and the producer waits
+  // on a stream whose task calls that consumer from a thread of its own. The call is answered
+  // only if the wait gave the turn back first.
+  struct StreamsOnSecondDemand final : Producer<std::int64_t> {
+    void handle_demand(std::size_t, Emitter<std::int64_t>& out) override {
+      if (next == 1) {
+        auto call_consumer = [this](std::int64_t x) {
+          return std::any_cast<std::int64_t>(system->call(*consumer, x, std::chrono::seconds(2)));
+        };
+        for (auto& result : async_stream(std::vector<std::int64_t>{next}, call_consumer,
+                                         {.max_concurrency = 1, .kind = TaskKind::blocking})) {
+          answers.push_back(result.ok() ? result.value() : -1);
+        }
+      }
+      out.emit(next++);
+      if (next == 3) out.done();
+    }
+    System* system = nullptr;
+    detail::ActorCore* consumer = nullptr;
+    std::vector<std::int64_t> answers;
+    std::int64_t next = 0;
+  };
+  System system(2);
+  auto producer = system.spawn<StreamsOnSecondDemand>("producer");
+  auto consumer = system.spawn<LogsEverything>("consumer");
+  producer->system = &system;
+  producer->consumer = &consumer.core();
+  system.subscribe(consumer, producer, {.max_demand = 1, .min_demand = 0, .hand_off = HandOff::at_once});
+  system.wait();
+  CHECK(producer->answers == std::vector<std::int64_t>{10});
+  const std::vector<std::string> expected{"events 0", "events 1", "events 2"};
+  CHECK(consumer->log == expected);
+}
+
 TEST_CASE("HandOff::at_once: a consumer that stops while its turn is kept stops for good, and is freed") {
   // The consumer stops itself at its third event, inside the slice that keeps its turn: its
   // mailbox closes then, and it lets go of its hold on itself, so that it is freed once nothing
@@ -605,6 +640,32 @@ TEST_CASE("HandOff::at_once: a consumer that stops while its turn is kept stops 
   }
   CHECK(*received == 3);
   CHECK(received.use_count() == 1);
+}
+
+TEST_CASE("HandOff::at_once: a kept stage that sends to itself gets the batch after the message it is handling") {
+  // The stage is fed at once, so the slice keeps its turn, and it consumes its own output at
+  // once too. Handling 0 of the batch [0, 10], it emits 1 to itself: 1 is a later message, so it
+  // comes after 10 (Erlang's order), not inside the handling of [0, 10].
+  struct Feedback final : ProducerConsumer<std::int64_t, std::int64_t> {
+    void handle_events(std::span<std::int64_t> events, Emitter<std::int64_t>& out) override {
+      for (std::int64_t x : events) {
+        log.push_back(x);
+        if (x == 0) out.emit(1);
+      }
+    }
+    std::vector<std::int64_t> log;
+  };
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto producer = system.spawn<test::QueueProducer<>>("queue");
+  auto feedback = system.spawn<Feedback>("feedback");
+  system.subscribe(feedback, producer, {.max_demand = 2, .min_demand = 1, .hand_off = HandOff::at_once});  // chunks of 1
+  system.subscribe(feedback, feedback, {.hand_off = HandOff::at_once});
+  scheduler.run_until_idle();
+  system.send_info(producer, std::vector<std::int64_t>{0, 10});
+  scheduler.run_until_idle();
+  CHECK(feedback->log == std::vector<std::int64_t>{0, 10, 1});
+  system.stop();
 }
 
 TEST_CASE("HandOff::at_once is not honoured with several consumers: the producer reaches each without waiting on one") {

@@ -10,7 +10,6 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <span>
 #include <oneapi/tbb/spin_mutex.h>
 
 #include <string>
@@ -342,20 +341,22 @@ class ActorCore {
 
 template <class StillRunning>
 void KeptTurns::let_go_unless(StillRunning still_running) {
-  std::size_t kept = 0;
-  for (ActorCore* stage : std::span(stages_.data(), count_)) {
+  std::size_t next = 0;
+  while (next < count_) {
+    ActorCore* stage = stages_[next];
     if (still_running(*stage)) {
-      stages_[kept++] = stage;
-    } else {
-      stage->let_go_turn();
+      ++next;
+      continue;
     }
+    // Out of the list before it is let go: if scheduling it throws, it is not let go twice.
+    stages_[next] = stages_[--count_];
+    stage->let_go_turn();
   }
-  count_ = kept;
 }
 
-// Before this thread blocks: the turns its slices keep are given back, so that the stages can
-// run elsewhere meanwhile (a call to one of them would otherwise never be answered). Stages
-// running on this thread keep theirs.
+// Before this thread blocks (System::call, or iterating an async_stream inside a callback): the
+// turns its slices keep are given back, so that the stages can run elsewhere meanwhile (a call
+// to one of them would otherwise never be answered). Stages running on this thread keep theirs.
 inline void let_go_kept_turns() {
   for (RunningFrame* frame = running_here; frame != nullptr; frame = frame->outer)
     frame->kept.let_go_unless([](const ActorCore& stage) { return runs_beneath_caller(stage); });

@@ -7,6 +7,7 @@
 // close) finds the tag changed and discards its result. Tasks keep the core alive through a
 // shared_ptr, so the stream can be destroyed while abandoned tasks still run.
 #include <sluice/async_options.hpp>
+#include <sluice/detail/actor.hpp>
 #include <sluice/detail/async_runtime.hpp>
 #include <sluice/task.hpp>
 #include <sluice/task_result.hpp>
@@ -215,6 +216,9 @@ std::optional<typename AsyncCore<In, F>::Result> AsyncCore<In, F>::next(Pull&& p
     if (options_.ordered) {
       if (auto result = take_ready()) return deliver(std::move(*result));
     }
+    // Iterated inside a stage's callback, the stream may wait below on tasks that need a stage
+    // whose turn that slice keeps.
+    let_go_kept_turns();
     std::unique_lock lock(mutex_);
     // Times out what is due. Stop callbacks run user code: never under the lock.
     auto expire_due = [&] {

@@ -92,7 +92,10 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     if (spent_to != nullptr && may_hand_off()) {
       KeptTurns& kept = running_here->kept;
       const bool held_here = kept.holds(*this);
-      if ((held_here && mailbox_.quiet()) || (!held_here && mailbox_.try_claim())) {
+      // A kept turn is idle with nothing left to do (asks, messages) and the stage not running
+      // beneath the sender (sending to itself).
+      const bool kept_idle = held_here && asks_beneath_.empty() && mailbox_.quiet() && !runs_beneath_caller(*this);
+      if (kept_idle || (!held_here && mailbox_.try_claim())) {
         run_handed_off(Events<In>{id, std::move(events), pool, spent_to}, held_here || kept.add(*this));
         return;
       }
