@@ -543,13 +543,19 @@ struct LogsEverything final : Consumer<std::int64_t> {
   std::vector<std::string> log;
 };
 
-std::pair<StageRef<MessagesThenEmits>, StageRef<LogsEverything>> messaging_pair(System& system, bool calls) {
+// Runs the pair to the end on a ManualScheduler whose slices hold the second demand too; the
+// stages outlive the System through their handles.
+std::pair<StageRef<MessagesThenEmits>, StageRef<LogsEverything>> run_messaging_pair(bool calls) {
+  ManualScheduler scheduler(defaults::max_throughput);
+  System system(scheduler);
   auto producer = system.spawn<MessagesThenEmits>("producer");
   auto consumer = system.spawn<LogsEverything>("consumer");
   producer->system = &system;
   producer->consumer = &consumer.core();
   producer->calls = calls;
   system.subscribe(consumer, producer, {.max_demand = 1, .min_demand = 0, .hand_off = HandOff::at_once});
+  scheduler.run_until_idle();
+  system.wait();
   return {producer, consumer};
 }
 
@@ -558,11 +564,7 @@ std::pair<StageRef<MessagesThenEmits>, StageRef<LogsEverything>> messaging_pair(
 TEST_CASE("HandOff::at_once: a consumer whose turn the slice keeps takes what it was sent first, then the batch") {
   // Messages between two processes keep their order: the cast of 1 comes before the event 1,
   // though the producer's slice holds the consumer's turn and could hand the event over at once.
-  ManualScheduler scheduler(defaults::max_throughput);  // the second demand comes in the same slice
-  System system(scheduler);
-  auto [producer, consumer] = messaging_pair(system, false);
-  scheduler.run_until_idle();
-  system.wait();
+  const auto [producer, consumer] = run_messaging_pair(false);
   const std::vector<std::string> expected{"events 0", "cast 1", "events 1", "cast 2", "events 2"};
   CHECK(consumer->log == expected);
 }
@@ -570,11 +572,7 @@ TEST_CASE("HandOff::at_once: a consumer whose turn the slice keeps takes what it
 TEST_CASE("HandOff::at_once: a call to the consumer whose turn the slice keeps is answered") {
   // The caller's slice keeps the consumer's turn; waiting for the answer, it must give the turn
   // back, or the consumer never runs (OTP: a call to any other process is answered).
-  ManualScheduler scheduler(defaults::max_throughput);  // the second demand comes in the same slice
-  System system(scheduler);
-  auto [producer, consumer] = messaging_pair(system, true);
-  scheduler.run_until_idle();
-  system.wait();
+  const auto [producer, consumer] = run_messaging_pair(true);
   CHECK(producer->answers == std::vector<std::int64_t>{10, 20});
   const std::vector<std::string> expected{"events 0", "events 1", "events 2"};
   CHECK(consumer->log == expected);
