@@ -177,8 +177,6 @@ class KeptTurns {
  private:
   ActorCore** begin() noexcept { return stages_.data(); }
   ActorCore** end() noexcept { return stages_.data() + count_; }
-  ActorCore* const* begin() const noexcept { return stages_.data(); }
-  ActorCore* const* end() const noexcept { return stages_.data() + count_; }
 
   // A slice hands off at once at most max_hand_off_depth deep, to one consumer at each level.
   std::array<ActorCore*, defaults::max_hand_off_depth> stages_{};
