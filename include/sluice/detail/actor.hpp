@@ -167,12 +167,9 @@ class KeptTurns {
     ActorCore** last = std::remove(begin(), end(), &stage);
     count_ = static_cast<std::size_t>(last - stages_.data());
   }
-  // Gives back every kept turn but those of stages `still_running` says run on this thread.
-  template <class StillRunning>
-  void let_go_unless(StillRunning still_running);
-  void let_go() {
-    let_go_unless([](const ActorCore&) { return false; });
-  }
+  // Gives back every kept turn but those of stages running on this thread (a wait inside one
+  // of them, let_go_kept_turns); at the slice's end none is.
+  void let_go();
 
  private:
   ActorCore** begin() noexcept { return stages_.data(); }
@@ -337,12 +334,11 @@ class ActorCore {
   }
 };
 
-template <class StillRunning>
-void KeptTurns::let_go_unless(StillRunning still_running) {
+inline void KeptTurns::let_go() {
   std::size_t next = 0;
   while (next < count_) {
     ActorCore* stage = stages_[next];
-    if (still_running(*stage)) {
+    if (runs_beneath_caller(*stage)) {
       ++next;
       continue;
     }
@@ -357,7 +353,7 @@ void KeptTurns::let_go_unless(StillRunning still_running) {
 // to one of them would otherwise never be answered). Stages running on this thread keep theirs.
 inline void let_go_kept_turns() {
   for (RunningFrame* frame = running_here; frame != nullptr; frame = frame->outer)
-    frame->kept.let_go_unless([](const ActorCore& stage) { return runs_beneath_caller(stage); });
+    frame->kept.let_go();
 }
 
 inline ActorRef::ActorRef(ActorCore* actor) noexcept : actor_(actor) {
