@@ -15,6 +15,7 @@
 #include <chrono>
 #include <fstream>
 #include <future>
+#include <limits>
 #include <stdexcept>
 #include <thread>
 
@@ -68,6 +69,33 @@ TEST_CASE("seed workload: NumberProducer -> NumberProcessor -> SumConsumer sums 
   CHECK(sum->count() == 31);
   CHECK(sum->sum() == sum_of_squares(31));
   CHECK(system.running() == 0);
+}
+
+TEST_CASE("the seed stages' loops keep exactly the squares a signed comparison keeps, wrapped ones included") {
+  // keep_squares_below compares as unsigned with the sign bits flipped; this pins that it agrees
+  // with `square < limit` on negative limits, squares that wrap negative (|x| >= 2^32), and the
+  // extremes, and that it may square in place.
+  constexpr std::int64_t int64_min = std::numeric_limits<std::int64_t>::min();
+  constexpr std::int64_t int64_max = std::numeric_limits<std::int64_t>::max();
+  const std::vector<std::int64_t> values{0, 1, -1, 31, 32, -32, 3'037'000'499, 3'037'000'500, std::int64_t{1} << 32,
+                                         (std::int64_t{1} << 32) + 1, 6'074'001'000, int64_min, int64_max, -7};
+  for (const std::int64_t limit : {int64_min, std::int64_t{-5}, std::int64_t{0}, std::int64_t{1}, std::int64_t{1000},
+                                   std::int64_t{1} << 62, int64_max}) {
+    CAPTURE(limit);
+    std::vector<std::int64_t> expected;
+    for (const std::int64_t x : values) {
+      const auto square = static_cast<std::int64_t>(static_cast<std::uint64_t>(x) * static_cast<std::uint64_t>(x));
+      if (square < limit) expected.push_back(square);
+    }
+    std::vector<std::int64_t> in_place = values;
+    in_place.resize(NumberProcessor::keep_squares_below(in_place, in_place.data(), limit));
+    CHECK(in_place == expected);
+  }
+  std::vector<std::int64_t> slots(5);
+  NumberProducer::fill_from(slots, -2);
+  CHECK(slots == std::vector<std::int64_t>{-2, -1, 0, 1, 2});
+  CHECK(SumConsumer::add_all(10, slots) == 10);
+  CHECK(SumConsumer::add_all(0, std::vector<std::int64_t>{int64_max, int64_max, 2}) == 0);  // modulo 2^64
 }
 
 TEST_CASE("busy time is measured only once the System is asked to, and then for every stage that ran") {

@@ -1,8 +1,12 @@
 // W1 on a oneTBB flow graph: input_node -> limiter_node -> function_node (square) ->
 // multifunction_node (keep) -> serial function_node (sum). The limiter bounds what is in
 // flight, as demand does for sluice, so memory stays flat. The keep node really drops: a
-// dropped item only returns its limiter token, through a second port.
+// dropped item only returns its limiter token, through a second port. Batches are made and
+// summed by the sluice stages' own loops, as in tbb_pipeline.cpp.
 #include "workload.hpp"
+
+#include <sluice/stages/number_producer.hpp>
+#include <sluice/stages/sum_consumer.hpp>
 
 #include <oneapi/tbb/flow_graph.h>
 
@@ -74,7 +78,8 @@ std::uint64_t tbb_flow_graph(std::int64_t n, std::int64_t limit, std::size_t bat
       [n, batch](std::int64_t& next) {
         const auto size = static_cast<std::size_t>(std::min<std::int64_t>(static_cast<std::int64_t>(batch), n - next + 1));
         auto values = std::make_shared<std::vector<std::int64_t>>(size);
-        for (auto& value : *values) value = next++;
+        sluice::stages::NumberProducer::fill_from(*values, next);
+        next += static_cast<std::int64_t>(size);
         return values;
       },
       [](const Batch& values) {
@@ -90,9 +95,7 @@ std::uint64_t tbb_flow_graph(std::int64_t n, std::int64_t limit, std::size_t bat
         values->resize(kept_count);
         return true;  // the (possibly empty) batch still goes on: the sum returns its token
       },
-      [](const Batch& values, std::uint64_t& sum) {
-        for (std::int64_t s : *values) sum += static_cast<std::uint64_t>(s);
-      });
+      [](const Batch& values, std::uint64_t& sum) { sum = sluice::stages::SumConsumer::add_all(sum, *values); });
 }
 
 }  // namespace bench::square_filter

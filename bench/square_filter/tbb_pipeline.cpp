@@ -1,6 +1,10 @@
 // W1 on oneTBB's parallel_pipeline: a serial source, a parallel square-and-filter, a serial sum.
 #include "workload.hpp"
 
+#include <sluice/stages/number_processor.hpp>
+#include <sluice/stages/number_producer.hpp>
+#include <sluice/stages/sum_consumer.hpp>
+
 #include <oneapi/tbb/parallel_pipeline.h>
 
 #include <cstddef>
@@ -10,6 +14,10 @@
 namespace bench::square_filter {
 
 namespace {
+
+using sluice::stages::NumberProcessor;
+using sluice::stages::NumberProducer;
+using sluice::stages::SumConsumer;
 
 // parallel_pipeline filters cannot drop an item, so a dropped value travels as this sentinel.
 constexpr std::int64_t dropped = std::numeric_limits<std::int64_t>::max();
@@ -38,7 +46,8 @@ std::uint64_t per_item(std::int64_t n, std::int64_t limit, std::size_t tokens) {
   return sum;
 }
 
-// Batches travel as indices into a ring of `tokens` buffers: at most `tokens` batches are in
+// Batches run the sluice stages' own loops (NumberProducer::fill_from and the others), so that
+// the two differ only in how they move batches. Batches travel as indices into a ring of `tokens` buffers: at most `tokens` batches are in
 // flight, so batch i's buffer is free again by the time batch i + tokens is made.
 std::uint64_t batched(std::int64_t n, std::int64_t limit, std::size_t batch, std::size_t tokens) {
   std::vector<std::vector<std::int64_t>> buffers(tokens);
@@ -57,26 +66,19 @@ std::uint64_t batched(std::int64_t n, std::int64_t limit, std::size_t batch, std
             }
             auto* buffer = &buffers[made++ % tokens];
             buffer->resize(static_cast<std::size_t>(std::min<std::int64_t>(static_cast<std::int64_t>(batch), n - next + 1)));
-            for (auto& value : *buffer) value = next++;
+            NumberProducer::fill_from(*buffer, next);
+            next += static_cast<std::int64_t>(buffer->size());
             return buffer;
           }) &
           oneapi::tbb::make_filter<std::vector<std::int64_t>*, std::vector<std::int64_t>*>(
               oneapi::tbb::filter_mode::parallel,
               [limit](std::vector<std::int64_t>* buffer) {
-                std::size_t kept = 0;
-                for (std::int64_t x : *buffer) {
-                  const std::int64_t s = square(x);
-                  (*buffer)[kept] = s;
-                  kept += s < limit ? 1 : 0;
-                }
-                buffer->resize(kept);
+                buffer->resize(NumberProcessor::keep_squares_below(*buffer, buffer->data(), limit));
                 return buffer;
               }) &
           oneapi::tbb::make_filter<std::vector<std::int64_t>*, void>(oneapi::tbb::filter_mode::serial_in_order,
                                                                       [&](std::vector<std::int64_t>* buffer) {
-                                                                        std::uint64_t local = 0;
-                                                                        for (std::int64_t s : *buffer) local += static_cast<std::uint64_t>(s);
-                                                                        sum += local;
+                                                                        sum = SumConsumer::add_all(sum, *buffer);
                                                                       }));
   return sum;
 }
