@@ -17,6 +17,8 @@ inline std::int64_t square(std::int64_t x) {
 std::uint64_t expected_sum(std::int64_t n, std::int64_t limit);
 
 std::uint64_t plain_loop(std::int64_t n, std::int64_t limit);
+// Two plain threads, one making and summing batches, the other squaring and filtering them.
+std::uint64_t two_threads_pipelined(std::int64_t n, std::int64_t limit, std::size_t batch, std::size_t in_flight);
 std::uint64_t tbb_pipeline(std::int64_t n, std::int64_t limit, std::size_t batch, std::size_t tokens);
 std::uint64_t tbb_flow_graph(std::int64_t n, std::int64_t limit, std::size_t batch);
 std::uint64_t sluice_pipeline(std::int64_t n, std::int64_t limit, std::size_t max_demand,
