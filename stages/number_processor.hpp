@@ -17,24 +17,25 @@ class NumberProcessor final : public ProducerConsumer<std::int64_t, std::int64_t
   }
 
   // The loop itself, which the benchmark's peers (bench/square_filter/) run too, so that their
-  // ratios measure the frameworks rather than their loops. Writes the square of each event at
-  // `kept` and counts it only when it is below `limit`: no branch per event. `kept` may be
-  // `events.data()` (squaring in place). Returns how many squares it kept.
-  static std::size_t keep_squares_below(std::span<const std::int64_t> events, std::int64_t* kept, std::int64_t limit) {
+  // ratios measure the frameworks rather than their loops. Writes the square of each event to
+  // `out` and moves on only past those below `limit`: no branch per event. So `out` needs room
+  // for every event, and may be `events.data()` (squaring in place), whose slots are read before
+  // they are written. Returns how many squares it kept.
+  static std::size_t keep_squares_below(std::span<const std::int64_t> events, std::int64_t* out, std::int64_t limit) {
     // The signed test `square < limit`, made unsigned by flipping the sign bits: GCC then adds the
     // comparison's carry (cmp, adc) instead of setting, widening and adding a flag. Unrolled, the
     // loop's own increment and test are paid once per four events.
     constexpr std::uint64_t sign = std::uint64_t{1} << 63;
     const std::uint64_t biased_limit = static_cast<std::uint64_t>(limit) ^ sign;
-    std::size_t count = 0;
+    std::size_t kept_count = 0;
 #pragma GCC unroll 4
     for (std::int64_t x : events) {
       // Unsigned square: wraps instead of overflowing for |x| >= 2^32.
       const std::uint64_t square = static_cast<std::uint64_t>(x) * static_cast<std::uint64_t>(x);
-      kept[count] = static_cast<std::int64_t>(square);
-      count += (square ^ sign) < biased_limit ? 1 : 0;
+      out[kept_count] = static_cast<std::int64_t>(square);
+      kept_count += (square ^ sign) < biased_limit ? 1 : 0;
     }
-    return count;
+    return kept_count;
   }
 
  private:

@@ -35,7 +35,8 @@ struct Registration {
 const bool registered = [] {
   const Registration variants[] = {
       {"loop", 100'000'000, plain_loop},
-      // Batches of 500, two in flight on each hop: what default demand (1000 / 500) allows.
+      // Batches of 500, as default demand (1000 / 500) makes, with four in flight on each hop
+      // (default demand allows two).
       {"two_threads_pipelined/batch_500", 100'000'000, [](auto n, auto t) { return two_threads_pipelined(n, t, 500, 4); }},
       {"sluice/default_demand", 100'000'000, [](auto n, auto t) { return sluice_pipeline(n, t, 1000); }},
       {"sluice/max_demand_1", 2'000'000, [](auto n, auto t) { return sluice_pipeline(n, t, 1); }},

@@ -46,9 +46,10 @@ std::uint64_t per_item(std::int64_t n, std::int64_t limit, std::size_t tokens) {
   return sum;
 }
 
-// Batches run the sluice stages' own loops (NumberProducer::fill_from and the others), so that
-// the two differ only in how they move batches. Batches travel as indices into a ring of `tokens` buffers: at most `tokens` batches are in
-// flight, so batch i's buffer is free again by the time batch i + tokens is made.
+// Batches are made, filtered and summed by the sluice stages' own loops (NumberProducer::fill_from
+// and the others), so that oneTBB and sluice differ only in how they move batches. Batches travel
+// as indices into a ring of `tokens` buffers: at most `tokens` batches are in flight, so batch i's
+// buffer is free again by the time batch i + tokens is made.
 std::uint64_t batched(std::int64_t n, std::int64_t limit, std::size_t batch, std::size_t tokens) {
   std::vector<std::vector<std::int64_t>> buffers(tokens);
   for (auto& buffer : buffers) buffer.reserve(batch);

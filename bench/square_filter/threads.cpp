@@ -1,8 +1,9 @@
 // W1 as two plain threads pipelined by stage, with no framework: the main thread makes and sums
 // batches, a second thread squares and filters them, and batches cross between the two cores
-// through spinning queues. This is the most that splitting W1's stages across this machine's two
-// cores can give any engine whose stages each run on one thread at a time (sluice, GenStage);
-// oneTBB's pipeline instead runs its middle filter on both cores at once.
+// through spinning queues. It shows what one straightforward split of W1's stages over this
+// machine's two cores gives, the kind of parallelism open to an engine whose stages each run on
+// one thread at a time (sluice, GenStage); oneTBB's pipeline instead runs its middle filter on
+// both cores at once.
 #include "workload.hpp"
 
 #include <sluice/stages/number_processor.hpp>
@@ -12,6 +13,11 @@
 #include <oneapi/tbb/concurrent_queue.h>
 
 #include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <stdexcept>
+#include <stop_token>
 #include <thread>
 #include <vector>
 
@@ -19,39 +25,47 @@ namespace bench::square_filter {
 
 namespace {
 
+using sluice::stages::NumberProcessor;
+using sluice::stages::NumberProducer;
+using sluice::stages::SumConsumer;
+
 struct Slot {
   std::vector<std::int64_t> values;
   std::size_t size = 0;
 };
 using Queue = oneapi::tbb::concurrent_queue<Slot*>;
 
-// Spins: both threads have a core of their own, and sleeping would measure the wake-ups.
-Slot* take(Queue& queue) {
+// Spins: each thread has a core of its own, and sleeping would measure the wake-ups. nullptr
+// once `stop` is requested (the main thread left early).
+Slot* take(Queue& queue, std::stop_token stop) {
   Slot* slot = nullptr;
-  while (!queue.try_pop(slot)) {
-  }
+  while (!queue.try_pop(slot))
+    if (stop.stop_requested()) return nullptr;
   return slot;
 }
 
 }  // namespace
 
 std::uint64_t two_threads_pipelined(std::int64_t n, std::int64_t limit, std::size_t batch, std::size_t in_flight) {
-  using namespace sluice::stages;
-  std::vector<Slot> made(in_flight), kept(in_flight);
+  if (batch == 0 || in_flight == 0) throw std::invalid_argument("two_threads_pipelined: batch and in_flight must be at least 1");
+  if (n < 1) return 0;
+  std::vector<Slot> made_slots(in_flight), kept_slots(in_flight);
   Queue free_made, to_filter, free_kept, to_sum;
-  for (Slot& slot : made) {
+  for (Slot& slot : made_slots) {
     slot.values.resize(batch);
     free_made.push(&slot);
   }
-  for (Slot& slot : kept) {
+  for (Slot& slot : kept_slots) {
     slot.values.resize(batch);
     free_kept.push(&slot);
   }
-  const auto batches = static_cast<std::size_t>((n + static_cast<std::int64_t>(batch) - 1) / static_cast<std::int64_t>(batch));
-  std::jthread filter([&] {
+  const std::size_t batches = (static_cast<std::size_t>(n) + batch - 1) / batch;
+  // Declared after the queues, so that it is joined before they go.
+  std::jthread filter([&](std::stop_token stop) {
     for (std::size_t i = 0; i < batches; ++i) {
-      Slot* in = take(to_filter);
-      Slot* out = take(free_kept);
+      Slot* in = take(to_filter, stop);
+      Slot* out = in != nullptr ? take(free_kept, stop) : nullptr;
+      if (out == nullptr) return;
       out->size = NumberProcessor::keep_squares_below(std::span(in->values.data(), in->size), out->values.data(), limit);
       free_made.push(in);
       to_sum.push(out);
