@@ -11,6 +11,7 @@
 #include <atomic>
 #include <mutex>
 #include <ranges>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -63,6 +64,57 @@ TEST_CASE("DSL: fuse runs maps and filters as one stage, with the events the sep
   CHECK(fused_events.front() == "6");
   CHECK(fused_events.back() == "6000");
   CHECK(fused_events == separate_events);
+}
+
+TEST_CASE("DSL: a lambda that throws fails its step; what it wrote into the failing chunk is never sent") {
+  // Maps, filters and fused steps write their results straight into the outgoing batch: the
+  // slots of a chunk whose lambda threw must go with the failed stage, as emitted events do.
+  const auto throw_at = [](std::int64_t x) {
+    if (x == 175) throw std::runtime_error("cannot take 175");
+  };
+  const StepOptions options{.name = "step", .max_demand = 100};  // chunks of 50
+  auto run = [&](auto step) {
+    System system(2);
+    std::vector<std::int64_t> seen;
+    from(system, std::views::iota(std::int64_t{1}, std::int64_t{1001})) | std::move(step) |
+        each([&](std::int64_t x) { seen.push_back(x); });
+    CHECK_THROWS_WITH_AS(system.wait(), "stage 'step' failed: cannot take 175", StageError);
+    return seen;
+  };
+  // factor * [1..150]: three chunks went out before [151..200] failed.
+  auto first_150_times = [](std::int64_t factor) {
+    std::vector<std::int64_t> values;
+    for (std::int64_t x = 1; x <= 150; ++x) values.push_back(factor * x);
+    return values;
+  };
+  CHECK(run(map([&](std::int64_t x) { return throw_at(x), 2 * x; }, options)) == first_150_times(2));
+  CHECK(run(filter([&](std::int64_t x) { return throw_at(x), true; }, options)) == first_150_times(1));
+  CHECK(run(fuse(map([&](std::int64_t x) { return throw_at(x), 2 * x; }), filter([](std::int64_t) { return true; }))
+                .with(options)) == first_150_times(2));
+}
+
+TEST_CASE("DSL: maps, filters and fused steps also carry events that have no default constructor") {
+  struct Tagged {
+    explicit Tagged(int v) : value(v) {}
+    int value;
+  };
+  auto run = [](bool fused) {
+    System system(2);
+    std::vector<int> seen;
+    auto tag = map([](int x) { return Tagged(x); });
+    auto odd = filter([](const Tagged& t) { return t.value % 2 == 1; });
+    auto source = from(system, std::views::iota(1, 11));
+    auto sink = each([&](Tagged t) { seen.push_back(t.value); });
+    if (fused) {
+      source | fuse(tag, odd) | sink;
+    } else {
+      source | tag | odd | sink;
+    }
+    system.wait();
+    return seen;
+  };
+  CHECK(run(false) == std::vector<int>{1, 3, 5, 7, 9});
+  CHECK(run(true) == std::vector<int>{1, 3, 5, 7, 9});
 }
 
 TEST_CASE("DSL: the steps inside fuse take no options; the fused step does, copies included") {

@@ -2,7 +2,12 @@
 // The stages behind the pipeline DSL's lambda steps.
 #include <sluice/stage.hpp>
 
+#include <algorithm>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
 #include <functional>
+#include <iterator>
 #include <optional>
 #include <ranges>
 #include <span>
@@ -15,13 +20,28 @@ namespace sluice::detail {
 template <class In, class F>
 using map_result_t = std::remove_cvref_t<std::invoke_result_t<F&, In&&>>;
 
+// Events the steps below write straight into slots of the outgoing batch (Emitter::emit_bulk):
+// no capacity check per event, so a cheap lambda's loop can vectorise. A slot starts
+// default-constructed and is assigned, so the type must allow both; others are emitted one by
+// one. If the lambda throws, the stage fails and its outgoing batch goes with it, slots and all.
+template <class T>
+concept SlotWritable = std::default_initializable<T> && std::is_move_assignable_v<T>;
+
 template <class In, class F>
 class MapStage final : public ProducerConsumer<In, map_result_t<In, F>> {
  public:
+  using Out = map_result_t<In, F>;
   explicit MapStage(F f) : f_(std::move(f)) {}
-  void handle_events(std::span<In> events, Emitter<map_result_t<In, F>>& out) override {
-    out.reserve(events.size());
-    for (In& event : events) out.emit(std::invoke(f_, std::move(event)));
+  void handle_events(std::span<In> events, Emitter<Out>& out) override {
+    if constexpr (SlotWritable<Out>) {
+      out.emit_bulk(events.size(), [&](std::span<Out> slots) {
+        for (std::size_t i = 0; i < events.size(); ++i) slots[i] = std::invoke(f_, std::move(events[i]));
+        return events.size();
+      });
+    } else {
+      out.reserve(events.size());
+      for (In& event : events) out.emit(std::invoke(f_, std::move(event)));
+    }
   }
 
  private:
@@ -33,9 +53,22 @@ class FilterStage final : public ProducerConsumer<T, T> {
  public:
   explicit FilterStage(F f) : f_(std::move(f)) {}
   void handle_events(std::span<T> events, Emitter<T>& out) override {
-    out.reserve(events.size());
-    for (T& event : events)
-      if (std::invoke(f_, std::as_const(event))) out.emit(std::move(event));
+    if constexpr (SlotWritable<T> && std::is_trivially_copyable_v<T>) {
+      // Branch-free: every event is copied, and only a kept one moves the cursor on. The
+      // predicate still sees each event once, in order.
+      out.emit_bulk(events.size(), [&](std::span<T> slots) {
+        std::size_t kept = 0;
+        for (const T& event : events) {
+          slots[kept] = event;
+          kept += std::invoke(f_, event) ? 1 : 0;
+        }
+        return kept;
+      });
+    } else {
+      out.reserve(events.size());
+      for (T& event : events)
+        if (std::invoke(f_, std::as_const(event))) out.emit(std::move(event));
+    }
   }
 
  private:
@@ -77,22 +110,32 @@ class FusedStage final : public ProducerConsumer<In, fused_result_t<In, Parts...
   using Out = fused_result_t<In, Parts...>;
   explicit FusedStage(std::tuple<Parts...> parts) : parts_(std::move(parts)) {}
   void handle_events(std::span<In> events, Emitter<Out>& out) override {
-    out.reserve(events.size());
-    for (In& event : events) push<0>(std::move(event), out);
+    if constexpr (SlotWritable<Out>) {
+      // Each event gives at most one: a slot for every event is enough.
+      out.emit_bulk(events.size(), [&](std::span<Out> slots) {
+        std::size_t kept = 0;
+        for (In& event : events) push<0>(std::move(event), [&](Out&& result) { slots[kept++] = std::move(result); });
+        return kept;
+      });
+    } else {
+      out.reserve(events.size());
+      for (In& event : events) push<0>(std::move(event), [&](Out&& result) { out.emit(std::move(result)); });
+    }
   }
 
  private:
-  // Takes the event through part I and on; a filter that rejects it ends its way.
-  template <std::size_t I, class T>
-  void push(T&& event, Emitter<Out>& out) {
+  // Takes the event through part I and on, and hands what comes out to `emit`; a filter that
+  // rejects it ends its way.
+  template <std::size_t I, class T, class Emit>
+  void push(T&& event, Emit&& emit) {
     if constexpr (I == sizeof...(Parts)) {
-      out.emit(std::forward<T>(event));
+      emit(Out(std::forward<T>(event)));
     } else {
       auto& part = std::get<I>(parts_);
       if constexpr (is_mapping<std::remove_cvref_t<decltype(part)>>) {
-        push<I + 1>(std::invoke(part.f, std::forward<T>(event)), out);
+        push<I + 1>(std::invoke(part.f, std::forward<T>(event)), emit);
       } else if (std::invoke(part.f, std::as_const(event))) {
-        push<I + 1>(std::forward<T>(event), out);
+        push<I + 1>(std::forward<T>(event), emit);
       }
     }
   }
@@ -123,7 +166,21 @@ class RangeSource final : public Producer<std::ranges::range_value_t<R>> {
     if (!next_) next_.emplace(std::ranges::begin(range_));
     auto& next = *next_;
     const auto end = std::ranges::end(range_);
-    for (; demand > 0 && next != end; --demand, ++next) out.emit(*next);
+    using Iterator = std::ranges::iterator_t<R>;
+    if constexpr (SlotWritable<Out> && std::sized_sentinel_for<std::ranges::sentinel_t<R>, Iterator>) {
+      // The count is known, so the batch grows by no more than what the range still has.
+      const auto count = static_cast<std::size_t>(std::min<std::iter_difference_t<Iterator>>(
+          end - next, static_cast<std::iter_difference_t<Iterator>>(std::min<std::size_t>(demand, PTRDIFF_MAX))));
+      out.emit_bulk(count, [&](std::span<Out> slots) {
+        for (Out& slot : slots) {
+          slot = *next;
+          ++next;
+        }
+        return slots.size();
+      });
+    } else {
+      for (; demand > 0 && next != end; --demand, ++next) out.emit(*next);
+    }
     if (next == end) out.done();
   }
 
