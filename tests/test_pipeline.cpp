@@ -117,6 +117,63 @@ TEST_CASE("DSL: maps, filters and fused steps also carry events that have no def
   CHECK(run(true) == std::vector<int>{1, 3, 5, 7, 9});
 }
 
+namespace {
+
+// Fills two slots, throws, catches it, and emits the event's negation instead.
+class CatchesBulkFailure final : public ProducerConsumer<std::int64_t, std::int64_t> {
+ public:
+  void handle_events(std::span<std::int64_t> events, Emitter<std::int64_t>& out) override {
+    for (std::int64_t x : events) {
+      try {
+        out.emit_bulk(3, [&](std::span<std::int64_t> slots) -> std::size_t {
+          slots[0] = slots[1] = x;
+          throw std::runtime_error("fill failed");
+        });
+      } catch (const std::runtime_error&) {
+        out.emit(-x);
+      }
+    }
+  }
+};
+
+}  // namespace
+
+TEST_CASE("Emitter::emit_bulk: a fill that throws leaves no slot behind, even when the callback catches it") {
+  System system(2);
+  auto sink = from<NumberProducer>(system, 1, 5) | via<CatchesBulkFailure>() | into<test::RecordingConsumer<>>();
+  system.wait();
+  std::vector<std::int64_t> received;
+  for (const auto& batch : sink->batches) received.insert(received.end(), batch.begin(), batch.end());
+  CHECK(received == std::vector<std::int64_t>{-1, -2, -3, -4, -5});
+}
+
+TEST_CASE("DSL: a sized range source meets a demand its difference type cannot hold, and completes") {
+  // iota over int16 counts in int: a demand of 2^32 + 5 must not wrap to 5 or to nothing.
+  System system(2);
+  std::int64_t count = 0;
+  from(system, std::views::iota(std::int16_t{0}, std::int16_t{300})) |
+      each([&](std::int16_t) { ++count; }, {.max_demand = (std::size_t{1} << 32) + 5});
+  system.wait();
+  CHECK(count == 300);
+}
+
+TEST_CASE("DSL: a vector source, a filter over strings and a filter over large events give what one by one would") {
+  struct Wide {
+    std::int64_t key;
+    std::int64_t padding[7];
+  };
+  System system(2);
+  std::vector<std::string> words;
+  std::vector<std::int64_t> keys;
+  from(system, std::vector<std::string>{"a", "bb", "ccc", "dd", "e"}) |
+      filter([](const std::string& w) { return w.size() == 2; }) | each([&](std::string w) { words.push_back(std::move(w)); });
+  from(system, std::views::iota(0, 10)) | map([](int x) { return Wide{x, {}}; }) |
+      filter([](const Wide& w) { return w.key % 3 == 0; }) | each([&](Wide w) { keys.push_back(w.key); });
+  system.wait();
+  CHECK(words == std::vector<std::string>{"bb", "dd"});
+  CHECK(keys == std::vector<std::int64_t>{0, 3, 6, 9});
+}
+
 TEST_CASE("DSL: the steps inside fuse take no options; the fused step does, copies included") {
   CHECK_THROWS_AS(fuse(map([](int x) { return x; }, {.max_demand = 5})), std::invalid_argument);
   CHECK_THROWS_AS(fuse(map([](int x) { return x; }), filter([](int) { return true; }, {.copies = 2})), std::invalid_argument);

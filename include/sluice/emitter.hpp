@@ -29,15 +29,22 @@ class Emitter {
     for (auto&& event : events) batch_.push_back(std::forward<decltype(event)>(event));
   }
 
-  // Bulk emission for tight loops: `fill` receives a span of `max_count` default-constructed
-  // slots at the end of the batch and returns how many of them it filled; the rest are dropped.
-  // A loop writing into a span has no capacity check per event, so it can vectorise.
+  // Bulk emission for tight loops: `fill` receives a span of `max_count` default-initialised
+  // slots at the end of the batch (indeterminate for trivial types) and returns how many of them
+  // it filled; the rest are dropped, as all of them are if `fill` throws. A loop writing into a
+  // span has no capacity check per event, so it can vectorise.
   template <class Fill>
     requires std::is_invocable_r_v<std::size_t, Fill&, std::span<Out>>
   void emit_bulk(std::size_t max_count, Fill&& fill) {
     const std::size_t old_size = batch_.size();
     batch_.resize(old_size + max_count);
-    const std::size_t filled = fill(std::span<Out>(batch_.data() + old_size, max_count));
+    std::size_t filled = 0;
+    try {
+      filled = fill(std::span<Out>(batch_.data() + old_size, max_count));
+    } catch (...) {
+      batch_.resize(old_size);  // a callback that catches this must not send the slots on
+      throw;
+    }
     batch_.resize(old_size + std::min(filled, max_count));
   }
 

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <concepts>
 #include <cstddef>
-#include <cstdint>
 #include <functional>
 #include <iterator>
 #include <optional>
@@ -21,11 +20,11 @@ template <class In, class F>
 using map_result_t = std::remove_cvref_t<std::invoke_result_t<F&, In&&>>;
 
 // Events the steps below write straight into slots of the outgoing batch (Emitter::emit_bulk):
-// no capacity check per event, so a cheap lambda's loop can vectorise. A slot starts
-// default-constructed and is assigned, so the type must allow both; others are emitted one by
-// one. If the lambda throws, the stage fails and its outgoing batch goes with it, slots and all.
+// no capacity check per event, so a cheap lambda's loop can vectorise. Only trivially copyable
+// types: a slot of any other would be default-constructed first (an allocation, perhaps, or an
+// allocator other than the event's), so those are emitted one by one.
 template <class T>
-concept SlotWritable = std::default_initializable<T> && std::is_move_assignable_v<T>;
+concept SlotWritable = std::is_trivially_copyable_v<T> && std::default_initializable<T>;
 
 template <class In, class F>
 class MapStage final : public ProducerConsumer<In, map_result_t<In, F>> {
@@ -33,7 +32,7 @@ class MapStage final : public ProducerConsumer<In, map_result_t<In, F>> {
   using Out = map_result_t<In, F>;
   explicit MapStage(F f) : f_(std::move(f)) {}
   void handle_events(std::span<In> events, Emitter<Out>& out) override {
-    if constexpr (SlotWritable<Out>) {
+    if constexpr (SlotWritable<Out> && std::assignable_from<Out&, std::invoke_result_t<F&, In&&>>) {
       out.emit_bulk(events.size(), [&](std::span<Out> slots) {
         for (std::size_t i = 0; i < events.size(); ++i) slots[i] = std::invoke(f_, std::move(events[i]));
         return events.size();
@@ -53,14 +52,18 @@ class FilterStage final : public ProducerConsumer<T, T> {
  public:
   explicit FilterStage(F f) : f_(std::move(f)) {}
   void handle_events(std::span<T> events, Emitter<T>& out) override {
-    if constexpr (SlotWritable<T> && std::is_trivially_copyable_v<T>) {
-      // Branch-free: every event is copied, and only a kept one moves the cursor on. The
-      // predicate still sees each event once, in order.
+    if constexpr (SlotWritable<T>) {
       out.emit_bulk(events.size(), [&](std::span<T> slots) {
         std::size_t kept = 0;
         for (const T& event : events) {
-          slots[kept] = event;
-          kept += std::invoke(f_, event) ? 1 : 0;
+          if constexpr (sizeof(T) <= 2 * sizeof(void*)) {
+            // Branch-free: every event is copied, and only a kept one moves the cursor on. It pays
+            // while a copy is a register or two; a larger event is copied only when kept.
+            slots[kept] = event;
+            kept += std::invoke(f_, event) ? 1 : 0;
+          } else if (std::invoke(f_, event)) {
+            slots[kept++] = event;
+          }
         }
         return kept;
       });
@@ -114,12 +117,13 @@ class FusedStage final : public ProducerConsumer<In, fused_result_t<In, Parts...
       // Each event gives at most one: a slot for every event is enough.
       out.emit_bulk(events.size(), [&](std::span<Out> slots) {
         std::size_t kept = 0;
-        for (In& event : events) push<0>(std::move(event), [&](Out&& result) { slots[kept++] = std::move(result); });
+        for (In& event : events)
+          push<0>(std::move(event), [&](auto&& result) { slots[kept++] = std::forward<decltype(result)>(result); });
         return kept;
       });
     } else {
       out.reserve(events.size());
-      for (In& event : events) push<0>(std::move(event), [&](Out&& result) { out.emit(std::move(result)); });
+      for (In& event : events) push<0>(std::move(event), [&](auto&& result) { out.emit(std::forward<decltype(result)>(result)); });
     }
   }
 
@@ -129,7 +133,7 @@ class FusedStage final : public ProducerConsumer<In, fused_result_t<In, Parts...
   template <std::size_t I, class T, class Emit>
   void push(T&& event, Emit&& emit) {
     if constexpr (I == sizeof...(Parts)) {
-      emit(Out(std::forward<T>(event)));
+      emit(std::forward<T>(event));
     } else {
       auto& part = std::get<I>(parts_);
       if constexpr (is_mapping<std::remove_cvref_t<decltype(part)>>) {
@@ -167,10 +171,18 @@ class RangeSource final : public Producer<std::ranges::range_value_t<R>> {
     auto& next = *next_;
     const auto end = std::ranges::end(range_);
     using Iterator = std::ranges::iterator_t<R>;
-    if constexpr (SlotWritable<Out> && std::sized_sentinel_for<std::ranges::sentinel_t<R>, Iterator>) {
-      // The count is known, so the batch grows by no more than what the range still has.
-      const auto count = static_cast<std::size_t>(std::min<std::iter_difference_t<Iterator>>(
-          end - next, static_cast<std::iter_difference_t<Iterator>>(std::min<std::size_t>(demand, PTRDIFF_MAX))));
+    if constexpr (SlotWritable<Out> && std::assignable_from<Out&, std::ranges::range_reference_t<R>> &&
+                  std::sized_sentinel_for<std::ranges::sentinel_t<R>, Iterator>) {
+      // The count is known, so the batch grows by no more than what the range still has. Compared
+      // in the wider of the two types: a demand may not fit a narrow difference type.
+      using Difference = std::iter_difference_t<Iterator>;
+      const Difference left = end - next;
+      std::size_t count = demand;
+      if constexpr (sizeof(Difference) <= sizeof(std::size_t)) {
+        count = std::min(demand, static_cast<std::size_t>(left));
+      } else if (left < static_cast<Difference>(demand)) {
+        count = static_cast<std::size_t>(left);
+      }
       out.emit_bulk(count, [&](std::span<Out> slots) {
         for (Out& slot : slots) {
           slot = *next;
