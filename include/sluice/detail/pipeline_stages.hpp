@@ -52,7 +52,7 @@ class FilterStage final : public ProducerConsumer<T, T> {
  public:
   explicit FilterStage(F f) : f_(std::move(f)) {}
   void handle_events(std::span<T> events, Emitter<T>& out) override {
-    if constexpr (SlotWritable<T>) {
+    if constexpr (SlotWritable<T> && std::is_copy_assignable_v<T>) {
       out.emit_bulk(events.size(), [&](std::span<T> slots) {
         std::size_t kept = 0;
         for (const T& event : events) {
@@ -133,6 +133,7 @@ class FusedStage final : public ProducerConsumer<In, fused_result_t<In, Parts...
   template <std::size_t I, class T, class Emit>
   void push(T&& event, Emit&& emit) {
     if constexpr (I == sizeof...(Parts)) {
+      static_assert(std::same_as<std::remove_cvref_t<T>, Out>, "fused_result_t must name what the parts give");
       emit(std::forward<T>(event));
     } else {
       auto& part = std::get<I>(parts_);
