@@ -273,6 +273,51 @@ TEST_CASE("a stage woken behind a long slice is run by another worker: the run-n
   CHECK(second->met);
 }
 
+TEST_CASE("a stage that waits on an async_stream hands its run-next stage to another worker, so a task can call it") {
+  // The waiter's cast wakes the callee into the waiter's run-next slot, which runs only after
+  // the waiter's slice. The waiter then waits on a stream whose task calls the callee from a
+  // thread of its own: as before a System::call, the wait must first hand the slot to another
+  // worker, or the call is never answered (and the stream's task times out).
+  struct Callee final : Consumer<std::int64_t> {
+    void handle_events(std::span<std::int64_t>) override {}
+    void handle_cast(std::any&) override { ++casts; }
+    std::any handle_call(std::any& request) override { return std::any_cast<std::int64_t>(request) * 10; }
+    int casts = 0;
+  };
+  struct CastsThenStreams final : Consumer<std::int64_t> {
+    void handle_events(std::span<std::int64_t>) override {}
+    void handle_cast(std::any&) override {
+      system->cast(*callee, std::any(1));
+      auto call_callee = [this](std::int64_t x) {
+        return std::any_cast<std::int64_t>(system->call(*callee, x, std::chrono::seconds(10)));
+      };
+      for (auto& result : async_stream(std::vector<std::int64_t>{2}, call_callee,
+                                       {.max_concurrency = 1, .kind = TaskKind::blocking})) {
+        answers.push_back(result.ok() ? result.value() : -1);
+      }
+    }
+    std::any handle_call(std::any&) override { return answers; }
+    System* system = nullptr;
+    detail::ActorCore* callee = nullptr;
+    std::vector<std::int64_t> answers;
+  };
+  System system(2);
+  auto callee = system.spawn<Callee>("callee");
+  auto waiter = system.spawn<CastsThenStreams>("waiter");
+  waiter->system = &system;
+  waiter->callee = &callee.core();
+  system.start();
+  // Answered: the callee is idle by the time the waiter's cast wakes it.
+  CHECK(std::any_cast<std::int64_t>(system.call(callee, std::any(std::int64_t{0}))) == 0);
+  system.cast(waiter, std::any(0));
+  // Queued behind the cast, so answered once the stream has ended.
+  CHECK(std::any_cast<std::vector<std::int64_t>>(system.call(waiter, std::any(0), std::chrono::seconds(30))) ==
+        std::vector<std::int64_t>{20});
+  system.stop();
+  system.wait();
+  CHECK(callee->casts == 1);
+}
+
 TEST_CASE("on one worker, a stage woken from outside runs while an endless chain keeps the worker busy") {
   // The chain's continuations go to the back of oneTBB's FIFO queue, not to the worker's own
   // deque, which oneTBB runs first: a chain spawning there starved every task enqueued from

@@ -312,6 +312,8 @@ std::unique_ptr<Scheduler> make_tbb_scheduler(std::size_t threads) {
 }
 
 void before_blocking_wait() {
+  for (RunningFrame* frame = running_here; frame != nullptr; frame = frame->outer) frame->kept.let_go();
+  // After the turns: a kept stage that was sent messages meanwhile is woken into the run-next slot.
   if (current_scheduler != nullptr) current_scheduler->release_run_next();
 }
 

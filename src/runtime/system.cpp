@@ -187,17 +187,16 @@ std::any System::call(detail::ActorCore& stage, std::any request, std::chrono::n
     throw CallError(CallError::Kind::calling_self,
                     "call to '" + stage.name() + "' from a stage it is running (on the same thread): it cannot answer");
   }
-  // The caller waits: stages whose turns its slice keeps must be free to run, the callee among them.
-  detail::let_go_kept_turns();
   auto reply = std::make_shared<detail::CallReply>();
   stage.post(detail::Call{std::move(request), reply});
+  // The caller waits: the stages this thread holds for later must be free to run, the callee
+  // among them.
+  detail::before_blocking_wait();
   // On a ManualScheduler nothing runs unless stepped: step until answered or idle.
   if (manual_ != nullptr) {
     while (!reply->done() && manual_->run_once()) {
     }
     timeout = std::chrono::nanoseconds::zero();
-  } else {
-    detail::before_blocking_wait();
   }
   std::string error;
   std::optional<std::any> answer = reply->wait_for(timeout, error);

@@ -168,7 +168,7 @@ class KeptTurns {
     count_ = static_cast<std::size_t>(last - stages_.data());
   }
   // Gives back every kept turn but those of stages running on this thread (a wait inside one
-  // of them, let_go_kept_turns); at the slice's end none is.
+  // of them, before_blocking_wait); at the slice's end none is.
   void let_go();
 
  private:
@@ -348,13 +348,12 @@ inline void KeptTurns::let_go() {
   }
 }
 
-// Before this thread blocks (System::call, or iterating an async_stream inside a callback): the
-// turns its slices keep are given back, so that the stages can run elsewhere meanwhile (a call
-// to one of them would otherwise never be answered). Stages running on this thread keep theirs.
-inline void let_go_kept_turns() {
-  for (RunningFrame* frame = running_here; frame != nullptr; frame = frame->outer)
-    frame->kept.let_go();
-}
+// Before this thread blocks (System::call, or iterating an async_stream inside a callback), it
+// lets go of every stage it holds for later, so that they can run elsewhere meanwhile: a call to
+// one of them would otherwise never be answered. Those are the turns its slices keep (stages
+// running on this thread keep theirs), and the stage its worker would run after the current
+// slice (the scheduler's run-next slot). Defined with the scheduler.
+void before_blocking_wait();
 
 inline ActorRef::ActorRef(ActorCore* actor) noexcept : actor_(actor) {
   if (actor_ != nullptr) actor_->refs_.fetch_add(1, std::memory_order_relaxed);

@@ -216,9 +216,6 @@ std::optional<typename AsyncCore<In, F>::Result> AsyncCore<In, F>::next(Pull&& p
     if (options_.ordered) {
       if (auto result = take_ready()) return deliver(std::move(*result));
     }
-    // Iterated inside a stage's callback, the stream may wait below on tasks that need a stage
-    // whose turn that slice keeps.
-    let_go_kept_turns();
     std::unique_lock lock(mutex_);
     // Times out what is due. Stop callbacks run user code: never under the lock.
     auto expire_due = [&] {
@@ -270,6 +267,10 @@ std::optional<typename AsyncCore<In, F>::Result> AsyncCore<In, F>::next(Pull&& p
           }
         }
       }
+      // Iterated inside a stage's callback, the stream is about to wait on tasks that may need a
+      // stage this thread holds for later: a turn its slice keeps, or its run-next slot, which a
+      // task run here just above may have filled. Letting go takes only the stages' locks.
+      before_blocking_wait();
       consumer_waiting_ = true;
       if (has_timeout()) {
         ready_.wait_until(lock, next_deadline_);
