@@ -277,7 +277,7 @@ TEST_CASE("a stage that waits on an async_stream hands its run-next stage to ano
   // The waiter's cast wakes the callee into the waiter's run-next slot, which runs only after
   // the waiter's slice. The waiter then waits on a stream whose task calls the callee from a
   // thread of its own: as before a System::call, the wait must first hand the slot to another
-  // worker, or the call is never answered (and the stream's task times out).
+  // worker, or the task's call is never answered.
   struct Callee final : Consumer<std::int64_t> {
     void handle_events(std::span<std::int64_t>) override {}
     void handle_cast(std::any&) override { ++casts; }
@@ -307,7 +307,8 @@ TEST_CASE("a stage that waits on an async_stream hands its run-next stage to ano
   waiter->system = &system;
   waiter->callee = &callee.core();
   system.start();
-  // Answered: the callee is idle by the time the waiter's cast wakes it.
+  // Answered: the callee is all but surely idle by the time the waiter's cast wakes it. (Should
+  // its slice not have ended yet, the cast only queues, and the test passes without the slot.)
   CHECK(std::any_cast<std::int64_t>(system.call(callee, std::any(std::int64_t{0}))) == 0);
   system.cast(waiter, std::any(0));
   // Queued behind the cast, so answered once the stream has ended.

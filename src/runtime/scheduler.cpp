@@ -202,7 +202,11 @@ class TbbScheduler final : public Scheduler {
   // takes it. Stages in its wake queue need nothing: the queue's helper takes them once they
   // have waited steal_delay, as it would behind any long slice.
   void release_run_next() {
-    if (ActorCore* next = std::exchange(run_next, nullptr)) enqueue_run(*next);
+    // Cleared only once queued: if queuing throws, the stage still runs after this slice.
+    if (run_next != nullptr) {
+      enqueue_run(*run_next);
+      run_next = nullptr;
+    }
   }
 
  private:
@@ -313,7 +317,7 @@ std::unique_ptr<Scheduler> make_tbb_scheduler(std::size_t threads) {
 
 void before_blocking_wait() {
   for (RunningFrame* frame = running_here; frame != nullptr; frame = frame->outer) frame->kept.let_go();
-  // After the turns: a kept stage that was sent messages meanwhile is woken into the run-next slot.
+  // After the turns: a kept stage that was sent messages meanwhile may be woken into the slot.
   if (current_scheduler != nullptr) current_scheduler->release_run_next();
 }
 

@@ -349,10 +349,11 @@ inline void KeptTurns::let_go() {
 }
 
 // Before this thread blocks (System::call, or iterating an async_stream inside a callback), it
-// lets go of every stage it holds for later, so that they can run elsewhere meanwhile: a call to
+// lets go of the stages it holds for later, so that they can run elsewhere meanwhile: a call to
 // one of them would otherwise never be answered. Those are the turns its slices keep (stages
 // running on this thread keep theirs), and the stage its worker would run after the current
-// slice (the scheduler's run-next slot). Defined with the scheduler.
+// slice (the scheduler's run-next slot). Stages queued behind that slot need nothing: the
+// queue's helper moves them to an idle worker. Defined with the scheduler.
 void before_blocking_wait();
 
 inline ActorRef::ActorRef(ActorCore* actor) noexcept : actor_(actor) {

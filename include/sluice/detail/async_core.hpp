@@ -246,6 +246,8 @@ std::optional<typename AsyncCore<In, F>::Result> AsyncCore<In, F>::next(Pull&& p
           Claim claim;
           if (may_run_here() && pending_.try_pop(claim)) {
             lock.unlock();
+            // The task may run long: what this thread holds for later runs elsewhere meanwhile.
+            before_blocking_wait();
             claim_and_run(claim, true);
             lock.lock();
             continue;
@@ -269,7 +271,8 @@ std::optional<typename AsyncCore<In, F>::Result> AsyncCore<In, F>::next(Pull&& p
       }
       // Iterated inside a stage's callback, the stream is about to wait on tasks that may need a
       // stage this thread holds for later: a turn its slice keeps, or its run-next slot, which a
-      // task run here just above may have filled. Letting go takes only the stages' locks.
+      // task run here may have filled. Letting go only queues stages: it runs no user code, and
+      // never takes mutex_.
       before_blocking_wait();
       consumer_waiting_ = true;
       if (has_timeout()) {
