@@ -45,7 +45,8 @@ class Emitter {
       batch_.resize(old_size);  // a callback that catches this must not send the slots on
       throw;
     }
-    batch_.resize(old_size + std::min(filled, max_count));
+    // A full fill, the usual case, keeps the size: resize is a call, not inlined.
+    if (filled < max_count) batch_.resize(old_size + filled);
   }
 
   // Room for n more events without reallocating mid-callback.
