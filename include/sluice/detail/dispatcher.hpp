@@ -98,15 +98,12 @@ class DemandDispatcher final : public Dispatcher<T> {
   }
 
   std::size_t ask(SubscriptionId id, std::size_t count) override {
-    auto entry = find(id);
-    if (entry == demands_.end()) return 0;
-    if (demands_.size() == 1) {
-      entry->demand += count;  // one consumer: nothing to reorder
-    } else {
-      Entry updated = std::move(*entry);
-      demands_.erase(entry);
-      updated.demand += count;
-      add_demand(std::move(updated));
+    // One consumer, the usual case, has nothing to reorder: its path stays short, with the
+    // reordering out of line.
+    if (demands_.size() == 1 && demands_.front().consumer.id == id) {
+      demands_.front().demand += count;
+    } else if (!reorder_for_ask(id, count)) {
+      return 0;
     }
     // Demand that cancelled consumers had already asked for was forwarded once: not again.
     const std::size_t already_sent = std::min(pending_, count);
@@ -123,14 +120,11 @@ class DemandDispatcher final : public Dispatcher<T> {
   }
 
   std::size_t dispatch(Batch<T>& batch, BatchPool<T>& pool) override {
-    if (shuffle_) {
-      std::shuffle(demands_.begin(), demands_.end(), std::mt19937(std::random_device{}()));
-      shuffle_ = false;
-    }
     const std::size_t total = batch.size();
-    std::size_t sent = 0;
     if (demands_.size() == 1 && demands_.front().demand >= total) {
-      // One consumer with room for the whole batch: it moves as it is.
+      // One consumer with room for the whole batch: it moves as it is. A shuffle of one
+      // consumer changes nothing, but it counts as the first dispatch.
+      shuffle_ = false;
       Entry& only = demands_.front();
       only.demand -= total;
       Batch<T> whole;
@@ -138,6 +132,31 @@ class DemandDispatcher final : public Dispatcher<T> {
       only.consumer.inlet->post_events(only.consumer.id, std::move(whole), &pool, only.at_once ? &batch : nullptr);
       return total;
     }
+    return dispatch_among(batch, pool);
+  }
+
+  std::vector<ConsumerSlot<T>> consumers() const override {
+    std::vector<ConsumerSlot<T>> all;
+    for (const auto& entry : demands_) all.push_back(entry.consumer);
+    return all;
+  }
+  bool has_consumers() const noexcept override { return !demands_.empty(); }
+
+ private:
+  struct Entry {
+    ConsumerSlot<T> consumer;
+    std::size_t demand;
+    bool at_once;  // HandOff::at_once, honoured while it is the only consumer
+  };
+
+  // Any other case: consumers served in list order, each as far as its demand goes.
+  [[gnu::noinline]] std::size_t dispatch_among(Batch<T>& batch, BatchPool<T>& pool) {
+    if (shuffle_) {
+      std::shuffle(demands_.begin(), demands_.end(), std::mt19937(std::random_device{}()));
+      shuffle_ = false;
+    }
+    const std::size_t total = batch.size();
+    std::size_t sent = 0;
     while (sent < total && !demands_.empty() && demands_.front().demand > 0) {
       Entry head = std::move(demands_.front());
       demands_.erase(demands_.begin());
@@ -159,19 +178,16 @@ class DemandDispatcher final : public Dispatcher<T> {
     return sent;
   }
 
-  std::vector<ConsumerSlot<T>> consumers() const override {
-    std::vector<ConsumerSlot<T>> all;
-    for (const auto& entry : demands_) all.push_back(entry.consumer);
-    return all;
+  // Adds to a consumer's demand and moves it to its place in the list; false for an unknown id.
+  [[gnu::noinline]] bool reorder_for_ask(SubscriptionId id, std::size_t count) {
+    auto entry = find(id);
+    if (entry == demands_.end()) return false;
+    Entry updated = std::move(*entry);
+    demands_.erase(entry);
+    updated.demand += count;
+    add_demand(std::move(updated));
+    return true;
   }
-  bool has_consumers() const noexcept override { return !demands_.empty(); }
-
- private:
-  struct Entry {
-    ConsumerSlot<T> consumer;
-    std::size_t demand;
-    bool at_once;  // HandOff::at_once, honoured while it is the only consumer
-  };
 
   // GenStage's list order: largest demand first; an entry goes after those with equal demand.
   // Entries move, so that no consumer handle is copied (an atomic increment) per batch.
