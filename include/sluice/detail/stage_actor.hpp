@@ -186,34 +186,50 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     if (!asks_beneath_.empty()) take_asks_beneath();
   }
 
+  // Busy time is measured only when monitored: otherwise a message skips the clock and its tests.
   template <class M>
   [[gnu::always_inline]] void handle_one(M& message) {
-    const bool timed = host_.measures_busy_time();
-    const auto started = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
-    const std::uint64_t handed_off_before = timed ? running_here->handed_off_ns : 0;
+    if (host_.measures_busy_time()) [[unlikely]] {
+      handle_timed(message);
+    } else {
+      handle_guarded(message);
+    }
+  }
+
+  // Timed per message, while this thread still owns the stage; consumers it ran at once count
+  // as their own busy time, not this stage's.
+  template <class M>
+  [[gnu::noinline]] void handle_timed(M& message) {
+    const auto started = std::chrono::steady_clock::now();
+    const std::uint64_t handed_off_before = running_here->handed_off_ns;
+    handle_guarded(message);
+    stats_.add_busy(elapsed_ns(started) - (running_here->handed_off_ns - handed_off_before));
+  }
+
+  // A message's callbacks, and what follows them; a stage whose callback throws stops with the
+  // stage's name and the exception's message.
+  template <class M>
+  [[gnu::always_inline]] void handle_guarded(M& message) {
     if (stopped_) {
       if constexpr (std::is_same_v<M, Message>) handle_after_stop(message);
-    } else {
-      try {
-        if constexpr (std::is_same_v<M, Message>) {
-          std::visit([this](auto& m) { handle(m); }, message);
-        } else {
-          handle(message);
-        }
-        if (stop_requested_) terminate(*std::exchange(stop_requested_, std::nullopt));
-        // Nothing ends before an upstream completes or the output is done: the usual message
-        // skips the call.
-        if (!stopped_ && (completed_upstream_ > 0 || output_done_)) settle();
-        record_demand();
-      } catch (const std::exception& e) {
-        terminate(ExitReason::error(name_, e.what()));
-      } catch (...) {
-        terminate(ExitReason::error(name_, "unknown exception"));
-      }
+      return;
     }
-    // Timed per message, while this thread still owns the stage; consumers it ran at once count
-    // as their own busy time, not this stage's.
-    if (timed) stats_.add_busy(elapsed_ns(started) - (running_here->handed_off_ns - handed_off_before));
+    try {
+      if constexpr (std::is_same_v<M, Message>) {
+        std::visit([this](auto& m) { handle(m); }, message);
+      } else {
+        handle(message);
+      }
+      if (stop_requested_) terminate(*std::exchange(stop_requested_, std::nullopt));
+      // Nothing ends before an upstream completes or the output is done: the usual message
+      // skips the call.
+      if (!stopped_ && (completed_upstream_ > 0 || output_done_)) settle();
+      record_demand();
+    } catch (const std::exception& e) {
+      terminate(ExitReason::error(name_, e.what()));
+    } catch (...) {
+      terminate(ExitReason::error(name_, "unknown exception"));
+    }
   }
 
   // The asks of consumers that ran beneath the message just handled, each as a message of its
@@ -249,7 +265,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
 
   // Demand, for monitoring (sluice run --metrics), after each message, while this thread owns
   // the stage: relaxed atomic stores.
-  void record_demand() {
+  [[gnu::always_inline]] void record_demand() {
     std::size_t asked = 0;
     for (const auto& upstream : upstream_) asked += upstream.pending;
     if constexpr (ProducerConsumerStage<S>) {
