@@ -1,7 +1,7 @@
 // Peak resident memory of one W1 variant, in a process of its own (peak RSS is per process):
-//   sluice_rss VARIANT N   prints "VARIANT N peak_rss_kib" and exits 1 if the sum is wrong.
-// VARIANT: loop, sluice, tbb_pipeline, tbb_flow_graph (W1's batched ones, at T = 2^62), or
-// sluice_one_thread[_max_demand_1][_at_once] (W1 at T = 2^62 on a ManualScheduler, at max_demand
+//   sluice_rss VARIANT N [T]   prints "VARIANT N peak_rss_kib" and exits 1 if the sum is wrong.
+// VARIANT: loop, sluice, tbb_pipeline, tbb_flow_graph (W1's batched ones, at T = 2^62 unless
+// given), or sluice_one_thread[_max_demand_1][_at_once] (W1 on a ManualScheduler, at max_demand
 // 1000 or 1, queued or handed off at once: one thread, so that `valgrind --tool=callgrind`
 // counts the same instructions on every run, a measure this noisy machine cannot blur), or
 // async_coroutines (W2 (c): N coroutines each waiting 100 ms, all at once; also prints the
@@ -18,16 +18,17 @@
 
 int main(int argc, char** argv) {
   using namespace bench::square_filter;
-  if (argc != 3) {
+  if (argc != 3 && argc != 4) {
     std::fprintf(stderr,
                  "usage: %s loop|sluice|sluice_one_thread[_max_demand_1][_at_once]|tbb_pipeline|tbb_flow_graph|"
-                 "async_coroutines|cli N\n",
+                 "async_coroutines|cli N [T]\n",
                  argv[0]);
     return 2;
   }
   const std::string variant = argv[1];
   const std::int64_t n = std::atoll(argv[2]);
-  const std::int64_t limit = std::int64_t{1} << 62;
+  // W1's threshold for the batched and one-thread variants: 2^62 unless given.
+  const std::int64_t limit = argc == 4 ? std::atoll(argv[3]) : std::int64_t{1} << 62;
   std::uint64_t sum = 0;
   if (variant == "async_coroutines") {
     const auto start = std::chrono::steady_clock::now();

@@ -72,7 +72,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   // Kept for the end of the message being handled only while nothing waits in the mailbox: a
   // message the consumer sent earlier must still come first (messages between two stages keep
   // their order, as between two Erlang processes).
-  // Flattened, so that the push is inlined (GCC left it out of line: 32 instructions an event
+  // Flattened, so that the push is inlined (GCC left it out of line: 33 instructions an event
   // at max_demand 1, by bench/instructions.sh); the queued case stays out of line.
   [[gnu::flatten]] void ask_beneath(SubscriptionId id, std::size_t count) override {
     if (mailbox_.quiet()) {
