@@ -1,11 +1,12 @@
 // Peak resident memory of one W1 variant, in a process of its own (peak RSS is per process):
 //   sluice_rss VARIANT N [T]   prints "VARIANT N peak_rss_kib" and exits 1 if the sum is wrong.
-// VARIANT: loop, sluice, tbb_pipeline, tbb_flow_graph (W1's batched ones, at T = 2^62 unless
-// given), or sluice_one_thread[_max_demand_1][_at_once] (W1 on a ManualScheduler, at max_demand
+// VARIANT: loop, sluice, tbb_pipeline, tbb_flow_graph (W1's batched ones), or
+// sluice_one_thread[_max_demand_1][_at_once] (W1 on a ManualScheduler, at max_demand
 // 1000 or 1, queued or handed off at once: one thread, so that `valgrind --tool=callgrind`
 // counts the same instructions on every run, a measure this noisy machine cannot blur), or
 // async_coroutines (W2 (c): N coroutines each waiting 100 ms, all at once; also prints the
-// wall time in ms), or cli (`sluice run` on W1 with T = 1000, in a child process).
+// wall time in ms), or cli (`sluice run` on W1 with T = 1000, in a child process). The W1
+// variants but cli run at T = 2^62 unless T is given.
 #include "async_stream/workload.hpp"
 #include "square_filter/workload.hpp"
 
@@ -27,8 +28,21 @@ int main(int argc, char** argv) {
   }
   const std::string variant = argv[1];
   const std::int64_t n = std::atoll(argv[2]);
-  // W1's threshold for the batched and one-thread variants: 2^62 unless given.
-  const std::int64_t limit = argc == 4 ? std::atoll(argv[3]) : std::int64_t{1} << 62;
+  // W1's threshold, for the variants that run W1 at a threshold of their choosing: 2^62 unless
+  // given. A positive number, or the sum would check nothing.
+  std::int64_t limit = std::int64_t{1} << 62;
+  if (argc == 4) {
+    if (variant == "cli" || variant == "async_coroutines") {
+      std::fprintf(stderr, "%s takes no T\n", variant.c_str());
+      return 2;
+    }
+    char* end = nullptr;
+    limit = std::strtoll(argv[3], &end, 10);
+    if (*end != '\0' || limit <= 0) {
+      std::fprintf(stderr, "T must be a positive integer, not '%s'\n", argv[3]);
+      return 2;
+    }
+  }
   std::uint64_t sum = 0;
   if (variant == "async_coroutines") {
     const auto start = std::chrono::steady_clock::now();

@@ -19,10 +19,12 @@ namespace {
 
 template <class T>
 struct RecordingInlet final : detail::Inlet<T> {
-  void post_events(SubscriptionId, Batch<T>&& events, BatchPool<T>*, Batch<T>*) override {
+  void post_events(SubscriptionId, Batch<T>&& events, BatchPool<T>*, Batch<T>* spent_to) override {
     batches.emplace_back(events.begin(), events.end());
+    offered_at_once.push_back(spent_to != nullptr);
   }
   std::vector<std::vector<T>> batches;
+  std::vector<bool> offered_at_once;  // per batch: whether it could be taken at once
 };
 
 using Strings = std::vector<std::string>;
@@ -66,6 +68,31 @@ TEST_CASE("demand dispatcher: demands 3 and 3, [a,b], [c,d], [e,f,g] -> [a,b] fi
   CHECK(first.batches == std::vector<Strings>{{"a", "b"}, {"e"}});
   CHECK(second.batches == std::vector<Strings>{{"c", "d"}, {"f"}});
   CHECK(rest_of(efg) == Strings{"g"});
+}
+
+TEST_CASE("demand dispatcher, one consumer: an unknown subscription's ask is ignored; a batch within demand moves whole, one beyond it leaves the rest") {
+  // The one-consumer path is the usual one: a batch within demand goes as it is, and may be
+  // taken at once (HandOff::at_once); a slice of a larger batch never is, since the producer
+  // still holds the rest.
+  for (const HandOff hand_off : {HandOff::queued, HandOff::at_once}) {
+    CAPTURE(static_cast<int>(hand_off));
+    detail::DemandDispatcher<std::string> dispatcher({});
+    BatchPool<std::string> pool;
+    RecordingInlet<std::string> only;
+    dispatcher.subscribe(ConsumerSlot<std::string>{1, {}, &only}, {.hand_off = hand_off});
+    CHECK(dispatcher.ask(99, 5) == 0);
+    CHECK(dispatcher.ask(1, 3) == 3);
+    auto ab = batch_of({"a", "b"});
+    CHECK(dispatcher.dispatch(ab, pool) == 2);
+    CHECK(ab.empty());
+    auto cde = batch_of({"c", "d", "e"});
+    CHECK(dispatcher.dispatch(cde, pool) == 1);
+    CHECK(rest_of(cde) == Strings{"d", "e"});
+    CHECK(only.batches == std::vector<Strings>{{"a", "b"}, {"c"}});
+    CHECK(only.offered_at_once == std::vector<bool>{hand_off == HandOff::at_once, false});
+    // The unknown subscription's 5 were never counted: 0 left, so nothing more goes.
+    CHECK(dispatcher.dispatch(cde, pool) == 0);
+  }
 }
 
 TEST_CASE("demand dispatcher: a cancelled consumer's demand is not forwarded twice") {

@@ -163,7 +163,7 @@ class DemandDispatcher final : public Dispatcher<T> {
       const std::size_t count = std::min(head.demand, total - sent);
       head.demand -= count;
       if (sent == 0 && count == total) {
-        // The common case: the whole batch fits one consumer's demand and moves as it is.
+        // The head's demand covers the whole batch: it moves as it is.
         Batch<T> whole;
         whole.swap(batch);
         head.consumer.inlet->post_events(head.consumer.id, std::move(whole), &pool, nullptr);
@@ -196,8 +196,8 @@ class DemandDispatcher final : public Dispatcher<T> {
     demands_.insert(at, std::move(entry));
   }
 
-  // A plain loop: the list is short, most often one consumer, for which std::find_if's unrolled
-  // loop costs more than the search.
+  // A plain loop: the list is short, for which std::find_if's unrolled loop costs more than the
+  // search.
   typename std::vector<Entry>::iterator find(SubscriptionId id) {
     auto entry = demands_.begin();
     while (entry != demands_.end() && entry->consumer.id != id) ++entry;

@@ -259,6 +259,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     SubscriptionId id;
     ActorRef producer;  // null for a name nobody had registered
     SubscribeOptions options;
+    std::size_t min_demand;   // options.effective_min_demand(), resolved once: read on every batch
     std::size_t pending = 0;  // asked for and not yet received
     bool manual = false;
   };
@@ -292,7 +293,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   void handle(SubscribeTo& m) {
     if constexpr (receives) {
       // Recorded first: handle_subscribe may already ask (manual demand) on this subscription.
-      upstream_.push_back(Upstream{m.id, m.producer, m.options});
+      upstream_.push_back(Upstream{m.id, m.producer, m.options, m.options.effective_min_demand()});
       if (m.tell_producer && m.producer != nullptr) m.producer->post(Subscribe{ActorRef(this), m.id, m.options});
       const SubscriptionInfo info{m.id, PeerRole::producer, peer_name(m.producer.get()), m.options};
       const bool manual = stage_.handle_subscribe(info) == DemandMode::manual;
@@ -314,7 +315,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       // that waits keeps it, even if its subscription ends meanwhile.
       const Upstream* upstream = find_upstream(m.id);
       const std::size_t chunk =
-          upstream ? upstream->options.max_demand - upstream->options.effective_min_demand() : m.events.size();
+          upstream ? upstream->options.max_demand - upstream->min_demand : m.events.size();
       if constexpr (ProducerConsumerStage<S>) {
         // A producer-consumer works only while its consumers have demand (GenStage's
         // producer_consumer queue): otherwise the batch waits, and so does the upstream refill.
@@ -382,7 +383,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   // Returns how many events to ask for once the chunk has been handled.
   static std::size_t account_received(Upstream& upstream, std::size_t count) {
     upstream.pending -= std::min(upstream.pending, count);
-    if (upstream.manual || upstream.pending > upstream.options.effective_min_demand()) return 0;
+    if (upstream.manual || upstream.pending > upstream.min_demand) return 0;
     const std::size_t refill = upstream.options.max_demand - upstream.pending;
     upstream.pending = upstream.options.max_demand;
     return refill;
