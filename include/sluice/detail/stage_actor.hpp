@@ -160,22 +160,32 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   // throughput(), so that a slice stays bounded however deep the hand-offs go. The batch itself
   // is part of the sender's message. The sender's busy time leaves this out.
   [[gnu::always_inline]] void run_handed_off(Events<In> events, bool keep) {
-    RunningFrame& sender = *running_here;
-    const bool timed = host_.measures_busy_time();
-    const auto started = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
-    bool more = false;
-    {
-      RunningGuard running(*this, scheduler_, sender.budget, sender.kept);
-      handle_message(events);
-      if (keep && !mailbox_.quiet()) drain_kept();
-      // A stage that stopped closes its mailbox now, and is kept no more.
-      if (keep && stopped_) sender.kept.remove(*this);
-      if (!keep || stopped_) more = drain();
+    if (host_.measures_busy_time()) [[unlikely]] {
+      run_handed_off_timed(events, keep);
+    } else if (handle_handed_off(events, keep)) {
+      scheduler_.schedule(*this);
     }
-    // Past a drain that went idle, another worker may run this stage, or free it: only the
-    // locals and the sender's frame are touched.
-    if (timed) sender.handed_off_ns += elapsed_ns(started);
+  }
+
+  // The sender's busy time leaves out the consumers it ran at once.
+  [[gnu::noinline]] void run_handed_off_timed(Events<In>& events, bool keep) {
+    RunningFrame& sender = *running_here;
+    const auto started = std::chrono::steady_clock::now();
+    const bool more = handle_handed_off(events, keep);
+    sender.handed_off_ns += elapsed_ns(started);
     if (more) scheduler_.schedule(*this);
+  }
+
+  // True when the stage must be scheduled for messages left: past a drain that went idle,
+  // another worker may run it, or free it, so nothing of it is touched after.
+  [[gnu::always_inline]] bool handle_handed_off(Events<In>& events, bool keep) {
+    RunningFrame& sender = *running_here;
+    RunningGuard running(*this, scheduler_, sender.budget, sender.kept);
+    handle_message(events);
+    if (keep && !mailbox_.quiet()) drain_kept();
+    // A stage that stopped closes its mailbox now, and is kept no more.
+    if (keep && stopped_) sender.kept.remove(*this);
+    return (!keep || stopped_) && drain();
   }
 
   // One message, from the mailbox (Message) or handed off (Events<In>), and then the asks it
