@@ -102,19 +102,23 @@ TEST_CASE("the seed stages' loops: the filter keeps exactly the squares a signed
 }
 
 TEST_CASE("busy time is measured only once the System is asked to, and then for every stage that ran") {
-  auto busy_ns = [](bool measured) {
-    System system(2);
-    if (measured) system.measure_busy_time();
-    auto numbers = system.spawn<NumberProducer>("numbers", 1, 100'000);
-    auto squares = system.spawn<NumberProcessor>("square", 1000);
-    auto sum = system.spawn<SumConsumer>("sum");
-    system.subscribe(squares, numbers);
-    system.subscribe(sum, squares);
-    system.wait();
-    return std::vector<std::uint64_t>{numbers.stats().busy_ns, squares.stats().busy_ns, sum.stats().busy_ns};
-  };
-  CHECK(busy_ns(false) == std::vector<std::uint64_t>{0, 0, 0});
-  for (const std::uint64_t ns : busy_ns(true)) CHECK(ns > 0);
+  // Handed off at once, the consumers run inside their producers' messages, and are timed apart.
+  for (const HandOff hand_off : {HandOff::queued, HandOff::at_once}) {
+    CAPTURE(static_cast<int>(hand_off));
+    auto busy_ns = [hand_off](bool measured) {
+      System system(2);
+      if (measured) system.measure_busy_time();
+      auto numbers = system.spawn<NumberProducer>("numbers", 1, 100'000);
+      auto squares = system.spawn<NumberProcessor>("square", 1000);
+      auto sum = system.spawn<SumConsumer>("sum");
+      system.subscribe(squares, numbers, {.hand_off = hand_off});
+      system.subscribe(sum, squares, {.hand_off = hand_off});
+      system.wait();
+      return std::vector<std::uint64_t>{numbers.stats().busy_ns, squares.stats().busy_ns, sum.stats().busy_ns};
+    };
+    CHECK(busy_ns(false) == std::vector<std::uint64_t>{0, 0, 0});
+    for (const std::uint64_t ns : busy_ns(true)) CHECK(ns > 0);
+  }
 }
 
 TEST_CASE("completion flows downstream: a finite stream ends every stage of a long run") {

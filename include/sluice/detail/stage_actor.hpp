@@ -155,10 +155,10 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     return sender != nullptr && sender->depth < defaults::max_hand_off_depth && sender->scheduler == &scheduler_;
   }
 
-  // Runs this stage, whose turn the caller took, on the batch, and then on whatever its mailbox
-  // holds while the turn's budget lasts: the stages a slice runs at once share its
-  // throughput(), so that a slice stays bounded however deep the hand-offs go. The batch itself
-  // is part of the sender's message. The sender's busy time leaves this out.
+  // Runs this stage, whose turn the caller took, on the batch, and then on its mailbox while the
+  // turn's budget lasts (a turn the slice keeps, on what came while it was kept): the stages a
+  // slice runs at once share its throughput(), so that a slice stays bounded however deep the
+  // hand-offs go. The batch itself is part of the sender's message.
   [[gnu::always_inline]] void run_handed_off(Events<In> events, bool keep) {
     if (host_.measures_busy_time()) [[unlikely]] {
       run_handed_off_timed(events, keep);
@@ -172,12 +172,15 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     RunningFrame& sender = *running_here;
     const auto started = std::chrono::steady_clock::now();
     const bool more = handle_handed_off(events, keep);
+    // Past a drain that went idle the stage may run elsewhere, or be freed: only the sender's
+    // frame is touched.
     sender.handed_off_ns += elapsed_ns(started);
     if (more) scheduler_.schedule(*this);
   }
 
-  // True when the stage must be scheduled for messages left: past a drain that went idle,
-  // another worker may run it, or free it, so nothing of it is touched after.
+  // True when the stage must be scheduled, for messages or asks left. False when it went idle,
+  // and then the caller must not touch it (another worker may run it, or free it), or when the
+  // slice keeps its turn.
   [[gnu::always_inline]] bool handle_handed_off(Events<In>& events, bool keep) {
     RunningFrame& sender = *running_here;
     RunningGuard running(*this, scheduler_, sender.budget, sender.kept);
