@@ -17,6 +17,7 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -85,6 +86,17 @@ void send_slice(const ConsumerSlot<T>& consumer, Batch<T>& batch, std::size_t fi
   consumer.inlet->post_events(consumer.id, std::move(part), &pool, nullptr);
 }
 
+// Sends all of `batch` as it is, leaving `batch` empty (a move would leave it unspecified);
+// `spent_to` as for Inlet::post_events. Always inlined: it is the dispatcher's event path, and
+// left to GCC it cost 12 instructions an event at max_demand 1 (bench/instructions.sh).
+template <class T>
+[[gnu::always_inline]] inline void send_whole(const ConsumerSlot<T>& consumer, Batch<T>& batch, BatchPool<T>& pool,
+                                              std::type_identity_t<Batch<T>>* spent_to) {
+  Batch<T> whole;
+  whole.swap(batch);
+  consumer.inlet->post_events(consumer.id, std::move(whole), &pool, spent_to);
+}
+
 // --- demand ----------------------------------------------------------------------------------
 
 template <class T>
@@ -127,9 +139,7 @@ class DemandDispatcher final : public Dispatcher<T> {
       shuffle_ = false;
       Entry& only = demands_.front();
       only.demand -= total;
-      Batch<T> whole;
-      whole.swap(batch);  // leaves `batch` empty, where a move leaves it unspecified
-      only.consumer.inlet->post_events(only.consumer.id, std::move(whole), &pool, only.at_once ? &batch : nullptr);
+      send_whole(only.consumer, batch, pool, only.at_once ? &batch : nullptr);
       return total;
     }
     return dispatch_among(batch, pool);
@@ -164,9 +174,7 @@ class DemandDispatcher final : public Dispatcher<T> {
       head.demand -= count;
       if (sent == 0 && count == total) {
         // The head's demand covers the whole batch: it moves as it is.
-        Batch<T> whole;
-        whole.swap(batch);
-        head.consumer.inlet->post_events(head.consumer.id, std::move(whole), &pool, nullptr);
+        send_whole(head.consumer, batch, pool, nullptr);
         add_demand(std::move(head));
         return total;
       }
