@@ -201,24 +201,34 @@ TEST_CASE("manual demand: nothing is asked automatically; ask(50) gives [0..49],
 
 TEST_CASE("a producer-consumer works only while its downstream has demand") {
   // max 10 / min 8 upstream of a consumer of max 10 / min 5 that blocks after its first batch:
-  // the producer-consumer handles the 10 events the consumer asked for, and nothing more.
-  ManualScheduler scheduler;
-  System system(scheduler);
-  auto producer = system.spawn<NumberProducer>("numbers", 0);
-  auto middle = system.spawn<test::Identity>("identity");
-  auto consumer = system.spawn<RecordingConsumer<>>("consumer");
-  system.subscribe(middle, producer, {.max_demand = 10, .min_demand = 8});
-  system.subscribe(consumer, middle, {.max_demand = 10, .min_demand = 5});
-  auto blocked = [&](const detail::ActorCore& stage) {
-    return &stage == &consumer.core() && !consumer->batches.empty();
-  };
-  scheduler.run_until_idle_except(blocked);
-  CHECK(consumer->batches.size() == 1);
-  CHECK(middle->handled == 10);
-  CHECK(middle.stats().events_in <= 20);  // its own upstream demand stays bounded by its max_demand
-  scheduler.run_until_idle_except(blocked);
-  CHECK(middle->handled == 10);
-  system.stop();
+  // the producer-consumer handles the 10 events the consumer asked for, and nothing more. The
+  // batches it cannot work on wait, whether they came through its mailbox or were handed to it
+  // at once (then they leave the producer's vector to wait).
+  for (const HandOff hand_off : {HandOff::queued, HandOff::at_once}) {
+    CAPTURE(static_cast<int>(hand_off));
+    ManualScheduler scheduler;
+    System system(scheduler);
+    auto producer = system.spawn<NumberProducer>("numbers", 0, 59);
+    auto middle = system.spawn<test::Identity>("identity");
+    auto consumer = system.spawn<RecordingConsumer<>>("consumer");
+    system.subscribe(middle, producer, {.max_demand = 10, .min_demand = 8, .hand_off = hand_off});
+    system.subscribe(consumer, middle, {.max_demand = 10, .min_demand = 5});
+    auto blocked = [&](const detail::ActorCore& stage) {
+      return &stage == &consumer.core() && !consumer->batches.empty();
+    };
+    scheduler.run_until_idle_except(blocked);
+    CHECK(consumer->batches.size() == 1);
+    CHECK(middle->handled == 10);
+    CHECK(middle.stats().events_in <= 20);  // its own upstream demand stays bounded by its max_demand
+    scheduler.run_until_idle_except(blocked);
+    CHECK(middle->handled == 10);
+    // Let go, the consumer gets every event in order: none of those that waited was lost.
+    scheduler.run_until_idle();
+    test::Batch received;
+    for (const auto& batch : consumer->batches) received.insert(received.end(), batch.begin(), batch.end());
+    CHECK(received == test::iota_batch(0, 59));
+    system.stop();
+  }
 }
 
 namespace {
@@ -251,24 +261,31 @@ TEST_CASE("a producer-consumer checks its consumers' demand before each chunk, n
   // GenStage takes a producer-consumer's input a chunk (max_demand - min_demand) at a time, and
   // only while its consumers have demand. A batch of 30 in chunks of 5, for a consumer of max 5
   // / min 0 that blocks after its first batch (having asked for 5 and 5 more): the middle stage
-  // handles two chunks, and the other four wait unhandled instead of going to its buffer.
-  ManualScheduler scheduler;
-  System system(scheduler);
-  auto producer = system.spawn<NumberProducer>("numbers", 0, 59);
-  auto middle = system.spawn<test::Identity>("identity");
-  auto consumer = system.spawn<RecordingConsumer<>>("consumer");
-  system.subscribe(middle, producer, {.max_demand = 30, .min_demand = 25});
-  system.subscribe(consumer, middle, {.max_demand = 5, .min_demand = 0});
-  auto blocked = [&](const detail::ActorCore& stage) {
-    return &stage == &consumer.core() && !consumer->batches.empty();
-  };
-  scheduler.run_until_idle_except(blocked);
-  CHECK(middle->handled == 10);
-  CHECK(middle.stats().buffered == 0);
-  scheduler.run_until_idle();
-  test::Batch received;
-  for (const auto& batch : consumer->batches) received.insert(received.end(), batch.begin(), batch.end());
-  CHECK(received == test::iota_batch(0, 59));
+  // handles two chunks, and the other four wait unhandled instead of going to its buffer; the
+  // same when the batch is handed to it at once (the rest then leaves the producer's vector).
+  for (const HandOff hand_off : {HandOff::queued, HandOff::at_once}) {
+    CAPTURE(static_cast<int>(hand_off));
+    ManualScheduler scheduler;
+    System system(scheduler);
+    auto producer = system.spawn<NumberProducer>("numbers", 0, 59);
+    auto middle = system.spawn<test::Identity>("identity");
+    auto consumer = system.spawn<RecordingConsumer<>>("consumer");
+    // The consumer's demand is there first, so that the middle stage is idle when the batch
+    // comes, and takes it at once if it may.
+    system.subscribe(consumer, middle, {.max_demand = 5, .min_demand = 0});
+    scheduler.run_until_idle();
+    system.subscribe(middle, producer, {.max_demand = 30, .min_demand = 25, .hand_off = hand_off});
+    auto blocked = [&](const detail::ActorCore& stage) {
+      return &stage == &consumer.core() && !consumer->batches.empty();
+    };
+    scheduler.run_until_idle_except(blocked);
+    CHECK(middle->handled == 10);
+    CHECK(middle.stats().buffered == 0);
+    scheduler.run_until_idle();
+    test::Batch received;
+    for (const auto& batch : consumer->batches) received.insert(received.end(), batch.begin(), batch.end());
+    CHECK(received == test::iota_batch(0, 59));
+  }
 }
 
 namespace {

@@ -19,9 +19,10 @@ namespace {
 
 template <class T>
 struct RecordingInlet final : detail::Inlet<T> {
-  void post_events(SubscriptionId, Batch<T>&& events, BatchPool<T>*, Batch<T>* spent_to) override {
+  void post_events(SubscriptionId, Batch<T>& events, BatchPool<T>*, bool at_once) override {
     batches.emplace_back(events.begin(), events.end());
-    offered_at_once.push_back(spent_to != nullptr);
+    events.clear();  // an inlet takes every event it is offered
+    offered_at_once.push_back(at_once);
   }
   std::vector<std::vector<T>> batches;
   std::vector<bool> offered_at_once;  // per batch: whether it could be taken at once

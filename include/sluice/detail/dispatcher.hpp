@@ -17,7 +17,6 @@
 #include <random>
 #include <stdexcept>
 #include <string>
-#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -27,9 +26,10 @@ namespace sluice::detail {
 template <class T>
 class Inlet {
  public:
-  // `spent_to` is set when the consumer may take the batch at once (HandOff::at_once, the
-  // producer's only consumer): if it does, it leaves the emptied vector there, for reuse.
-  virtual void post_events(SubscriptionId id, Batch<T>&& events, BatchPool<T>* pool, Batch<T>* spent_to) = 0;
+  // Takes all of `events`, leaving it empty. With `at_once` (HandOff::at_once, the producer's
+  // only consumer) the consumer may handle them here and now, in place, and then `events` keeps
+  // its capacity, for the producer's next batch; otherwise they are moved out, to be queued.
+  virtual void post_events(SubscriptionId id, Batch<T>& events, BatchPool<T>* pool, bool at_once) = 0;
 
  protected:
   ~Inlet() = default;
@@ -83,18 +83,7 @@ void send_slice(const ConsumerSlot<T>& consumer, Batch<T>& batch, std::size_t fi
   Batch<T> part = pool.acquire();
   auto from = batch.begin() + static_cast<std::ptrdiff_t>(first);
   part.insert(part.end(), std::make_move_iterator(from), std::make_move_iterator(from + static_cast<std::ptrdiff_t>(count)));
-  consumer.inlet->post_events(consumer.id, std::move(part), &pool, nullptr);
-}
-
-// Sends all of `batch` as it is, leaving `batch` empty (a move would leave it unspecified);
-// `spent_to` as for Inlet::post_events. Always inlined: it is the dispatcher's event path, and
-// left to GCC it cost 12 instructions an event at max_demand 1 (bench/instructions.sh).
-template <class T>
-[[gnu::always_inline]] inline void send_whole(const ConsumerSlot<T>& consumer, Batch<T>& batch, BatchPool<T>& pool,
-                                              std::type_identity_t<Batch<T>>* spent_to) {
-  Batch<T> whole;
-  whole.swap(batch);
-  consumer.inlet->post_events(consumer.id, std::move(whole), &pool, spent_to);
+  consumer.inlet->post_events(consumer.id, part, &pool, false);
 }
 
 // --- demand ----------------------------------------------------------------------------------
@@ -134,12 +123,12 @@ class DemandDispatcher final : public Dispatcher<T> {
   std::size_t dispatch(Batch<T>& batch, BatchPool<T>& pool) override {
     const std::size_t total = batch.size();
     if (demands_.size() == 1 && demands_.front().demand >= total) {
-      // One consumer with room for the whole batch: it moves as it is. A shuffle of one
+      // One consumer with room for the whole batch: it takes it as it is. A shuffle of one
       // consumer changes nothing, but it counts as the first dispatch.
       shuffle_ = false;
       Entry& only = demands_.front();
       only.demand -= total;
-      send_whole(only.consumer, batch, pool, only.at_once ? &batch : nullptr);
+      only.consumer.inlet->post_events(only.consumer.id, batch, &pool, only.at_once);
       return total;
     }
     return dispatch_among(batch, pool);
@@ -174,7 +163,7 @@ class DemandDispatcher final : public Dispatcher<T> {
       head.demand -= count;
       if (sent == 0 && count == total) {
         // The head's demand covers the whole batch: it moves as it is.
-        send_whole(head.consumer, batch, pool, nullptr);
+        head.consumer.inlet->post_events(head.consumer.id, batch, &pool, false);
         add_demand(std::move(head));
         return total;
       }
@@ -262,7 +251,7 @@ class BroadcastDispatcher final : public Dispatcher<T> {
       if (selected.empty()) {
         pool.release(std::move(selected));
       } else {
-        entry.consumer.inlet->post_events(entry.consumer.id, std::move(selected), &pool, nullptr);
+        entry.consumer.inlet->post_events(entry.consumer.id, selected, &pool, false);
       }
     }
     waiting_ -= count;
@@ -341,7 +330,7 @@ class PartitionDispatcher final : public Dispatcher<T> {
         batch.push_back(std::move(partition->queue.front()));
         partition->queue.pop_front();
       }
-      partition->consumer->inlet->post_events(partition->consumer->id, std::move(batch), nullptr, nullptr);
+      partition->consumer->inlet->post_events(partition->consumer->id, batch, nullptr, false);
     }
     partition->demand += count - from_queue;
     // Events that waited for a consumer met no demand when they came: they meet this one's now,
@@ -419,7 +408,7 @@ class PartitionDispatcher final : public Dispatcher<T> {
     }
     for (auto& partition : partitions_) {
       if (!partition.outgoing.empty()) {
-        partition.consumer->inlet->post_events(partition.consumer->id, std::move(partition.outgoing), &pool, nullptr);
+        partition.consumer->inlet->post_events(partition.consumer->id, partition.outgoing, &pool, false);
       }
     }
     batch.erase(batch.begin(), batch.begin() + static_cast<std::ptrdiff_t>(taken));

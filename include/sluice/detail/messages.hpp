@@ -134,9 +134,16 @@ struct Events {
   SubscriptionId id;
   Batch<T> events;
   BatchPool<T>* pool;  // where the emptied vector goes back to, for reuse
-  // Set only while the consumer handles the batch at once, inside the producer's dispatch:
-  // the producer's own vector, which takes the emptied one back with no trip through the pool.
-  Batch<T>* spent_to = nullptr;
+};
+
+// A batch handed off at once (HandOff::at_once), handled inside the producer's dispatch: the
+// producer's own vector, read in place, and emptied afterwards with its capacity kept for the
+// producer's next batch. Nothing is moved, swapped or given back through the pool.
+template <class T>
+struct HandedOff {
+  SubscriptionId id;
+  Batch<T>& events;
+  BatchPool<T>* pool;
 };
 
 }  // namespace sluice::detail

@@ -15,6 +15,8 @@
 #include <exception>
 #include <memory>
 #include <span>
+#include <type_traits>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -82,7 +84,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     }
   }
 
-  // HandOff::at_once (`spent_to` set): when the sender is a stage running on this thread, on the
+  // HandOff::at_once (`at_once` set): when the sender is a stage running on this thread, on the
   // same scheduler, and this consumer is idle, it runs here and now instead of being queued and
   // scheduled, as Akka's fused stages pass elements by a call. The sender takes its turn as the scheduler
   // would, so it still runs alone, and handles its messages in the order they came.
@@ -90,19 +92,23 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   // The slice keeps the turn until it ends (KeptTurns), so the next batch is taken at once too
   // with no claim. A kept stage that was sent messages meanwhile takes the batch after them: it
   // is queued behind them, and they all wait for the slice's end.
-  void post_events(SubscriptionId id, Batch<In>&& events, BatchPool<In>* pool, Batch<In>* spent_to) override {
-    if (spent_to != nullptr && may_hand_off()) {
+  void post_events(SubscriptionId id, Batch<In>& events, BatchPool<In>* pool, bool at_once) override {
+    if (at_once && may_hand_off()) {
       KeptTurns& kept = running_here->kept;
       const bool held_here = kept.holds(*this);
       // A kept turn is idle with nothing left to do (asks, messages) and the stage not running
       // beneath the sender (sending to itself).
       const bool kept_idle = held_here && asks_beneath_.empty() && mailbox_.quiet() && !runs_beneath_caller(*this);
       if (kept_idle || (!held_here && mailbox_.try_claim())) {
-        run_handed_off(Events<In>{id, std::move(events), pool, spent_to}, held_here || kept.add(*this));
+        HandedOff<In> handed{id, events, pool};
+        run_handed_off(handed, held_here || kept.add(*this));
+        // Whatever the stage did with them (it may have stopped meanwhile), the events are
+        // delivered: only the producer's vector is touched here.
+        events.clear();
         return;
       }
     }
-    deliver(Message{Events<In>{id, std::move(events), pool}});
+    deliver(Message{Events<In>{id, std::exchange(events, {}), pool}});
   }
 
   bool run_slice() override {
@@ -159,7 +165,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   // turn's budget lasts (a turn the slice keeps, on what came while it was kept): the stages a
   // slice runs at once share its throughput(), so that a slice stays bounded however deep the
   // hand-offs go. The batch itself is part of the sender's message.
-  [[gnu::always_inline]] void run_handed_off(Events<In> events, bool keep) {
+  [[gnu::always_inline]] void run_handed_off(HandedOff<In>& events, bool keep) {
     if (host_.measures_busy_time()) [[unlikely]] {
       run_handed_off_timed(events, keep);
     } else if (handle_handed_off(events, keep)) {
@@ -168,7 +174,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   }
 
   // The sender's busy time leaves out the consumers it ran at once.
-  [[gnu::noinline]] void run_handed_off_timed(Events<In>& events, bool keep) {
+  [[gnu::noinline]] void run_handed_off_timed(HandedOff<In>& events, bool keep) {
     RunningFrame& sender = *running_here;
     const auto started = std::chrono::steady_clock::now();
     const bool more = handle_handed_off(events, keep);
@@ -181,7 +187,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   // True when the stage must be scheduled, for messages or asks left. False when it went idle,
   // and then the caller must not touch it (another worker may run it, or free it), or when the
   // slice keeps its turn.
-  [[gnu::always_inline]] bool handle_handed_off(Events<In>& events, bool keep) {
+  [[gnu::always_inline]] bool handle_handed_off(HandedOff<In>& events, bool keep) {
     RunningFrame& sender = *running_here;
     RunningGuard running(*this, scheduler_, sender.budget, sender.kept);
     handle_message(events);
@@ -191,7 +197,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     return (!keep || stopped_) && drain();
   }
 
-  // One message, from the mailbox (Message) or handed off (Events<In>), and then the asks it
+  // One message, from the mailbox (Message) or handed off (HandedOff<In>), and then the asks it
   // drew from consumers it handed batches to.
   template <class M>
   [[gnu::always_inline]] void handle_message(M& message) {
@@ -321,7 +327,12 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     }
   }
 
-  [[gnu::always_inline]] void handle(Events<In>& m) {
+  [[gnu::always_inline]] void handle(Events<In>& m) { receive(m); }
+  [[gnu::always_inline]] void handle(HandedOff<In>& m) { receive(m); }
+
+  // A batch from the mailbox (Events) or handed off at once (HandedOff).
+  template <class M>
+  [[gnu::always_inline]] void receive(M& m) {
     if constexpr (receives) {
       stats_.add_in(m.events.size());
       // The chunk size is fixed on arrival, as GenStage splits a batch when it arrives: a batch
@@ -333,8 +344,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
         // A producer-consumer works only while its consumers have demand (GenStage's
         // producer_consumer queue): otherwise the batch waits, and so does the upstream refill.
         if (downstream_demand_ == 0 || !waiting_batches_.empty()) {
-          m.spent_to = nullptr;  // it outlives the producer's dispatch
-          waiting_batches_.push_back(Parked{std::move(m), chunk});
+          waiting_batches_.push_back(Parked{owned(m), chunk});
           return;
         }
       }
@@ -349,7 +359,8 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   // still arrives). One that stops the stage, or ends its output, gets nothing more, from this
   // batch or any later one. A producer-consumer whose consumers' demand runs out between chunks
   // parks the rest, as GenStage checks demand before each chunk it takes from its queue.
-  [[gnu::always_inline]] void consume(Events<In>& m, std::size_t chunk) {
+  template <class M>
+  [[gnu::always_inline]] void consume(M& m, std::size_t chunk) {
     std::span<In> events(m.events);
     std::size_t offset = 0;
     while (offset < events.size() && !stopped_ && !stop_requested_ && !output_done_) {
@@ -368,7 +379,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       if (refill > 0) {
         if (Upstream* still = find_upstream(m.id)) {
           // A batch handed off at once came from a producer mid-message beneath this stage.
-          if (m.spent_to != nullptr) {
+          if constexpr (std::is_same_v<M, HandedOff<In>>) {
             still->producer->ask_beneath(m.id, refill);
           } else {
             still->producer->post(Ask{m.id, refill});
@@ -376,21 +387,23 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
         }
       }
     }
-    // The pool is the producer's, alive while this stage's subscription to it holds it.
-    if (m.spent_to != nullptr) {
-      m.events.clear();
-      m.spent_to->swap(m.events);  // the dispatcher left it empty: a swap is a move without the call
-    } else if (m.pool != nullptr && find_upstream(m.id) != nullptr) {
-      m.pool->release(std::move(m.events));
+    // The pool is the producer's, alive while this stage's subscription to it holds it. A
+    // batch handed off at once stays with the producer, who empties it (post_events).
+    if constexpr (std::is_same_v<M, Events<In>>) {
+      if (m.pool != nullptr && find_upstream(m.id) != nullptr) m.pool->release(std::move(m.events));
     }
   }
 
+  // A batch that must outlive the message: one handed off at once leaves the producer's vector.
+  static Events<In>&& owned(Events<In>& m) noexcept { return std::move(m); }
+  static Events<In> owned(HandedOff<In>& m) { return Events<In>{m.id, std::exchange(m.events, {}), m.pool}; }
+
   // Parks the events of `m` from `offset` on at the head of the waiting batches: they are older
   // than any batch there.
-  void park_rest(Events<In>& m, std::size_t offset, std::size_t chunk) {
+  template <class M>
+  void park_rest(M& m, std::size_t offset, std::size_t chunk) {
     m.events.erase(m.events.begin(), m.events.begin() + static_cast<std::ptrdiff_t>(offset));
-    m.spent_to = nullptr;  // it outlives the producer's dispatch
-    waiting_batches_.push_front(Parked{std::move(m), chunk});
+    waiting_batches_.push_front(Parked{owned(m), chunk});
   }
 
   // Returns how many events to ask for once the chunk has been handled.
