@@ -62,33 +62,33 @@ class Mailbox {
   // has gone idle in the same step: the next push schedules it again. With `close` (a stopped
   // actor), the mailbox closes instead: no push is accepted again.
   Message* next(bool close) {
-    if (next_ == draining_.size()) {
+    if (next_ == end_) {
       draining_.clear();
-      next_ = 0;
       oneapi::tbb::spin_mutex::scoped_lock lock(mutex_);
       std::swap(incoming_, draining_);
       has_incoming_.store(false, std::memory_order_relaxed);
+      start_draining();
       if (draining_.empty()) {
         scheduled_ = false;
         closed_ = close;
         return nullptr;
       }
     }
-    return &draining_[next_++];
+    return next_++;
   }
 
   // The next message for a turn kept past its work (KeptTurns): nullptr when there is none,
   // and the turn stays taken. A message pushed while this looks goes unseen until the next
   // look, or until finish_slice() gives the turn back and finds it.
   Message* next_kept() {
-    if (next_ < draining_.size()) return &draining_[next_++];
+    if (next_ != end_) return next_++;
     if (!has_incoming_.load(std::memory_order_relaxed)) return nullptr;  // no lock for an empty mailbox
     draining_.clear();
-    next_ = 0;
     oneapi::tbb::spin_mutex::scoped_lock lock(mutex_);
     std::swap(incoming_, draining_);
     has_incoming_.store(false, std::memory_order_relaxed);
-    return draining_.empty() ? nullptr : &draining_[next_++];
+    start_draining();
+    return draining_.empty() ? nullptr : next_++;
   }
 
   // Takes the turn of an idle mailbox, as a push that schedules would, but with no message:
@@ -114,15 +114,15 @@ class Mailbox {
   // turn (through its mailbox's lock), happened before; a push from another thread at the same
   // moment has no order to keep with the caller's.
   [[gnu::always_inline]] bool quiet() const noexcept {
-    return next_ == draining_.size() && !has_incoming_.load(std::memory_order_relaxed);
+    return next_ == end_ && !has_incoming_.load(std::memory_order_relaxed);
   }
 
   // Ends a slice cut short by its budget: true when messages remain (the actor stays
   // scheduled), false when it went idle, or closed (with `close`, as for next()).
   bool finish_slice(bool close) {
-    if (next_ < draining_.size()) return true;
+    if (next_ != end_) return true;
     draining_.clear();
-    next_ = 0;
+    start_draining();
     oneapi::tbb::spin_mutex::scoped_lock lock(mutex_);
     if (!incoming_.empty()) return true;
     scheduled_ = false;
@@ -131,13 +131,21 @@ class Mailbox {
   }
 
  private:
+  // The cursor runs over draining_ by pointer: a test of `quiet()` on every event then compares
+  // two pointers, where an index against size() divides by the message's size.
+  void start_draining() noexcept {
+    next_ = draining_.data();
+    end_ = next_ + draining_.size();
+  }
+
   oneapi::tbb::spin_mutex mutex_;
   std::vector<Message> incoming_;  // guarded by mutex_
   bool scheduled_ = false;         // guarded by mutex_
   bool closed_ = false;            // guarded by mutex_
   std::atomic<bool> has_incoming_{false};  // !incoming_.empty(), written under mutex_
   std::vector<Message> draining_;  // the running slice's alone
-  std::size_t next_ = 0;
+  Message* next_ = nullptr;        // the next message of draining_ to handle
+  Message* end_ = nullptr;         // draining_'s end
 };
 
 // The consumers a slice ran at once (StageActor::post_events) whose turns it keeps until it
