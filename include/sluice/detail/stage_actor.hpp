@@ -264,8 +264,12 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       Ask ask = asks_beneath_[next];  // a copy: handling it may append to the vector
       handle_one(ask);
     }
-    if (stopped_) next = asks_beneath_.size();
-    asks_beneath_.erase(asks_beneath_.begin(), asks_beneath_.begin() + static_cast<std::ptrdiff_t>(next));
+    // All of them taken, the usual case: a clear, not an erase that moves what follows.
+    if (stopped_ || next == asks_beneath_.size()) {
+      asks_beneath_.clear();
+    } else {
+      asks_beneath_.erase(asks_beneath_.begin(), asks_beneath_.begin() + static_cast<std::ptrdiff_t>(next));
+    }
   }
 
   static std::uint64_t elapsed_ns(std::chrono::steady_clock::time_point started) {
