@@ -147,6 +147,30 @@ TEST_CASE("Emitter::emit_bulk: a fill that throws leaves no slot behind, even wh
   CHECK(received == std::vector<std::int64_t>{-1, -2, -3, -4, -5});
 }
 
+TEST_CASE("Emitter::emit_bulk: the batch keeps what came before and exactly the slots the fill filled") {
+  // One slot, and one slot left over, take paths of their own (emplace_back, pop_back): every
+  // count filled from 0 to max_count, for max_count 0 to 4, after two events already emitted.
+  for (std::size_t max_count = 0; max_count <= 4; ++max_count) {
+    for (std::size_t filled = 0; filled <= max_count; ++filled) {
+      CAPTURE(max_count);
+      CAPTURE(filled);
+      detail::Batch<std::int64_t> batch;
+      bool done = false;
+      Emitter<std::int64_t> out(batch, done);
+      out.emit(-1);
+      out.emit(-2);
+      out.emit_bulk(max_count, [&](std::span<std::int64_t> slots) {
+        CHECK(slots.size() == max_count);
+        for (std::size_t i = 0; i < filled; ++i) slots[i] = static_cast<std::int64_t>(i);
+        return filled;
+      });
+      std::vector<std::int64_t> expected{-1, -2};
+      for (std::size_t i = 0; i < filled; ++i) expected.push_back(static_cast<std::int64_t>(i));
+      CHECK(std::vector<std::int64_t>(batch.begin(), batch.end()) == expected);
+    }
+  }
+}
+
 TEST_CASE("DSL: a sized range source meets a demand its difference type cannot hold, and completes") {
   // iota over int16 counts in int: a demand of 2^32 + 5 must not wrap to 5 or to nothing.
   System system(2);

@@ -38,7 +38,12 @@ class Emitter {
     requires std::is_invocable_r_v<std::size_t, Fill&, std::span<Out>>
   [[gnu::always_inline]] void emit_bulk(std::size_t max_count, Fill&& fill) {
     const std::size_t old_size = batch_.size();
-    batch_.resize(old_size + max_count);
+    // resize is a call, not inlined: one slot, as at max_demand 1, is an emplace_back, which is.
+    if (max_count == 1) {
+      batch_.emplace_back();
+    } else {
+      batch_.resize(old_size + max_count);
+    }
     std::size_t filled = 0;
     try {
       filled = fill(std::span<Out>(batch_.data() + old_size, max_count));
@@ -46,8 +51,12 @@ class Emitter {
       batch_.resize(old_size);  // a callback that catches this must not send the slots on
       throw;
     }
-    // A full fill, the usual case, keeps the size: resize is a call, not inlined.
-    if (filled < max_count) batch_.resize(old_size + filled);
+    // A full fill, the usual case, keeps the size; one slot left is a pop_back, not a call.
+    if (filled + 1 == max_count) {
+      batch_.pop_back();
+    } else if (filled < max_count) {
+      batch_.resize(old_size + filled);
+    }
   }
 
   // Room for n more events without reallocating mid-callback.
