@@ -71,7 +71,7 @@ TEST_CASE("demand dispatcher: demands 3 and 3, [a,b], [c,d], [e,f,g] -> [a,b] fi
   CHECK(rest_of(efg) == Strings{"g"});
 }
 
-TEST_CASE("demand dispatcher, one consumer: an unknown subscription's ask is ignored; a batch within demand moves whole, one beyond it leaves the rest") {
+TEST_CASE("demand dispatcher, one consumer: an unknown subscription's ask is ignored; a batch within demand goes whole, one beyond it leaves the rest") {
   // The one-consumer path is the usual one: a batch within demand goes as it is, and may be
   // taken at once (HandOff::at_once); a slice of a larger batch never is, since the producer
   // still holds the rest.
@@ -85,7 +85,6 @@ TEST_CASE("demand dispatcher, one consumer: an unknown subscription's ask is ign
     CHECK(dispatcher.ask(1, 3) == 3);
     auto ab = batch_of({"a", "b"});
     CHECK(dispatcher.dispatch(ab, pool) == 2);
-    CHECK(ab.empty());
     auto cde = batch_of({"c", "d", "e"});
     CHECK(dispatcher.dispatch(cde, pool) == 1);
     CHECK(rest_of(cde) == Strings{"d", "e"});

@@ -149,7 +149,8 @@ TEST_CASE("Emitter::emit_bulk: a fill that throws leaves no slot behind, even wh
 
 TEST_CASE("Emitter::emit_bulk: the batch keeps what came before and exactly the slots the fill filled") {
   // One slot, and one slot left over, take paths of their own (emplace_back, pop_back): every
-  // count filled from 0 to max_count, for max_count 0 to 4, after two events already emitted.
+  // count filled from 0 to max_count, for max_count 0 to 4, after events already emitted, and a
+  // fill that throws.
   for (std::size_t max_count = 0; max_count <= 4; ++max_count) {
     for (std::size_t filled = 0; filled <= max_count; ++filled) {
       CAPTURE(max_count);
@@ -168,6 +169,18 @@ TEST_CASE("Emitter::emit_bulk: the batch keeps what came before and exactly the 
       for (std::size_t i = 0; i < filled; ++i) expected.push_back(static_cast<std::int64_t>(i));
       CHECK(std::vector<std::int64_t>(batch.begin(), batch.end()) == expected);
     }
+    // A fill that throws after filling every slot leaves none of them.
+    detail::Batch<std::int64_t> batch;
+    bool done = false;
+    Emitter<std::int64_t> out(batch, done);
+    out.emit(-1);
+    CHECK_THROWS_AS(out.emit_bulk(max_count,
+                                  [](std::span<std::int64_t> slots) -> std::size_t {
+                                    std::fill(slots.begin(), slots.end(), 7);
+                                    throw std::runtime_error("fill failed");
+                                  }),
+                    std::runtime_error);
+    CHECK(std::vector<std::int64_t>(batch.begin(), batch.end()) == std::vector<std::int64_t>{-1});
   }
 }
 

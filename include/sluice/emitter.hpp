@@ -52,10 +52,12 @@ class Emitter {
       throw;
     }
     // A full fill, the usual case, keeps the size; one slot left is a pop_back, not a call.
-    if (filled + 1 == max_count) {
-      batch_.pop_back();
-    } else if (filled < max_count) {
-      batch_.resize(old_size + filled);
+    if (filled < max_count) {
+      if (filled + 1 == max_count) {
+        batch_.pop_back();
+      } else {
+        batch_.resize(old_size + filled);
+      }
     }
   }
 

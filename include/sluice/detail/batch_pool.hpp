@@ -1,6 +1,7 @@
 #pragma once
 // Reuse of batch vectors: a consumer hands each emptied batch back to the producer that sent
-// it, so a steady stream allocates no batches.
+// it, so a steady stream allocates no batches. (A batch handed off at once never leaves the
+// producer's vector: see HandedOff.)
 #include <sluice/defaults.hpp>
 #include <sluice/detail/batch.hpp>
 

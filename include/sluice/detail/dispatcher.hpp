@@ -27,8 +27,9 @@ template <class T>
 class Inlet {
  public:
   // Takes all of `events`, leaving it empty. With `at_once` (HandOff::at_once, the producer's
-  // only consumer) the consumer may handle them here and now, in place, and then `events` keeps
-  // its capacity, for the producer's next batch; otherwise they are moved out, to be queued.
+  // only consumer) the consumer may handle them here and now, in place, and then `events`
+  // usually keeps its capacity, for the producer's next batch. Events the consumer queues, or
+  // keeps for later, are moved out, capacity and all.
   virtual void post_events(SubscriptionId id, Batch<T>& events, BatchPool<T>* pool, bool at_once) = 0;
 
  protected:

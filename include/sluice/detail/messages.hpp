@@ -138,7 +138,9 @@ struct Events {
 
 // A batch handed off at once (HandOff::at_once), handled inside the producer's dispatch: the
 // producer's own vector, read in place, and emptied afterwards with its capacity kept for the
-// producer's next batch. Nothing is moved, swapped or given back through the pool.
+// producer's next batch. Unless the consumer must keep it for later (a producer-consumer whose
+// consumers have no demand parks it, as an Events), nothing is moved, swapped or given back
+// through the pool.
 template <class T>
 struct HandedOff {
   SubscriptionId id;

@@ -100,11 +100,16 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       // beneath the sender (sending to itself).
       const bool kept_idle = held_here && asks_beneath_.empty() && mailbox_.quiet() && !runs_beneath_caller(*this);
       if (kept_idle || (!held_here && mailbox_.try_claim())) {
+        // Whatever the stage did with them (it may have stopped meanwhile, or scheduling it
+        // may throw), the events were delivered: the producer's vector is emptied, and it is all
+        // that is touched after the run (the stage may have gone idle, to run elsewhere or be
+        // freed).
+        struct EmptiedAfter {
+          Batch<In>& events;
+          ~EmptiedAfter() { events.clear(); }
+        } emptied{events};
         HandedOff<In> handed{id, events, pool};
         run_handed_off(handed, held_here || kept.add(*this));
-        // Whatever the stage did with them (it may have stopped meanwhile), the events are
-        // delivered: only the producer's vector is touched here.
-        events.clear();
         return;
       }
     }
@@ -392,7 +397,8 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       }
     }
     // The pool is the producer's, alive while this stage's subscription to it holds it. A
-    // batch handed off at once stays with the producer, who empties it (post_events).
+    // batch handed off at once is the producer's vector, emptied once the hand-off returns
+    // (post_events).
     if constexpr (std::is_same_v<M, Events<In>>) {
       if (m.pool != nullptr && find_upstream(m.id) != nullptr) m.pool->release(std::move(m.events));
     }
