@@ -33,6 +33,12 @@ class RecordingConsumer final : public Consumer<T> {
     for (const auto& batch : batches) n += batch.size();
     return n;
   }
+  // Every event received, in order, whatever the batches.
+  std::vector<T> events() const {
+    std::vector<T> all;
+    for (const auto& batch : batches) all.insert(all.end(), batch.begin(), batch.end());
+    return all;
+  }
 
   std::vector<std::vector<T>> batches;
   std::vector<SubscriptionId> subscriptions;

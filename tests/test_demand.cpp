@@ -199,6 +199,25 @@ TEST_CASE("manual demand: nothing is asked automatically; ask(50) gives [0..49],
   system.stop();
 }
 
+namespace {
+
+// Numbers 0..59 through an identity producer-consumer to a recording consumer, on a scheduler
+// stepped by hand; run_until_blocked() holds the consumer back once it has its first batch.
+struct ThroughMiddle {
+  ManualScheduler scheduler;
+  System system{scheduler};
+  StageRef<NumberProducer> producer = system.spawn<NumberProducer>("numbers", 0, 59);
+  StageRef<test::Identity> middle = system.spawn<test::Identity>("identity");
+  StageRef<RecordingConsumer<>> consumer = system.spawn<RecordingConsumer<>>("consumer");
+
+  void run_until_blocked() {
+    scheduler.run_until_idle_except(
+        [this](const detail::ActorCore& stage) { return &stage == &consumer.core() && !consumer->batches.empty(); });
+  }
+};
+
+}  // namespace
+
 TEST_CASE("a producer-consumer works only while its downstream has demand") {
   // max 10 / min 8 upstream of a consumer of max 10 / min 5 that blocks after its first batch:
   // the producer-consumer handles the 10 events the consumer asked for, and nothing more. The
@@ -206,28 +225,18 @@ TEST_CASE("a producer-consumer works only while its downstream has demand") {
   // at once (then they leave the producer's vector to wait).
   for (const HandOff hand_off : {HandOff::queued, HandOff::at_once}) {
     CAPTURE(static_cast<int>(hand_off));
-    ManualScheduler scheduler;
-    System system(scheduler);
-    auto producer = system.spawn<NumberProducer>("numbers", 0, 59);
-    auto middle = system.spawn<test::Identity>("identity");
-    auto consumer = system.spawn<RecordingConsumer<>>("consumer");
-    system.subscribe(middle, producer, {.max_demand = 10, .min_demand = 8, .hand_off = hand_off});
-    system.subscribe(consumer, middle, {.max_demand = 10, .min_demand = 5});
-    auto blocked = [&](const detail::ActorCore& stage) {
-      return &stage == &consumer.core() && !consumer->batches.empty();
-    };
-    scheduler.run_until_idle_except(blocked);
-    CHECK(consumer->batches.size() == 1);
-    CHECK(middle->handled == 10);
-    CHECK(middle.stats().events_in <= 20);  // its own upstream demand stays bounded by its max_demand
-    scheduler.run_until_idle_except(blocked);
-    CHECK(middle->handled == 10);
+    ThroughMiddle chain;
+    chain.system.subscribe(chain.middle, chain.producer, {.max_demand = 10, .min_demand = 8, .hand_off = hand_off});
+    chain.system.subscribe(chain.consumer, chain.middle, {.max_demand = 10, .min_demand = 5});
+    chain.run_until_blocked();
+    CHECK(chain.consumer->batches.size() == 1);
+    CHECK(chain.middle->handled == 10);
+    CHECK(chain.middle.stats().events_in <= 20);  // its own upstream demand stays bounded by its max_demand
+    chain.run_until_blocked();
+    CHECK(chain.middle->handled == 10);
     // Let go, the consumer gets every event in order: none of those that waited was lost.
-    scheduler.run_until_idle();
-    test::Batch received;
-    for (const auto& batch : consumer->batches) received.insert(received.end(), batch.begin(), batch.end());
-    CHECK(received == test::iota_batch(0, 59));
-    system.stop();
+    chain.scheduler.run_until_idle();
+    CHECK(chain.consumer->events() == test::iota_batch(0, 59));
   }
 }
 
@@ -265,26 +274,17 @@ TEST_CASE("a producer-consumer checks its consumers' demand before each chunk, n
   // same when the batch is handed to it at once (the rest then leaves the producer's vector).
   for (const HandOff hand_off : {HandOff::queued, HandOff::at_once}) {
     CAPTURE(static_cast<int>(hand_off));
-    ManualScheduler scheduler;
-    System system(scheduler);
-    auto producer = system.spawn<NumberProducer>("numbers", 0, 59);
-    auto middle = system.spawn<test::Identity>("identity");
-    auto consumer = system.spawn<RecordingConsumer<>>("consumer");
+    ThroughMiddle chain;
     // The consumer's demand is there first, so that the middle stage is idle when the batch
     // comes, and takes it at once if it may.
-    system.subscribe(consumer, middle, {.max_demand = 5, .min_demand = 0});
-    scheduler.run_until_idle();
-    system.subscribe(middle, producer, {.max_demand = 30, .min_demand = 25, .hand_off = hand_off});
-    auto blocked = [&](const detail::ActorCore& stage) {
-      return &stage == &consumer.core() && !consumer->batches.empty();
-    };
-    scheduler.run_until_idle_except(blocked);
-    CHECK(middle->handled == 10);
-    CHECK(middle.stats().buffered == 0);
-    scheduler.run_until_idle();
-    test::Batch received;
-    for (const auto& batch : consumer->batches) received.insert(received.end(), batch.begin(), batch.end());
-    CHECK(received == test::iota_batch(0, 59));
+    chain.system.subscribe(chain.consumer, chain.middle, {.max_demand = 5, .min_demand = 0});
+    chain.scheduler.run_until_idle();
+    chain.system.subscribe(chain.middle, chain.producer, {.max_demand = 30, .min_demand = 25, .hand_off = hand_off});
+    chain.run_until_blocked();
+    CHECK(chain.middle->handled == 10);
+    CHECK(chain.middle.stats().buffered == 0);
+    chain.scheduler.run_until_idle();
+    CHECK(chain.consumer->events() == test::iota_batch(0, 59));
   }
 }
 
