@@ -62,7 +62,7 @@ class Mailbox {
   // has gone idle in the same step: the next push schedules it again. With `close` (a stopped
   // actor), the mailbox closes instead: no push is accepted again.
   Message* next(bool close) {
-    if (next_ == end_) {
+    if (next_ == drained_end()) {
       draining_.clear();
       oneapi::tbb::spin_mutex::scoped_lock lock(mutex_);
       std::swap(incoming_, draining_);
@@ -81,7 +81,7 @@ class Mailbox {
   // and the turn stays taken. A message pushed while this looks goes unseen until the next
   // look, or until finish_slice() gives the turn back and finds it.
   Message* next_kept() {
-    if (next_ != end_) return next_++;
+    if (next_ != drained_end()) return next_++;
     if (!has_incoming_.load(std::memory_order_relaxed)) return nullptr;  // no lock for an empty mailbox
     draining_.clear();
     oneapi::tbb::spin_mutex::scoped_lock lock(mutex_);
@@ -114,13 +114,13 @@ class Mailbox {
   // turn (through its mailbox's lock), happened before; a push from another thread at the same
   // moment has no order to keep with the caller's.
   [[gnu::always_inline]] bool quiet() const noexcept {
-    return next_ == end_ && !has_incoming_.load(std::memory_order_relaxed);
+    return next_ == drained_end() && !has_incoming_.load(std::memory_order_relaxed);
   }
 
   // Ends a slice cut short by its budget: true when messages remain (the actor stays
   // scheduled), false when it went idle, or closed (with `close`, as for next()).
   bool finish_slice(bool close) {
-    if (next_ != end_) return true;
+    if (next_ != drained_end()) return true;
     draining_.clear();
     start_draining();
     oneapi::tbb::spin_mutex::scoped_lock lock(mutex_);
@@ -132,11 +132,9 @@ class Mailbox {
 
  private:
   // The cursor runs over draining_ by pointer: a test of `quiet()` on every event then compares
-  // two pointers, where an index against size() divides by the message's size.
-  void start_draining() noexcept {
-    next_ = draining_.data();
-    end_ = next_ + draining_.size();
-  }
+  // it with the vector's end, where an index against size() divides by the message's size.
+  void start_draining() noexcept { next_ = draining_.data(); }
+  const Message* drained_end() const noexcept { return draining_.data() + draining_.size(); }
 
   oneapi::tbb::spin_mutex mutex_;
   std::vector<Message> incoming_;  // guarded by mutex_
@@ -145,7 +143,6 @@ class Mailbox {
   std::atomic<bool> has_incoming_{false};  // !incoming_.empty(), written under mutex_
   std::vector<Message> draining_;  // the running slice's alone
   Message* next_ = nullptr;        // the next message of draining_ to handle
-  Message* end_ = nullptr;         // draining_'s end
 };
 
 // The consumers a slice ran at once (StageActor::post_events) whose turns it keeps until it
