@@ -7,6 +7,7 @@
 #include <sluice/stages/sum_consumer.hpp>
 
 #include <doctest/doctest.h>
+#include <oneapi/tbb/parallel_for.h>
 
 #include <unistd.h>
 
@@ -449,6 +450,36 @@ TEST_CASE("a stage's callbacks never run concurrently, and its messages are hand
   CHECK_FALSE(checker->overlapped);
   CHECK_FALSE(checker->out_of_order);
   CHECK(checker->count == 200'000);
+}
+
+TEST_CASE("a callback may itself run a oneTBB algorithm on the System's workers: a parallel_for over its batch") {
+  // oneTBB users parallelise a heavy step inside it. The parallel_for runs in the System's arena,
+  // while other stages' slices wait in its FIFO queue; four chains run side by side, so that
+  // both workers are busy with slices while the loops spread.
+  struct ParallelSquares final : ProducerConsumer<std::int64_t, std::int64_t> {
+    void handle_events(std::span<std::int64_t> events, Emitter<std::int64_t>& out) override {
+      std::vector<std::int64_t> squares(events.size());
+      oneapi::tbb::parallel_for(std::size_t{0}, events.size(), [&](std::size_t i) { squares[i] = events[i] * events[i]; });
+      for (std::int64_t square : squares) out.emit(square);
+    }
+  };
+  constexpr std::int64_t events = 50'000;
+  System system(2);
+  std::vector<StageRef<SumConsumer>> sums;
+  for (int chain = 0; chain < 4; ++chain) {
+    auto numbers = system.spawn<NumberProducer>("numbers-" + std::to_string(chain), 1, events);
+    auto squares = system.spawn<ParallelSquares>("squares-" + std::to_string(chain));
+    auto sum = system.spawn<SumConsumer>("sum-" + std::to_string(chain));
+    system.subscribe(squares, numbers, {.max_demand = 64});
+    system.subscribe(sum, squares);
+    sums.push_back(sum);
+  }
+  system.wait();
+  for (const auto& sum : sums) {
+    CHECK(sum->count() == static_cast<std::uint64_t>(events));
+    CHECK(sum->sum() == sum_of_squares(events));
+  }
+  CHECK(system.running() == 0);
 }
 
 TEST_CASE("drain: sources stop, and every event already emitted reaches the sink") {
