@@ -4,6 +4,7 @@
 // sluice_one_thread[_max_demand_1][_at_once] (W1 on a ManualScheduler, at max_demand
 // 1000 or 1, queued or handed off at once: one thread, so that `valgrind --tool=callgrind`
 // counts the same instructions on every run, a measure this noisy machine cannot blur), or
+// dsl_one_thread[_fused] (W1 in the DSL, on a ManualScheduler too), or
 // async_coroutines (W2 (c): N coroutines each waiting 100 ms, all at once; also prints the
 // wall time in ms), or cli (`sluice run` on W1 with T = 1000, in a child process). The W1
 // variants but cli run at T = 2^62 unless T is given.
@@ -21,8 +22,8 @@ int main(int argc, char** argv) {
   using namespace bench::square_filter;
   if (argc != 3 && argc != 4) {
     std::fprintf(stderr,
-                 "usage: %s loop|sluice|sluice_one_thread[_max_demand_1][_at_once]|tbb_pipeline|tbb_flow_graph|"
-                 "async_coroutines|cli N [T]\n",
+                 "usage: %s loop|sluice|sluice_one_thread[_max_demand_1][_at_once]|dsl_one_thread[_fused]|"
+                 "tbb_pipeline|tbb_flow_graph|async_coroutines|cli N [T]\n",
                  argv[0]);
     return 2;
   }
@@ -76,6 +77,8 @@ int main(int argc, char** argv) {
     }
     sum = sluice_pipeline_one_thread(n, limit, demand.empty() ? 1000 : 1,
                                      at_once ? sluice::HandOff::at_once : sluice::HandOff::queued);
+  } else if (variant == "dsl_one_thread" || variant == "dsl_one_thread_fused") {
+    sum = sluice_dsl_one_thread(n, limit, variant.ends_with("_fused"));
   } else if (variant == "tbb_pipeline") {
     sum = tbb_pipeline(n, limit, 1000, 8);
   } else if (variant == "tbb_flow_graph") {

@@ -27,6 +27,22 @@ std::uint64_t run_stages(sluice::System& system, std::int64_t n, std::int64_t li
   return sum->sum();
 }
 
+// from(range) | map | filter | each, with map and filter fused into one stage or not.
+std::uint64_t run_dsl(sluice::System& system, std::int64_t n, std::int64_t limit, bool fused) {
+  std::uint64_t sum = 0;
+  const auto numbers = sluice::from(system, std::views::iota(std::int64_t{1}, n + 1));
+  const auto squares = sluice::map([](std::int64_t x) { return square(x); });
+  const auto below = sluice::filter([limit](std::int64_t squared) { return squared < limit; });
+  const auto add = sluice::each([&sum](std::int64_t kept) { sum += static_cast<std::uint64_t>(kept); });
+  if (fused) {
+    numbers | sluice::fuse(squares, below) | add;
+  } else {
+    numbers | squares | below | add;
+  }
+  system.wait();
+  return sum;
+}
+
 }  // namespace
 
 std::uint64_t sluice_pipeline(std::int64_t n, std::int64_t limit, std::size_t max_demand, sluice::HandOff hand_off) {
@@ -44,24 +60,18 @@ std::uint64_t sluice_pipeline_one_thread(std::int64_t n, std::int64_t limit, std
 
 std::uint64_t sluice_dsl(std::int64_t n, std::int64_t limit) {
   sluice::System system;
-  std::uint64_t sum = 0;
-  sluice::from(system, std::views::iota(std::int64_t{1}, n + 1))                      //
-      | sluice::map([](std::int64_t x) { return square(x); })                       //
-      | sluice::filter([limit](std::int64_t squared) { return squared < limit; })  //
-      | sluice::each([&sum](std::int64_t kept) { sum += static_cast<std::uint64_t>(kept); });
-  system.wait();
-  return sum;
+  return run_dsl(system, n, limit, false);
 }
 
 std::uint64_t sluice_dsl_fused(std::int64_t n, std::int64_t limit) {
   sluice::System system;
-  std::uint64_t sum = 0;
-  sluice::from(system, std::views::iota(std::int64_t{1}, n + 1))                                   //
-      | sluice::fuse(sluice::map([](std::int64_t x) { return square(x); }),                         //
-                     sluice::filter([limit](std::int64_t squared) { return squared < limit; }))  //
-      | sluice::each([&sum](std::int64_t kept) { sum += static_cast<std::uint64_t>(kept); });
-  system.wait();
-  return sum;
+  return run_dsl(system, n, limit, true);
+}
+
+std::uint64_t sluice_dsl_one_thread(std::int64_t n, std::int64_t limit, bool fused) {
+  sluice::ManualScheduler scheduler(sluice::defaults::max_throughput);
+  sluice::System system(scheduler);
+  return run_dsl(system, n, limit, fused);
 }
 
 }  // namespace bench::square_filter

@@ -31,6 +31,8 @@ std::uint64_t sluice_pipeline_one_thread(std::int64_t n, std::int64_t limit, std
 std::uint64_t sluice_dsl(std::int64_t n, std::int64_t limit);
 // The same with map and filter fused into one stage (sluice::fuse).
 std::uint64_t sluice_dsl_fused(std::int64_t n, std::int64_t limit);
+// Either of those on a ManualScheduler (one thread, as sluice_pipeline_one_thread).
+std::uint64_t sluice_dsl_one_thread(std::int64_t n, std::int64_t limit, bool fused);
 // The same through `sluice run` and a YAML file (a process of its own).
 std::uint64_t sluice_cli(std::int64_t n, std::int64_t limit);
 
