@@ -160,14 +160,9 @@ class RangeSource final : public Producer<std::int64_t> {
     const std::uint64_t after_next = left_after_next();
     const bool last = demand > after_next;  // then what is left, after_next + 1, fits the demand
     const std::uint64_t count = last ? after_next + 1 : demand;
-    // Unsigned arithmetic wraps where int64 would overflow; every value emitted is in range.
     auto value = static_cast<std::uint64_t>(next_);
-    const auto step = static_cast<std::uint64_t>(step_);
     out.emit_bulk(count, [&](std::span<std::int64_t> slots) {
-      for (auto& slot : slots) {
-        slot = static_cast<std::int64_t>(value);
-        value += step;
-      }
+      value = fill_stepping(slots.data(), slots.size(), value, static_cast<std::uint64_t>(step_));
       return slots.size();
     });
     if (last) {
@@ -178,6 +173,16 @@ class RangeSource final : public Producer<std::int64_t> {
   }
 
  private:
+  // value, value + step, ... into `count` slots; returns the value after them. Unsigned
+  // arithmetic wraps where int64 would overflow; every value written is in range. Out of line,
+  // unrolled, with restrict-qualified slots, as FilterStage::keep_flagged.
+  [[gnu::noinline]] static std::uint64_t fill_stepping(std::int64_t* __restrict slots, std::size_t count, std::uint64_t value,
+                                                       std::uint64_t step) {
+#pragma GCC unroll 4
+    for (std::size_t i = 0; i < count; ++i, value += step) slots[i] = static_cast<std::int64_t>(value);
+    return value;
+  }
+
   // How many values come after next_, up to `to` or to the end of int64's range (exact, in
   // unsigned arithmetic: the distance may not fit an int64). next_ itself is due.
   std::uint64_t left_after_next() const {
@@ -194,15 +199,6 @@ class RangeSource final : public Producer<std::int64_t> {
   bool empty_;
 };
 
-// Emits `values` (moved) at the end of the batch.
-template <class Event>
-void emit_moved(Emitter<Event>& out, std::vector<Event>& values) {
-  out.emit_bulk(values.size(), [&](std::span<Event> slots) {
-    std::move(values.begin(), values.end(), slots.begin());
-    return values.size();
-  });
-}
-
 // The expression over i = 0, 1, ... count - 1.
 template <expr::EventType Out>
 class GenerateSource final : public Producer<Out> {
@@ -216,7 +212,7 @@ class GenerateSource final : public Producer<Out> {
     const bool go_on = step_->apply(
         std::span<const std::int64_t>(indices),
         [&](std::span<const std::int64_t> part) { return step_->expression().evaluate<Out>(part); },
-        [&](std::size_t, std::vector<Out> values) { emit_moved(out, values); });
+        [&](std::size_t, expr::Values<Out> values) { out.emit_all(std::move(values)); });
     if (!go_on || next_ >= count_) out.done();
   }
 
@@ -351,7 +347,7 @@ class MapStage final : public ProducerConsumer<In, Out> {
   void handle_events(std::span<In> events, Emitter<Out>& out) override {
     const bool go_on = step_->apply(
         std::span<const In>(events), [&](std::span<const In> part) { return step_->expression().evaluate<Out>(part); },
-        [&](std::size_t, std::vector<Out> values) { emit_moved(out, values); });
+        [&](std::size_t, expr::Values<Out> values) { out.emit_all(std::move(values)); });
     if (!go_on) out.done();
   }
 
@@ -367,24 +363,33 @@ class FilterStage final : public ProducerConsumer<Event, Event> {
     const bool go_on = step_->apply(
         std::span<const Event>(events),
         [&](std::span<const Event> part) { return step_->expression().evaluate<std::int64_t>(part); },
-        [&](std::size_t first, const std::vector<std::int64_t>& keep) {
+        [&](std::size_t first, const expr::Values<std::int64_t>& keep) {
           out.emit_bulk(keep.size(), [&](std::span<Event> slots) {
-            std::size_t kept = 0;
-            for (std::size_t i = 0; i < keep.size(); ++i) {
-              if constexpr (std::is_trivially_copyable_v<Event>) {
-                slots[kept] = events[first + i];  // no branch: the loop vectorises
-                kept += keep[i] != 0;
-              } else if (keep[i] != 0) {
-                slots[kept++] = std::move(events[first + i]);
-              }
-            }
-            return kept;
+            return keep_flagged(events.data() + first, keep.data(), keep.size(), slots.data());
           });
         });
     if (!go_on) out.done();
   }
 
  private:
+  // The events whose flag is set, into `slots`; returns how many. Out of line, unrolled, with the
+  // slots restrict-qualified, as the DSL's bulk loops (include/sluice/detail/pipeline_stages.hpp
+  // says why): inlined, GCC addressed each slot from two registers.
+  [[gnu::noinline]] static std::size_t keep_flagged(Event* events, const std::int64_t* keep, std::size_t count,
+                                                    Event* __restrict slots) {
+    std::size_t kept = 0;
+#pragma GCC unroll 4
+    for (std::size_t i = 0; i < count; ++i) {
+      if constexpr (std::is_trivially_copyable_v<Event>) {
+        slots[kept] = events[i];  // no branch
+        kept += keep[i] != 0;
+      } else if (keep[i] != 0) {
+        slots[kept++] = std::move(events[i]);
+      }
+    }
+    return kept;
+  }
+
   std::shared_ptr<ExpressionStep> step_;
 };
 

@@ -16,7 +16,7 @@ template <EventType X>
 std::vector<Value> eval(std::string_view source, const std::vector<X>& events) {
   const Expression expression = Expression::compile(source, type_of<X>);
   return with_event_type(expression.type(), [&]<class R>(std::type_identity<R>) {
-    const std::vector<R> values = expression.evaluate<R, X>(events);
+    const Values<R> values = expression.evaluate<R, X>(events);
     return std::vector<Value>(values.begin(), values.end());
   });
 }
@@ -50,7 +50,7 @@ TEST_CASE("a batch of the wrong event types is a programming error, not a silent
   const std::vector<std::int64_t> ints{2};
   CHECK_THROWS_AS((square.evaluate<double, double>(floats)), std::logic_error);
   CHECK_THROWS_AS((square.evaluate<std::string, std::int64_t>(ints)), std::logic_error);
-  CHECK((square.evaluate<std::int64_t, std::int64_t>(ints) == std::vector<std::int64_t>{4}));
+  CHECK((square.evaluate<std::int64_t, std::int64_t>(ints) == Values<std::int64_t>{4}));
 }
 
 TEST_CASE("comparisons, logic and the conditional; && and || do not evaluate what they skip") {

@@ -182,6 +182,19 @@ TEST_CASE("Emitter::emit_bulk: the batch keeps what came before and exactly the 
   }
 }
 
+TEST_CASE("Emitter::emit_all of a whole batch: taken as the outgoing batch when nothing came before, else appended") {
+  detail::Batch<std::int64_t> batch;
+  bool done = false;
+  Emitter<std::int64_t> out(batch, done);
+  detail::Batch<std::int64_t> first{1, 2, 3};
+  const std::int64_t* first_storage = first.data();
+  out.emit_all(std::move(first));
+  CHECK(batch.data() == first_storage);  // no copy
+  detail::Batch<std::int64_t> second{4, 5};
+  out.emit_all(std::move(second));
+  CHECK(std::vector<std::int64_t>(batch.begin(), batch.end()) == std::vector<std::int64_t>{1, 2, 3, 4, 5});
+}
+
 TEST_CASE("DSL: a sized range source meets a demand its difference type cannot hold, and completes") {
   // iota over int16 counts in int: a demand of 2^32 + 5 must not wrap to 5 or to nothing.
   System system(2);

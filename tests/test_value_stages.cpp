@@ -64,15 +64,15 @@ TEST_CASE("an expression error names a failing event, not always the first: the 
                                 std::make_shared<stages::Failures>(),
                                 [&](const std::string&, const Value& event, const std::string&) { dead_letters.push_back(event); });
     const std::vector<std::int64_t> events{1, 2, 3, 4};
-    std::vector<std::pair<std::size_t, std::vector<std::int64_t>>> runs;
+    std::vector<std::pair<std::size_t, expr::Values<std::int64_t>>> runs;
     const bool go_on = step.apply(std::span<const std::int64_t>(events),
                                   [&](std::span<const std::int64_t> part) { return step.expression().evaluate<std::int64_t>(part); },
-                                  [&](std::size_t first, std::vector<std::int64_t> values) { runs.emplace_back(first, std::move(values)); });
+                                  [&](std::size_t first, expr::Values<std::int64_t> values) { runs.emplace_back(first, std::move(values)); });
     CHECK(go_on);
     CHECK(step.skipped() == 2);
     REQUIRE(runs.size() == 2);
-    CHECK(runs[0] == std::pair<std::size_t, std::vector<std::int64_t>>{1, {0}});     // x = 2: -10 + 10
-    CHECK(runs[1] == std::pair<std::size_t, std::vector<std::int64_t>>{3, {13}});    // x = 4: 10 + 3
+    CHECK(runs[0] == std::pair<std::size_t, expr::Values<std::int64_t>>{1, {0}});     // x = 2: -10 + 10
+    CHECK(runs[1] == std::pair<std::size_t, expr::Values<std::int64_t>>{3, {13}});    // x = 4: 10 + 3
     if (on_error == stages::OnError::dead_letter) {
       CHECK(dead_letters == std::vector<Value>{std::int64_t{1}, std::int64_t{3}});  // in event order
     } else {
@@ -89,7 +89,7 @@ TEST_CASE("on_error stop: the first failing event stops the step, after the even
   std::vector<std::int64_t> emitted;
   const bool go_on = step.apply(std::span<const std::int64_t>(events),
                                 [&](std::span<const std::int64_t> part) { return step.expression().evaluate<std::int64_t>(part); },
-                                [&](std::size_t, std::vector<std::int64_t> values) { emitted.insert(emitted.end(), values.begin(), values.end()); });
+                                [&](std::size_t, expr::Values<std::int64_t> values) { emitted.insert(emitted.end(), values.begin(), values.end()); });
   CHECK_FALSE(go_on);
   CHECK(emitted == std::vector<std::int64_t>{0});
   CHECK(failures->first() == "stage 'ratio' failed on event 1: division by zero");

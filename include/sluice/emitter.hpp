@@ -23,6 +23,19 @@ class Emitter {
   void emit(const Out& event) { batch_.push_back(event); }
   void emit(Out&& event) { batch_.push_back(std::move(event)); }
 
+  // A whole batch of events, as a stage that makes its output in one vector has it: the
+  // batch becomes the outgoing one when nothing was emitted yet in this callback, with no copy.
+  void emit_all(detail::Batch<Out>&& events) {
+    if (batch_.empty()) {
+      batch_.swap(events);
+    } else {
+      emit_bulk(events.size(), [&](std::span<Out> slots) {
+        std::move(events.begin(), events.end(), slots.begin());
+        return events.size();
+      });
+    }
+  }
+
   template <std::ranges::input_range R>
   void emit_all(R&& events) {
     if constexpr (std::ranges::sized_range<R>) reserve(std::ranges::size(events));

@@ -10,6 +10,8 @@
 // whole batch at a time: every node of the expression runs over the batch's column of values
 // before the next node, not one event at a time through a tree walk. Integer overflow and
 // division by zero are errors, never silent.
+#include <sluice/detail/batch.hpp>
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -30,6 +32,12 @@ std::string_view type_name(Type type);
 // which an expression reads and writes as columns without conversion.
 template <class T>
 concept EventType = std::is_same_v<T, std::int64_t> || std::is_same_v<T, double> || std::is_same_v<T, std::string>;
+
+// A column of values, as an expression gives them: a vector that a node grows without
+// zero-filling first (it writes every slot), and the very type of a batch, so that a stage can
+// send it on as one.
+template <EventType T>
+using Values = detail::Batch<T>;
 
 // The Type whose values an EventType holds (booleans share integer's).
 template <EventType T>
@@ -83,7 +91,7 @@ class Expression {
   // others throw std::logic_error. Throws EvalError naming an event that failed: each operand is
   // evaluated over the whole batch before the next, so not always the first one in the batch.
   template <EventType R, EventType X>
-  std::vector<R> evaluate(std::span<const X> events) const;
+  Values<R> evaluate(std::span<const X> events) const;
 
  private:
   Expression(std::shared_ptr<const Node> root, Type type, Type x_type, std::string source)

@@ -96,7 +96,7 @@ std::any dispatcher_of(const yaml::StageConfig& stage) {
                                        std::to_string(partitions - 1));
             }
           };
-          std::vector<std::int64_t> numbers;
+          expr::Values<std::int64_t> numbers;
           try {
             numbers = key.evaluate<std::int64_t>(events);
           } catch (const expr::EvalError&) {

@@ -35,9 +35,9 @@ std::string a(Type type) { return (type == Type::integer ? "an " : "a ") + std::
 // One value per event. Integers and booleans (0/1) share `ints`.
 struct Column {
   Type type = Type::integer;
-  std::vector<std::int64_t> ints;
-  std::vector<double> floats;
-  std::vector<std::string> strings;
+  Values<std::int64_t> ints;
+  Values<double> floats;
+  Values<std::string> strings;
 
   std::size_t size() const {
     switch (type) {
@@ -85,16 +85,19 @@ void scatter(const Column& part, const std::vector<std::size_t>& rows, Column& o
 
 class Node {
  public:
-  Node(Type type, std::size_t column) : type_(type), column_(column) {}
+  Node(Type type, std::size_t column, bool is_event = false) : type_(type), column_(column), is_event_(is_event) {}
   virtual ~Node() = default;
   Type type() const noexcept { return type_; }
   std::size_t column() const noexcept { return column_; }
+  // The event x itself (XNode). A flag, not a dynamic_cast: operands are looked up on every batch.
+  bool is_event() const noexcept { return is_event_; }
   // Evaluates over every row of `x`; an EvalError's index is a row of `x`.
   virtual Column eval(const Column& x) const = 0;
 
  private:
   Type type_;
   std::size_t column_;  // where in the source, for messages
+  bool is_event_;
 };
 
 namespace {
@@ -103,13 +106,13 @@ using NodePtr = std::shared_ptr<const Node>;
 
 class XNode final : public Node {
  public:
-  using Node::Node;
+  XNode(Type type, std::size_t column) : Node(type, column, true) {}
   Column eval(const Column& x) const override { return x; }
 };
 
 // The column of `node` over `x`: x itself for the event (no copy), else evaluated into `storage`.
 const Column& operand(const NodePtr& node, const Column& x, Column& storage) {
-  if (dynamic_cast<const XNode*>(node.get()) != nullptr) return x;
+  if (node->is_event()) return x;
   storage = node->eval(x);
   return storage;
 }
@@ -469,18 +472,20 @@ class Parser {
   // Compares columns of T row by row; against a literal, with the literal itself rather than a
   // column of copies of it (`x < 1000` is the common filter).
   template <class Decide, class T>
-  static NodePtr compared_as(const Token& op, const NodePtr& left, const NodePtr& right, Decide decide, std::vector<T> Column::*values) {
+  static NodePtr compared_as(const Token& op, const NodePtr& left, const NodePtr& right, Decide decide, Values<T> Column::*values) {
     const auto* literal = dynamic_cast<const Literal*>(right.get());
     if (const T* constant = literal != nullptr ? std::get_if<T>(&literal->value()) : nullptr) {
       return std::make_shared<Map1>(Type::boolean, op.column, left, [decide, values, constant = *constant](const Column& in, Column& out) {
-        const std::vector<T>& x = in.*values;
+        const Values<T>& x = in.*values;
         std::int64_t* result = out.ints.data();
-        for (std::size_t row = 0; row < x.size(); ++row) result[row] = decide(x[row], constant);
+        const std::size_t rows = x.size();
+#pragma GCC unroll 4
+        for (std::size_t row = 0; row < rows; ++row) result[row] = decide(x[row], constant);
       });
     }
     return std::make_shared<Map2>(Type::boolean, op.column, left, right, [decide, values](const Column& a, const Column& b, Column& out) {
-      const std::vector<T>& x = a.*values;
-      const std::vector<T>& y = b.*values;
+      const Values<T>& x = a.*values;
+      const Values<T>& y = b.*values;
       std::int64_t* result = out.ints.data();
       for (std::size_t row = 0; row < x.size(); ++row) result[row] = decide(x[row], y[row]);
     });
@@ -515,6 +520,7 @@ class Parser {
                                     const std::int64_t* y = b.ints.data();
                                     std::int64_t* result = out.ints.data();
                                     bool overflow = false;
+#pragma GCC unroll 4
                                     for (std::size_t row = 0; row < rows; ++row) overflow |= checked(x[row], y[row], &result[row]);
                                     if (!overflow) return;
                                     for (std::size_t row = 0; row < rows; ++row) {
@@ -756,7 +762,7 @@ Column column_of(std::span<const X> events) {
 }
 
 template <EventType R>
-std::vector<R> values_of(Column&& column) {
+Values<R> values_of(Column&& column) {
   if constexpr (std::is_same_v<R, std::int64_t>) return std::move(column.ints);
   if constexpr (std::is_same_v<R, double>) return std::move(column.floats);
   if constexpr (std::is_same_v<R, std::string>) return std::move(column.strings);
@@ -772,7 +778,7 @@ Expression Expression::compile(std::string_view source, Type x_type, std::string
 }
 
 template <EventType R, EventType X>
-std::vector<R> Expression::evaluate(std::span<const X> events) const {
+Values<R> Expression::evaluate(std::span<const X> events) const {
   if (type_of<X> != x_type_ || type_of<R> != (type_ == Type::boolean ? Type::integer : type_)) {
     throw std::logic_error("the expression '" + source_ + "' maps " + a(x_type_) + " to " + a(type_) + ", not " + a(type_of<X>) + " to " +
                            a(type_of<R>));
@@ -780,7 +786,7 @@ std::vector<R> Expression::evaluate(std::span<const X> events) const {
   return values_of<R>(root_->eval(column_of(events)));
 }
 
-#define SLUICE_EVALUATE(R, X) template std::vector<R> Expression::evaluate<R, X>(std::span<const X>) const;
+#define SLUICE_EVALUATE(R, X) template Values<R> Expression::evaluate<R, X>(std::span<const X>) const;
 #define SLUICE_EVALUATE_TO(X) SLUICE_EVALUATE(std::int64_t, X) SLUICE_EVALUATE(double, X) SLUICE_EVALUATE(std::string, X)
 SLUICE_EVALUATE_TO(std::int64_t)
 SLUICE_EVALUATE_TO(double)
