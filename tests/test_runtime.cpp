@@ -8,6 +8,7 @@
 
 #include <doctest/doctest.h>
 #include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/task_arena.h>
 
 #include <unistd.h>
 
@@ -452,23 +453,29 @@ TEST_CASE("a stage's callbacks never run concurrently, and its messages are hand
   CHECK(checker->count == 200'000);
 }
 
-TEST_CASE("a callback may itself run a oneTBB algorithm on the System's workers: a parallel_for over its batch") {
-  // oneTBB users parallelise a heavy step inside it. The parallel_for runs in the System's arena,
-  // while other stages' slices wait in its FIFO queue; four chains run side by side, so that
-  // both workers are busy with slices while the loops spread.
+TEST_CASE("a callback may itself run a oneTBB algorithm, in the System's arena: a parallel_for over its batch") {
+  // oneTBB users parallelise a heavy step inside it. Four chains run side by side, so that the
+  // workers are busy with slices while the loops spread. Three workers, so that the System's
+  // arena (three slots) differs from the default one (one per core) seen from inside the loop.
   struct ParallelSquares final : ProducerConsumer<std::int64_t, std::int64_t> {
+    explicit ParallelSquares(std::atomic<bool>* outside_arena) : outside_arena_(outside_arena) {}
     void handle_events(std::span<std::int64_t> events, Emitter<std::int64_t>& out) override {
       std::vector<std::int64_t> squares(events.size());
-      oneapi::tbb::parallel_for(std::size_t{0}, events.size(), [&](std::size_t i) { squares[i] = events[i] * events[i]; });
+      oneapi::tbb::parallel_for(std::size_t{0}, events.size(), [&](std::size_t i) {
+        if (oneapi::tbb::this_task_arena::max_concurrency() != 3) outside_arena_->store(true);
+        squares[i] = events[i] * events[i];
+      });
       for (std::int64_t square : squares) out.emit(square);
     }
+    std::atomic<bool>* outside_arena_;
   };
   constexpr std::int64_t events = 50'000;
-  System system(2);
+  std::atomic<bool> outside_arena{false};
+  System system(3);
   std::vector<StageRef<SumConsumer>> sums;
   for (int chain = 0; chain < 4; ++chain) {
     auto numbers = system.spawn<NumberProducer>("numbers-" + std::to_string(chain), 1, events);
-    auto squares = system.spawn<ParallelSquares>("squares-" + std::to_string(chain));
+    auto squares = system.spawn<ParallelSquares>("squares-" + std::to_string(chain), &outside_arena);
     auto sum = system.spawn<SumConsumer>("sum-" + std::to_string(chain));
     system.subscribe(squares, numbers, {.max_demand = 64});
     system.subscribe(sum, squares);
@@ -479,6 +486,7 @@ TEST_CASE("a callback may itself run a oneTBB algorithm on the System's workers:
     CHECK(sum->count() == static_cast<std::uint64_t>(events));
     CHECK(sum->sum() == sum_of_squares(events));
   }
+  CHECK_FALSE(outside_arena.load());
   CHECK(system.running() == 0);
 }
 

@@ -13,8 +13,9 @@
 
 namespace sluice {
 
-// Appends events to the stage's outgoing batch, a reused vector: emitting allocates nothing
-// once the batch has grown to its working size, and costs no virtual call.
+// Appends events to the stage's outgoing batch, a vector reused from batch to batch (unless a
+// whole batch replaces it, emit_all): emitting allocates nothing once the batch has grown to its
+// working size, and costs no virtual call.
 template <class Out>
 class Emitter {
  public:
@@ -24,15 +25,13 @@ class Emitter {
   void emit(Out&& event) { batch_.push_back(std::move(event)); }
 
   // A whole batch of events, as a stage that makes its output in one vector has it: the
-  // batch becomes the outgoing one when nothing was emitted yet in this callback, with no copy.
+  // batch becomes the outgoing one when nothing was emitted yet in this callback, with no copy
+  // (the empty vector it replaces, with its capacity, goes with `events`); else it is appended.
   void emit_all(detail::Batch<Out>&& events) {
     if (batch_.empty()) {
       batch_.swap(events);
     } else {
-      emit_bulk(events.size(), [&](std::span<Out> slots) {
-        std::move(events.begin(), events.end(), slots.begin());
-        return events.size();
-      });
+      batch_.insert(batch_.end(), std::make_move_iterator(events.begin()), std::make_move_iterator(events.end()));
     }
   }
 
