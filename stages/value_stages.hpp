@@ -360,36 +360,27 @@ class FilterStage final : public ProducerConsumer<Event, Event> {
  public:
   explicit FilterStage(std::shared_ptr<ExpressionStep> step) : step_(std::move(step)) {}
   void handle_events(std::span<Event> events, Emitter<Event>& out) override {
-    const bool go_on = step_->apply(
-        std::span<const Event>(events),
-        [&](std::span<const Event> part) { return step_->expression().evaluate<std::int64_t>(part); },
-        [&](std::size_t first, const expr::Values<std::int64_t>& keep) {
-          out.emit_bulk(keep.size(), [&](std::span<Event> slots) {
-            return keep_flagged(events.data() + first, keep.data(), keep.size(), slots.data());
+    bool go_on = true;
+    if constexpr (std::is_trivially_copyable_v<Event>) {
+      // The expression picks the events itself (Expression::select), into a batch sent whole.
+      go_on = step_->apply(
+          std::span<const Event>(events), [&](std::span<const Event> part) { return step_->expression().select(part); },
+          [&](std::size_t, expr::Values<Event> kept) { out.emit_all(std::move(kept)); });
+    } else {
+      // Strings are moved, not copied: flags first, then the events they keep.
+      go_on = step_->apply(
+          std::span<const Event>(events),
+          [&](std::span<const Event> part) { return step_->expression().evaluate<std::int64_t>(part); },
+          [&](std::size_t first, const expr::Values<std::int64_t>& keep) {
+            out.reserve(keep.size());
+            for (std::size_t i = 0; i < keep.size(); ++i)
+              if (keep[i] != 0) out.emit(std::move(events[first + i]));
           });
-        });
+    }
     if (!go_on) out.done();
   }
 
  private:
-  // The events whose flag is set, into `slots`; returns how many. Out of line, unrolled, with the
-  // slots restrict-qualified, as the DSL's bulk loops (include/sluice/detail/pipeline_stages.hpp
-  // says why): inlined, GCC addressed each slot from two registers.
-  [[gnu::noinline]] static std::size_t keep_flagged(Event* events, const std::int64_t* keep, std::size_t count,
-                                                    Event* __restrict slots) {
-    std::size_t kept = 0;
-#pragma GCC unroll 4
-    for (std::size_t i = 0; i < count; ++i) {
-      if constexpr (std::is_trivially_copyable_v<Event>) {
-        slots[kept] = events[i];  // no branch
-        kept += keep[i] != 0;
-      } else if (keep[i] != 0) {
-        slots[kept++] = std::move(events[i]);
-      }
-    }
-    return kept;
-  }
-
   std::shared_ptr<ExpressionStep> step_;
 };
 

@@ -62,6 +62,37 @@ TEST_CASE("comparisons, logic and the conditional; && and || do not evaluate wha
   CHECK(eval("!(x > 1)", xs({1, 2})) == ints({1, 0}));
 }
 
+TEST_CASE("select keeps exactly the events whose flag evaluate gives, in order, on each of its paths") {
+  // A comparison with a literal picks in one pass, reading the events as keys (x < 3) or an
+  // evaluated operand (x * 2 < 10, str(x) == "4", a string key); any other boolean goes through
+  // a column of flags (&&, a bare integer where nonzero holds).
+  const std::vector<std::int64_t> events{5, 1, 4, -2, 0, 3, 8, 2};
+  for (std::string_view source : {"x < 3", "x * 2 < 10", "x >= 4", "3 > x", "str(x) == \"4\"", "x % 2 == 0 && x > 0", "x"}) {
+    CAPTURE(source);
+    const Expression filter = Expression::compile(source, Type::integer);
+    const Values<std::int64_t> flags = filter.evaluate<std::int64_t, std::int64_t>(events);
+    std::vector<std::int64_t> expected;
+    for (std::size_t i = 0; i < events.size(); ++i)
+      if (flags[i] != 0) expected.push_back(events[i]);
+    const Values<std::int64_t> kept = filter.select<std::int64_t>(events);
+    CHECK(std::vector<std::int64_t>(kept.begin(), kept.end()) == expected);
+  }
+  const Values<double> kept = Expression::compile("x >= 1.5", Type::floating).select<double>(std::vector<double>{2.0, 1.0, 1.5});
+  CHECK(std::vector<double>(kept.begin(), kept.end()) == std::vector<double>{2.0, 1.5});
+}
+
+TEST_CASE("select fails as evaluate does: an event that fails is named, and a non-boolean is a programming error") {
+  const std::vector<std::int64_t> events{5, 0, 2};
+  try {
+    (void)Expression::compile("10 / x < 3", Type::integer).select<std::int64_t>(events);
+    FAIL("no EvalError");
+  } catch (const EvalError& error) {
+    CHECK(error.index() == 1);
+  }
+  CHECK_THROWS_AS((void)Expression::compile("x * 2", Type::floating).select<double>(std::vector<double>{1.0}), std::logic_error);
+  CHECK_THROWS_AS((void)Expression::compile("x < 3", Type::integer).select<double>(std::vector<double>{1.0}), std::logic_error);
+}
+
 TEST_CASE("strings: concatenation and every string function") {
   const std::vector<std::string> lines{"  Error: disk  ", "info"};
   CHECK(eval("trim(x)", lines) == std::vector<Value>{std::string("Error: disk"), std::string("info")});

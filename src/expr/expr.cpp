@@ -93,6 +93,10 @@ class Node {
   bool is_event() const noexcept { return is_event_; }
   // Evaluates over every row of `x`; an EvalError's index is a row of `x`.
   virtual Column eval(const Column& x) const = 0;
+  // A boolean node that can pick the events it holds for in one pass, with no column of flags
+  // (Expression::select), sets `kept` to them and returns true; others return false.
+  virtual bool select(std::span<const std::int64_t>, Values<std::int64_t>&) const { return false; }
+  virtual bool select(std::span<const double>, Values<double>&) const { return false; }
 
  private:
   Type type_;
@@ -103,6 +107,31 @@ class Node {
 namespace {
 
 using NodePtr = std::shared_ptr<const Node>;
+
+// The events of a batch as the column `x`: a copy, since a failing event must stay in the batch
+// for on_error.
+template <EventType X>
+Column column_of(std::span<const X> events) {
+  Column x{type_of<X>, {}, {}, {}};
+  if constexpr (std::is_same_v<X, std::int64_t>) x.ints.assign(events.begin(), events.end());
+  if constexpr (std::is_same_v<X, double>) x.floats.assign(events.begin(), events.end());
+  if constexpr (std::is_same_v<X, std::string>) x.strings.assign(events.begin(), events.end());
+  return x;
+}
+
+// The events whose key passes `keep`, in order, into `kept`; returns how many. Out of line,
+// unrolled and with `kept` restrict-qualified, as the DSL's bulk loops (see
+// include/sluice/detail/pipeline_stages.hpp). `keys` may be the events themselves.
+template <class X, class Key, class Keep>
+[[gnu::noinline]] std::size_t compact(const X* events, const Key* keys, std::size_t count, X* __restrict kept, const Keep& keep) {
+  std::size_t kept_count = 0;
+#pragma GCC unroll 4
+  for (std::size_t row = 0; row < count; ++row) {
+    kept[kept_count] = events[row];  // no branch: every event is copied, a kept one stays
+    kept_count += keep(keys[row]) ? 1 : 0;
+  }
+  return kept_count;
+}
 
 class XNode final : public Node {
  public:
@@ -194,6 +223,55 @@ class Map2 final : public Node {
  private:
   NodePtr left_, right_;
   Op op_;
+};
+
+// `left` compared with a literal, `x < 1000` being the usual filter: the literal itself is read,
+// not a column of copies of it, and as a filter it picks the events in the same pass
+// (select), reading them as its keys when `left` is x itself.
+template <class T, class Decide>
+class LiteralComparison final : public Node {
+ public:
+  LiteralComparison(std::size_t column, NodePtr left, Values<T> Column::*values, T constant, Decide decide)
+      : Node(Type::boolean, column), left_(std::move(left)), values_(values), constant_(std::move(constant)), decide_(decide) {}
+
+  Column eval(const Column& x) const override {
+    Column storage;
+    const Values<T>& keys = operand(left_, x, storage).*values_;
+    Column out{Type::boolean, {}, {}, {}};
+    out.resize(keys.size());
+    std::int64_t* result = out.ints.data();
+    const std::size_t rows = keys.size();
+#pragma GCC unroll 4
+    for (std::size_t row = 0; row < rows; ++row) result[row] = holds(keys[row]);
+    return out;
+  }
+
+  bool select(std::span<const std::int64_t> events, Values<std::int64_t>& kept) const override { return select_from(events, kept); }
+  bool select(std::span<const double> events, Values<double>& kept) const override { return select_from(events, kept); }
+
+ private:
+  bool holds(const T& key) const { return decide_(key, constant_); }
+
+  template <class X>
+  bool select_from(std::span<const X> events, Values<X>& kept) const {
+    Column storage;
+    const T* keys = nullptr;
+    if constexpr (std::is_same_v<T, X>) {
+      if (left_->is_event()) keys = events.data();
+    }
+    if (keys == nullptr) {
+      storage = left_->eval(column_of(events));
+      keys = (storage.*values_).data();
+    }
+    kept.resize(events.size());
+    kept.resize(compact(events.data(), keys, events.size(), kept.data(), [this](const T& key) { return holds(key); }));
+    return true;
+  }
+
+  NodePtr left_;
+  Values<T> Column::*values_;
+  T constant_;
+  Decide decide_;
 };
 
 // cond ? a : b, and (as cond ? right : false / cond ? true : right) && and ||: each branch is
@@ -475,13 +553,7 @@ class Parser {
   static NodePtr compared_as(const Token& op, const NodePtr& left, const NodePtr& right, Decide decide, Values<T> Column::*values) {
     const auto* literal = dynamic_cast<const Literal*>(right.get());
     if (const T* constant = literal != nullptr ? std::get_if<T>(&literal->value()) : nullptr) {
-      return std::make_shared<Map1>(Type::boolean, op.column, left, [decide, values, constant = *constant](const Column& in, Column& out) {
-        const Values<T>& x = in.*values;
-        std::int64_t* result = out.ints.data();
-        const std::size_t rows = x.size();
-#pragma GCC unroll 4
-        for (std::size_t row = 0; row < rows; ++row) result[row] = decide(x[row], constant);
-      });
+      return std::make_shared<LiteralComparison<T, Decide>>(op.column, left, values, *constant, decide);
     }
     return std::make_shared<Map2>(Type::boolean, op.column, left, right, [decide, values](const Column& a, const Column& b, Column& out) {
       const Values<T>& x = a.*values;
@@ -750,17 +822,6 @@ class Parser {
   std::string_view variable_;
 };
 
-// The events of a batch as the column `x`: a copy, since a failing event must stay in the batch
-// for on_error.
-template <EventType X>
-Column column_of(std::span<const X> events) {
-  Column x{type_of<X>, {}, {}, {}};
-  if constexpr (std::is_same_v<X, std::int64_t>) x.ints.assign(events.begin(), events.end());
-  if constexpr (std::is_same_v<X, double>) x.floats.assign(events.begin(), events.end());
-  if constexpr (std::is_same_v<X, std::string>) x.strings.assign(events.begin(), events.end());
-  return x;
-}
-
 template <EventType R>
 Values<R> values_of(Column&& column) {
   if constexpr (std::is_same_v<R, std::int64_t>) return std::move(column.ints);
@@ -785,6 +846,24 @@ Values<R> Expression::evaluate(std::span<const X> events) const {
   }
   return values_of<R>(root_->eval(column_of(events)));
 }
+
+template <EventType X>
+  requires std::is_trivially_copyable_v<X>
+Values<X> Expression::select(std::span<const X> events) const {
+  if (type_of<X> != x_type_ || (type_ != Type::boolean && type_ != Type::integer)) {
+    throw std::logic_error("the expression '" + source_ + "' maps " + a(x_type_) + " to " + a(type_) + ", not " + a(type_of<X>) +
+                           " to a boolean");
+  }
+  Values<X> kept;
+  if (root_->select(events, kept)) return kept;
+  const Values<std::int64_t> flags = values_of<std::int64_t>(root_->eval(column_of(events)));
+  kept.resize(events.size());
+  kept.resize(compact(events.data(), flags.data(), events.size(), kept.data(), [](std::int64_t flag) { return flag != 0; }));
+  return kept;
+}
+
+template Values<std::int64_t> Expression::select(std::span<const std::int64_t>) const;
+template Values<double> Expression::select(std::span<const double>) const;
 
 #define SLUICE_EVALUATE(R, X) template Values<R> Expression::evaluate<R, X>(std::span<const X>) const;
 #define SLUICE_EVALUATE_TO(X) SLUICE_EVALUATE(std::int64_t, X) SLUICE_EVALUATE(double, X) SLUICE_EVALUATE(std::string, X)
