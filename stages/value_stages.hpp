@@ -175,7 +175,8 @@ class RangeSource final : public Producer<std::int64_t> {
  private:
   // value, value + step, ... into `count` slots; returns the value after them. Unsigned
   // arithmetic wraps where int64 would overflow; every value written is in range. Out of line,
-  // unrolled, with restrict-qualified slots, as FilterStage::keep_flagged.
+  // unrolled, with restrict-qualified slots, as the DSL's bulk loops
+  // (include/sluice/detail/pipeline_stages.hpp says why).
   [[gnu::noinline]] static std::uint64_t fill_stepping(std::int64_t* __restrict slots, std::size_t count, std::uint64_t value,
                                                        std::uint64_t step) {
 #pragma GCC unroll 4

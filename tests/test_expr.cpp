@@ -4,6 +4,8 @@
 
 #include <doctest/doctest.h>
 
+#include <cmath>
+#include <cstring>
 #include <limits>
 
 using namespace sluice;
@@ -77,8 +79,24 @@ TEST_CASE("select keeps exactly the events whose flag evaluate gives, in order, 
     const Values<std::int64_t> kept = filter.select<std::int64_t>(events);
     CHECK(std::vector<std::int64_t>(kept.begin(), kept.end()) == expected);
   }
-  const Values<double> kept = Expression::compile("x >= 1.5", Type::floating).select<double>(std::vector<double>{2.0, 1.0, 1.5});
-  CHECK(std::vector<double>(kept.begin(), kept.end()) == std::vector<double>{2.0, 1.5});
+  // Floats: the events as keys, an integer literal converted once, the flags' path; integer
+  // events against a float literal, keys converted.
+  const std::vector<double> floats{2.0, 1.0, 1.5, std::nan("")};
+  for (std::string_view source : {"x >= 1.5", "x < 2", "x != 1", "2.0 > x"}) {
+    CAPTURE(source);
+    const Expression filter = Expression::compile(source, Type::floating);
+    const Values<std::int64_t> flags = filter.evaluate<std::int64_t, double>(floats);
+    std::vector<double> expected;
+    for (std::size_t i = 0; i < floats.size(); ++i)
+      if (flags[i] != 0) expected.push_back(floats[i]);
+    const Values<double> kept = filter.select<double>(floats);
+    REQUIRE(kept.size() == expected.size());
+    for (std::size_t i = 0; i < kept.size(); ++i) CHECK(std::memcmp(&kept[i], &expected[i], sizeof(double)) == 0);
+  }
+  const Values<double> at_least = Expression::compile("x >= 1.5", Type::floating).select<double>(floats);
+  CHECK(std::vector<double>(at_least.begin(), at_least.end()) == std::vector<double>{2.0, 1.5});
+  const Values<std::int64_t> below = Expression::compile("x < 1.5", Type::integer).select<std::int64_t>(events);
+  CHECK(std::vector<std::int64_t>(below.begin(), below.end()) == std::vector<std::int64_t>{1, -2, 0});
 }
 
 TEST_CASE("select fails as evaluate does: an event that fails is named, and a non-boolean is a programming error") {

@@ -9,6 +9,7 @@
 
 #include <limits>
 #include <optional>
+#include <string>
 #include <vector>
 
 using namespace sluice;
@@ -93,6 +94,40 @@ TEST_CASE("on_error stop: the first failing event stops the step, after the even
   CHECK_FALSE(go_on);
   CHECK(emitted == std::vector<std::int64_t>{0});
   CHECK(failures->first() == "stage 'ratio' failed on event 1: division by zero");
+}
+
+TEST_CASE("filter: what holds goes on in order around the events that fail, integers picked in one pass and strings moved") {
+  // 10 / (key - 3) fails where the key is 3, holds below 4 elsewhere: keys 1, 2, 6, 7, 8 pass.
+  // Both failures fall in one chunk (max_demand 16: chunks of 8), which each splits, and the
+  // runs around them must follow one another in order.
+  const std::vector<std::int64_t> keys{1, 2, 3, 4, 5, 6, 3, 7, 8};
+  const std::vector<std::int64_t> kept_keys{1, 2, 6, 7, 8};
+  auto step_over = [](std::string_view source, expr::Type type) {
+    return std::make_shared<stages::ExpressionStep>("keep", expr::Expression::compile(source, type), stages::OnError::skip,
+                                                    std::make_shared<stages::Failures>());
+  };
+  {
+    System system;
+    auto step = step_over("10 / (x - 3) < 4", expr::Type::integer);
+    auto sink = from(system, std::vector<std::int64_t>(keys)) | via<stages::FilterStage<std::int64_t>>(step).with({.max_demand = 16}) |
+                into<test::RecordingConsumer<std::int64_t>>();
+    system.wait();
+    CHECK(sink->events() == kept_keys);
+    CHECK(step->skipped() == 2);
+  }
+  {
+    std::vector<std::string> words;
+    for (std::int64_t key : keys) words.push_back(std::string(static_cast<std::size_t>(key), 'w') + std::string(20, '-'));
+    System system;
+    auto step = step_over("10 / (len(x) - 23) < 4", expr::Type::string);
+    auto sink = from(system, std::move(words)) | via<stages::FilterStage<std::string>>(step).with({.max_demand = 16}) |
+                into<test::RecordingConsumer<std::string>>();
+    system.wait();
+    std::vector<std::string> expected;
+    for (std::int64_t key : kept_keys) expected.push_back(std::string(static_cast<std::size_t>(key), 'w') + std::string(20, '-'));
+    CHECK(sink->events() == expected);
+    CHECK(step->skipped() == 2);
+  }
 }
 
 TEST_CASE("a drain leaves a dead-letter source running until its feeders stop: a letter sent meanwhile arrives") {

@@ -444,6 +444,10 @@ class Parser {
 
   static NodePtr to_float(NodePtr node) {
     if (node->type() != Type::integer) return node;
+    // A literal is converted once, here: `x < 1000` on floats stays a comparison with a literal.
+    if (const auto* literal = dynamic_cast<const Literal*>(node.get())) {
+      return std::make_shared<Literal>(Type::floating, node->column(), static_cast<double>(std::get<std::int64_t>(literal->value())));
+    }
     return std::make_shared<Map1>(Type::floating, node->column(), node, [](std::size_t row, const Column& in, Column& out) {
       out.floats[row] = static_cast<double>(in.ints[row]);
     });
