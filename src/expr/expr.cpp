@@ -1,5 +1,6 @@
 // The expression language: a lexer, a precedence-climbing parser that type-checks as it builds,
 // and nodes that each evaluate a whole column (one value per event of the batch) at a time.
+#include <sluice/detail/compact.hpp>
 #include <sluice/expr.hpp>
 #include <sluice/value.hpp>
 
@@ -117,20 +118,6 @@ Column column_of(std::span<const X> events) {
   if constexpr (std::is_same_v<X, double>) x.floats.assign(events.begin(), events.end());
   if constexpr (std::is_same_v<X, std::string>) x.strings.assign(events.begin(), events.end());
   return x;
-}
-
-// The events whose key passes `keep`, in order, into `kept`; returns how many. Out of line,
-// unrolled and with `kept` restrict-qualified, as the DSL's bulk loops (see
-// include/sluice/detail/pipeline_stages.hpp). `keys` may be the events themselves.
-template <class X, class Key, class Keep>
-[[gnu::noinline]] std::size_t compact(const X* events, const Key* keys, std::size_t count, X* __restrict kept, const Keep& keep) {
-  std::size_t kept_count = 0;
-#pragma GCC unroll 4
-  for (std::size_t row = 0; row < count; ++row) {
-    kept[kept_count] = events[row];  // no branch: every event is copied, a kept one stays
-    kept_count += keep(keys[row]) ? 1 : 0;
-  }
-  return kept_count;
 }
 
 class XNode final : public Node {
@@ -254,17 +241,16 @@ class LiteralComparison final : public Node {
 
   template <class X>
   bool select_from(std::span<const X> events, Values<X>& kept) const {
-    Column storage;
-    const T* keys = nullptr;
-    if constexpr (std::is_same_v<T, X>) {
-      if (left_->is_event()) keys = events.data();
-    }
-    if (keys == nullptr) {
-      storage = left_->eval(column_of(events));
-      keys = (storage.*values_).data();
-    }
+    const auto holds_key = [this](const T& key) { return holds(key); };
     kept.resize(events.size());
-    kept.resize(compact(events.data(), keys, events.size(), kept.data(), [this](const T& key) { return holds(key); }));
+    if constexpr (std::is_same_v<T, X>) {
+      if (left_->is_event()) {
+        kept.resize(detail::compact(events.data(), nullptr, events.size(), kept.data(), holds_key));
+        return true;
+      }
+    }
+    const Column keys = left_->eval(column_of(events));
+    kept.resize(detail::compact(events.data(), (keys.*values_).data(), events.size(), kept.data(), holds_key));
     return true;
   }
 
@@ -862,7 +848,7 @@ Values<X> Expression::select(std::span<const X> events) const {
   if (root_->select(events, kept)) return kept;
   const Values<std::int64_t> flags = values_of<std::int64_t>(root_->eval(column_of(events)));
   kept.resize(events.size());
-  kept.resize(compact(events.data(), flags.data(), events.size(), kept.data(), [](std::int64_t flag) { return flag != 0; }));
+  kept.resize(detail::compact(events.data(), flags.data(), events.size(), kept.data(), [](std::int64_t flag) { return flag != 0; }));
   return kept;
 }
 

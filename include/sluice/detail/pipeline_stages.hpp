@@ -1,5 +1,6 @@
 #pragma once
 // The stages behind the pipeline DSL's lambda steps.
+#include <sluice/detail/compact.hpp>
 #include <sluice/stage.hpp>
 
 #include <algorithm>
@@ -66,7 +67,9 @@ class FilterStage final : public ProducerConsumer<T, T> {
   explicit FilterStage(F f) : f_(std::move(f)) {}
   void handle_events(std::span<T> events, Emitter<T>& out) override {
     if constexpr (SlotWritable<T> && std::is_copy_assignable_v<T>) {
-      out.emit_bulk(events.size(), [&](std::span<T> slots) { return keep_into(events, slots.data(), f_); });
+      out.emit_bulk(events.size(), [&](std::span<T> slots) {
+        return compact(events.data(), nullptr, events.size(), slots.data(), f_);
+      });
     } else {
       out.reserve(events.size());
       for (T& event : events)
@@ -75,23 +78,6 @@ class FilterStage final : public ProducerConsumer<T, T> {
   }
 
  private:
-  // One of the bulk loops (see above).
-  [[gnu::noinline]] static std::size_t keep_into(std::span<const T> events, T* __restrict slots, F& keep) {
-    std::size_t kept = 0;
-#pragma GCC unroll 4
-    for (const T& event : events) {
-      if constexpr (sizeof(T) <= 2 * sizeof(void*)) {
-        // Branch-free: every event is copied, and only a kept one moves the cursor on. It pays
-        // while a copy is a register or two; a larger event is copied only when kept.
-        slots[kept] = event;
-        kept += std::invoke(keep, event) ? 1 : 0;
-      } else if (std::invoke(keep, event)) {
-        slots[kept++] = event;
-      }
-    }
-    return kept;
-  }
-
   F f_;
 };
 
