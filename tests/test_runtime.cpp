@@ -357,6 +357,46 @@ TEST_CASE("on one worker, a stage woken from outside runs while an endless chain
   }
 }
 
+TEST_CASE("on one worker, a stage queued behind an endless ping-pong between two stages still runs") {
+  // A and B cast to each other forever, each waking the other into the run-next slot; X, woken
+  // by A's first cast behind B, waits in the worker's own queue, where only the worker itself or
+  // that queue's helper task can take it. A chain with nothing waiting in oneTBB's queue keeps
+  // its worker past 64 slices, so the helper must count as waiting there: the chain then yields
+  // to it, and it runs X.
+  struct PingPong final : Consumer<std::int64_t> {
+    void handle_events(std::span<std::int64_t>) override {}
+    void handle_cast(std::any&) override {
+      system->cast(*peer, std::any(0));
+      if (also != nullptr) system->cast(*std::exchange(also, nullptr), std::any(0));
+    }
+    System* system = nullptr;
+    detail::ActorCore* peer = nullptr;
+    detail::ActorCore* also = nullptr;
+  };
+  struct Flag final : Consumer<std::int64_t> {
+    explicit Flag(std::atomic<bool>* cast) : cast_(cast) {}
+    void handle_events(std::span<std::int64_t>) override {}
+    void handle_cast(std::any&) override { cast_->store(true); }
+    std::atomic<bool>* cast_;
+  };
+  System system(1);
+  std::atomic<bool> cast{false};
+  auto a = system.spawn<PingPong>("a");
+  auto b = system.spawn<PingPong>("b");
+  auto x = system.spawn<Flag>("x", &cast);
+  a->system = b->system = &system;
+  a->peer = &b.core();
+  b->peer = &a.core();
+  a->also = &x.core();
+  system.start();
+  system.cast(a, std::any(0));
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!cast.load() && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  CHECK(cast.load());
+  system.stop();
+  system.wait();
+}
+
 // Sanitizers hold freed memory back (ASan's quarantine), so resident memory says nothing there.
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 TEST_CASE("a chain at max_demand 1 on one worker runs in flat memory: wakes beyond the run-next slot pile up nothing") {

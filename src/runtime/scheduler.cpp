@@ -169,7 +169,7 @@ class TbbScheduler final : public Scheduler {
 
   void run_task(std::function<void()> task) override {
     if (!started_.load(std::memory_order_acquire) && hold_task(task)) return;
-    arena_.enqueue(group_.defer(std::move(task)));
+    enqueue(std::move(task));
   }
 
   void run_blocking(std::function<void()> task) override { blocking_->submit(std::move(task)); }
@@ -184,7 +184,7 @@ class TbbScheduler final : public Scheduler {
       held_tasks.swap(held_tasks_);
     }
     for (ActorCore* actor : held) enqueue_run(*actor);
-    for (auto& task : held_tasks) arena_.enqueue(group_.defer(std::move(task)));
+    for (auto& task : held_tasks) enqueue(std::move(task));
   }
 
   void schedule(ActorCore& actor) override {
@@ -194,7 +194,7 @@ class TbbScheduler final : public Scheduler {
     } else if (run_next == nullptr) {
       run_next = &actor;
     } else {
-      if (local_queue->push(actor)) enqueue_help(*local_queue);
+      queue_here(actor);
     }
   }
 
@@ -210,17 +210,38 @@ class TbbScheduler final : public Scheduler {
   }
 
  private:
-  // Slices run back to back through the run-next slot before the rest is left to the task
-  // queue, so that a ping-pong between two stages cannot hold a worker forever.
+  // Slices run back to back through the run-next slot; past this many, a chain leaves the
+  // worker to any task waiting in the arena, so that a ping-pong between two stages cannot hold
+  // a worker forever (a helper counts: it takes the stages queued behind the ping-pong).
   static constexpr int max_run_next_hops = 64;
-  // How long a helper on an idle worker watches a busy owner's queue before it leaves.
+  // How long a helper on an idle worker watches a busy owner's queue before it leaves, and the
+  // longest it waits between two looks.
   static constexpr auto max_help_wait = 25 * defaults::steal_delay;
+  static constexpr auto max_look_interval = 16 * defaults::steal_delay;
 
   // Every task goes to the arena's FIFO queue, none to a worker's own deque: oneTBB runs its own
   // deque first, so a chain that kept spawning there would starve the tasks enqueued from outside
-  // (a stage woken by a timer or by another thread) on a one-worker System.
-  void enqueue_run(ActorCore& actor) { arena_.enqueue(group_.defer([this, &actor] { run(actor); })); }
-  void enqueue_help(WakeQueue& queue) { arena_.enqueue(group_.defer([this, &queue] { help(queue); })); }
+  // (a stage woken by a timer or by another thread) on a one-worker System. Each is counted
+  // until a worker starts it, so that a chain yields its worker only when a task waits.
+  template <class Task>
+  void enqueue(Task&& task) {
+    waiting_tasks_.fetch_add(1, std::memory_order_relaxed);
+    arena_.enqueue(group_.defer([this, task = std::forward<Task>(task)] {
+      waiting_tasks_.fetch_sub(1, std::memory_order_relaxed);
+      task();
+    }));
+  }
+  void enqueue_run(ActorCore& actor) { enqueue([this, &actor] { run(actor); }); }
+  void enqueue_help(WakeQueue& queue) { enqueue([this, &queue] { help(queue); }); }
+
+  // Whether a task waits in the arena for a worker. Relaxed: a task enqueued just after the look
+  // waits for the next one, a slice later.
+  bool tasks_wait() const noexcept { return waiting_tasks_.load(std::memory_order_relaxed) > 0; }
+
+  // Queues `actor` behind the stages this worker runs after its current slice.
+  void queue_here(ActorCore& actor) {
+    if (local_queue->push(actor)) enqueue_help(*local_queue);
+  }
 
   void run(ActorCore& first) {
     TbbScheduler* outer_scheduler = std::exchange(current_scheduler, this);
@@ -228,12 +249,22 @@ class TbbScheduler final : public Scheduler {
     WakeQueue* outer_queue = std::exchange(local_queue, &own_queue());
     ActorCore* actor = &first;
     for (int hop = 0; actor != nullptr; ++hop) {
-      // A stage with work left yields: it goes to the back of the arena's queue so that other
-      // stages get their turn.
-      if (actor->run_slice()) enqueue_run(*actor);
+      // A stage with work left yields: to the back of the arena's queue when a task waits there,
+      // else behind the stages this worker has to run, as if woken now. A trip through the arena
+      // that nothing waits for only costs (with the hop limit's, about 5% of W1 queued at
+      // T = 1000).
+      if (actor->run_slice()) {
+        if (tasks_wait()) {
+          enqueue_run(*actor);
+        } else if (run_next == nullptr && local_queue->looks_empty()) {
+          run_next = actor;
+        } else {
+          queue_here(*actor);
+        }
+      }
       actor = std::exchange(run_next, nullptr);
       if (actor == nullptr && !local_queue->looks_empty()) actor = local_queue->take();
-      if (actor != nullptr && hop == max_run_next_hops) {
+      if (actor != nullptr && hop >= max_run_next_hops && tasks_wait()) {
         enqueue_run(*actor);
         actor = nullptr;
       }
@@ -256,19 +287,24 @@ class TbbScheduler final : public Scheduler {
   // for at most max_help_wait, so that it holds that worker only while the owner is busy.
   void help(WakeQueue& queue) {
     if (&queue != &own_queue()) {
-      // It looks at the queue once per steal_delay, not in a spin: each look pulls the line the
-      // owner writes on every push and take to this core, and the owner pays for that. A stage
-      // has waited steal_delay when, at a look, the owner has not yet taken every stage pushed
-      // before the previous look (the queue is FIFO).
+      // It looks at the queue now and then, not in a spin: each look pulls the line the owner
+      // writes on every push and take to this core, and the owner pays for that. A stage has
+      // waited when, at a look, the owner has not yet taken every stage pushed before the
+      // previous look (the queue is FIFO). The first look comes after steal_delay; each look the
+      // owner passes doubles the wait to the next, up to max_look_interval. At one look per
+      // steal_delay, the owner's misses cost W1 queued up to 15% at T = 2^62 (in the slow mode),
+      // since a chain of short slices keeps a helper watching all the time.
       using Clock = std::chrono::steady_clock;
       const auto started = Clock::now();
       std::uint64_t pushed_before = queue.pushed.load(std::memory_order_relaxed);
-      // The next look is steal_delay after the later of the planned look and now: if this thread
-      // was descheduled, two looks back to back would not prove a wait of steal_delay.
-      for (auto look = started + defaults::steal_delay;; look = std::max(look, Clock::now()) + defaults::steal_delay) {
+      // The next look is the interval after the later of the planned look and now: if this
+      // thread was descheduled, two looks back to back would not prove a wait.
+      Clock::duration interval = defaults::steal_delay;
+      for (auto look = started + interval;; look = std::max(look, Clock::now()) + interval) {
         while (Clock::now() < look) std::this_thread::yield();
         if (queue.taken.load(std::memory_order_relaxed) < pushed_before) break;
         pushed_before = queue.pushed.load(std::memory_order_relaxed);
+        interval = std::min<Clock::duration>(2 * interval, max_look_interval);
         if (look - started >= max_help_wait) {
           // The owner keeps up: go, and leave a helper in oneTBB's queue while stages remain.
           if (queue.keep_helper()) enqueue_help(queue);
@@ -306,6 +342,7 @@ class TbbScheduler final : public Scheduler {
   oneapi::tbb::task_arena arena_;
   oneapi::tbb::task_group group_;
   std::vector<WakeQueue> queues_;  // one per arena slot
+  std::atomic<std::size_t> waiting_tasks_{0};  // enqueued in the arena, not yet started
   std::optional<BlockingPool> blocking_{std::in_place};  // joined first: its tasks post to stages
 };
 
