@@ -51,6 +51,9 @@ const bool registered = [] {
       {"sluice/dsl_fused", 100'000'000, sluice_dsl_fused},
       {"tbb_pipeline/batch_1000_tokens_8", 100'000'000, [](auto n, auto t) { return tbb_pipeline(n, t, 1000, 8); }},
       {"tbb_pipeline/batch_1_tokens_8", 2'000'000, [](auto n, auto t) { return tbb_pipeline(n, t, 1, 8); }},
+      {"tbb_pipeline/batch_1000_tokens_8/one_thread", 100'000'000,
+       [](auto n, auto t) { return tbb_pipeline_one_thread(n, t, 1000, 8); }},
+      {"tbb_pipeline/batch_1_tokens_8/one_thread", 2'000'000, [](auto n, auto t) { return tbb_pipeline_one_thread(n, t, 1, 8); }},
       {"tbb_flow_graph/batch_1000", 100'000'000, [](auto n, auto t) { return tbb_flow_graph(n, t, 1000); }},
       {"tbb_flow_graph/per_item", 1'000'000, [](auto n, auto t) { return tbb_flow_graph(n, t, 1); }},
   };

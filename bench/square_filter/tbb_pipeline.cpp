@@ -6,6 +6,7 @@
 #include <sluice/stages/sum_consumer.hpp>
 
 #include <oneapi/tbb/parallel_pipeline.h>
+#include <oneapi/tbb/task_arena.h>
 
 #include <cstddef>
 #include <limits>
@@ -88,6 +89,13 @@ std::uint64_t batched(std::int64_t n, std::int64_t limit, std::size_t batch, std
 
 std::uint64_t tbb_pipeline(std::int64_t n, std::int64_t limit, std::size_t batch, std::size_t tokens) {
   return batch == 1 ? per_item(n, limit, tokens) : batched(n, limit, batch, tokens);
+}
+
+std::uint64_t tbb_pipeline_one_thread(std::int64_t n, std::int64_t limit, std::size_t batch, std::size_t tokens) {
+  oneapi::tbb::task_arena one_thread(1);
+  std::uint64_t sum = 0;
+  one_thread.execute([&] { sum = tbb_pipeline(n, limit, batch, tokens); });
+  return sum;
 }
 
 }  // namespace bench::square_filter

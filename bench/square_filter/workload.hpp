@@ -20,6 +20,9 @@ std::uint64_t plain_loop(std::int64_t n, std::int64_t limit);
 // Two plain threads, one making and summing batches, the other squaring and filtering them.
 std::uint64_t two_threads_pipelined(std::int64_t n, std::int64_t limit, std::size_t batch, std::size_t in_flight);
 std::uint64_t tbb_pipeline(std::int64_t n, std::int64_t limit, std::size_t batch, std::size_t tokens);
+// The same on one thread (an arena of one slot): what oneTBB does with the core sluice's serial
+// stages use, next to what it does with both.
+std::uint64_t tbb_pipeline_one_thread(std::int64_t n, std::int64_t limit, std::size_t batch, std::size_t tokens);
 std::uint64_t tbb_flow_graph(std::int64_t n, std::int64_t limit, std::size_t batch);
 std::uint64_t sluice_pipeline(std::int64_t n, std::int64_t limit, std::size_t max_demand,
                               sluice::HandOff hand_off = sluice::HandOff::queued);
