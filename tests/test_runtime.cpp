@@ -326,9 +326,10 @@ TEST_CASE("a stage that waits on an async_stream hands its run-next stage to ano
 }
 
 TEST_CASE("on one worker, a stage woken from outside runs while an endless chain keeps the worker busy") {
-  // The chain's continuations go to the back of oneTBB's FIFO queue, not to the worker's own
-  // deque, which oneTBB runs first: a chain spawning there starved every task enqueued from
-  // outside (this message, a timer's, a stop) for as long as the stream ran.
+  // Once a task waits in oneTBB's FIFO queue (this message, a timer's, a stop), the chain's
+  // continuation goes behind it there, not to the worker's own deque, which oneTBB runs first:
+  // a chain spawning there starved every task enqueued from outside for as long as the stream
+  // ran.
   struct Flags final : Consumer<std::int64_t> {
     Flags(std::atomic<bool>* on_events, std::atomic<bool>* on_info) : on_events_(on_events), on_info_(on_info) {}
     void handle_events(std::span<std::int64_t>) override { on_events_->store(true); }
@@ -355,6 +356,52 @@ TEST_CASE("on one worker, a stage woken from outside runs while an endless chain
     system.stop();
     system.wait();
   }
+}
+
+TEST_CASE("on one worker, a stage that keeps sending itself messages yields to stages woken from inside and outside") {
+  // Its slices always end with messages left, so each yields after its budget (32 messages). With
+  // nothing waiting in oneTBB's queue it stays on the worker, behind the stage it woke (X); once
+  // a message from outside has woken Y, the next yield goes behind Y's task in oneTBB's queue.
+  struct SelfFeeding final : Consumer<std::int64_t> {
+    void handle_events(std::span<std::int64_t>) override {}
+    void handle_cast(std::any&) override {
+      ++casts;
+      system->cast(*self, std::any(0));
+      if (wake != nullptr) system->cast(*std::exchange(wake, nullptr), std::any(0));
+    }
+    System* system = nullptr;
+    detail::ActorCore* self = nullptr;
+    detail::ActorCore* wake = nullptr;
+    std::atomic<std::uint64_t> casts{0};
+  };
+  struct Flag final : Consumer<std::int64_t> {
+    explicit Flag(std::atomic<bool>* cast) : cast_(cast) {}
+    void handle_events(std::span<std::int64_t>) override {}
+    void handle_cast(std::any&) override { cast_->store(true); }
+    std::atomic<bool>* cast_;
+  };
+  System system(1);
+  std::atomic<bool> x_cast{false};
+  std::atomic<bool> y_cast{false};
+  auto busy = system.spawn<SelfFeeding>("busy");
+  auto x = system.spawn<Flag>("x", &x_cast);
+  auto y = system.spawn<Flag>("y", &y_cast);
+  busy->system = &system;
+  busy->self = &busy.core();
+  busy->wake = &x.core();
+  system.start();
+  system.cast(busy, std::any(0));
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!x_cast.load() && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  CHECK(x_cast.load());
+  // Well past its first slices, so that the stage has yielded with nothing waiting.
+  while (busy->casts.load() < 1000 && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  system.cast(y, std::any(0));
+  while (!y_cast.load() && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  CHECK(y_cast.load());
+  system.stop();
+  system.wait();
+  CHECK(busy->casts.load() >= 1000);
 }
 
 TEST_CASE("on one worker, a stage queued behind an endless ping-pong between two stages still runs") {

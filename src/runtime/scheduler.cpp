@@ -84,8 +84,8 @@ thread_local ActorCore* run_next = nullptr;
 
 // Stages woken on one worker beyond its run-next slot, in wake order. The worker takes them
 // itself as its slices end. One helper task at a time lets an idle worker take the front stage
-// once the owner has left a stage waiting defaults::steal_delay (Go delays stealing runnext the
-// same way): short slices keep a chain on one core, while a stage behind a long slice, or behind
+// once the owner has left a stage waiting at least defaults::steal_delay (Go delays stealing
+// runnext the same way): short slices keep a chain on one core, while a stage behind a long slice, or behind
 // a row of short ones, still moves. One helper per queue rather than a task per wake, because a
 // worker that stays in its run-next chain never returns to oneTBB's deque and would pile up a
 // stale task for every wake.
@@ -200,7 +200,7 @@ class TbbScheduler final : public Scheduler {
 
   // This worker is about to block: its run-next stage goes to the arena, where another worker
   // takes it. Stages in its wake queue need nothing: the queue's helper takes them once they
-  // have waited steal_delay, as it would behind any long slice.
+  // have waited, as it would behind any long slice.
   void release_run_next() {
     // Cleared only once queued: if queuing throws, the stage still runs after this slice.
     if (run_next != nullptr) {
@@ -214,8 +214,8 @@ class TbbScheduler final : public Scheduler {
   // worker to any task waiting in the arena, so that a ping-pong between two stages cannot hold
   // a worker forever (a helper counts: it takes the stages queued behind the ping-pong).
   static constexpr int max_run_next_hops = 64;
-  // How long a helper on an idle worker watches a busy owner's queue before it leaves, and the
-  // longest it waits between two looks.
+  // How long a helper on an idle worker watches a busy owner's queue before it leaves (it leaves
+  // at its first look past this, about 62 us in), and the longest it waits between two looks.
   static constexpr auto max_help_wait = 25 * defaults::steal_delay;
   static constexpr auto max_look_interval = 16 * defaults::steal_delay;
 
@@ -248,7 +248,8 @@ class TbbScheduler final : public Scheduler {
     ActorCore* outer_next = std::exchange(run_next, nullptr);
     WakeQueue* outer_queue = std::exchange(local_queue, &own_queue());
     ActorCore* actor = &first;
-    for (int hop = 0; actor != nullptr; ++hop) {
+    // Counts up to the limit and stays there: a chain with nothing waiting may run for good.
+    for (int hop = 0; actor != nullptr; hop = std::min(hop + 1, max_run_next_hops)) {
       // A stage with work left yields: to the back of the arena's queue when a task waits there,
       // else behind the stages this worker has to run, as if woken now. A trip through the arena
       // that nothing waits for only costs (with the hop limit's, about 5% of W1 queued at
@@ -264,7 +265,7 @@ class TbbScheduler final : public Scheduler {
       }
       actor = std::exchange(run_next, nullptr);
       if (actor == nullptr && !local_queue->looks_empty()) actor = local_queue->take();
-      if (actor != nullptr && hop >= max_run_next_hops && tasks_wait()) {
+      if (actor != nullptr && hop == max_run_next_hops && tasks_wait()) {
         enqueue_run(*actor);
         actor = nullptr;
       }
@@ -283,8 +284,8 @@ class TbbScheduler final : public Scheduler {
   }
 
   // The helper of `queue`: takes its front stage, on the owner at once, on another worker only
-  // once the owner has left a stage waiting steal_delay. A helper on another worker watches
-  // for at most max_help_wait, so that it holds that worker only while the owner is busy.
+  // once the owner has left a stage waiting (at least steal_delay). A helper on another worker
+  // watches for about max_help_wait, so that it holds that worker only while the owner is busy.
   void help(WakeQueue& queue) {
     if (&queue != &own_queue()) {
       // It looks at the queue now and then, not in a spin: each look pulls the line the owner
@@ -342,7 +343,9 @@ class TbbScheduler final : public Scheduler {
   oneapi::tbb::task_arena arena_;
   oneapi::tbb::task_group group_;
   std::vector<WakeQueue> queues_;  // one per arena slot
-  std::atomic<std::size_t> waiting_tasks_{0};  // enqueued in the arena, not yet started
+  // Enqueued in the arena, not yet started. On a line of its own: every enqueue and start
+  // writes it, and queues_ beside it is read at every run().
+  alignas(64) std::atomic<std::size_t> waiting_tasks_{0};
   std::optional<BlockingPool> blocking_{std::in_place};  // joined first: its tasks post to stages
 };
 
