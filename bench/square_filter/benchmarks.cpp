@@ -2,10 +2,15 @@
 // this machine kind switches between two speed modes, so only ratios within one run count.
 #include "workload.hpp"
 
+#include <sluice/stages/number_processor.hpp>
+#include <sluice/stages/number_producer.hpp>
+#include <sluice/stages/sum_consumer.hpp>
+
 #include <benchmark/benchmark.h>
 
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -76,6 +81,43 @@ const bool registered = [] {
     run(state, sluice_cli, 100'000'000, 1000);
   })->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(0.5);
 #endif
+  // W1's three loops by themselves, on one 500-event batch (a chunk at default demand) that
+  // stays in the cache: the most one core can do with them, with no framework at all.
+  constexpr std::size_t chunk = 500;
+  benchmark::RegisterBenchmark("W1/loops_on_500/fill_from", [](benchmark::State& state) {
+    std::vector<std::int64_t> batch(chunk);
+    std::int64_t first = 1;
+    for (auto _ : state) {
+      sluice::stages::NumberProducer::fill_from(batch, first);
+      first += static_cast<std::int64_t>(chunk);
+      benchmark::ClobberMemory();
+    }
+    state.counters["events/s"] = benchmark::Counter(chunk, benchmark::Counter::kIsIterationInvariantRate);
+  });
+  for (const auto& [limit_name, limit] : limits) {
+    benchmark::RegisterBenchmark(("W1/loops_on_500/keep_squares_below/" + std::string(limit_name)).c_str(),
+                                 [limit = limit](benchmark::State& state) {
+                                   std::vector<std::int64_t> batch(chunk);
+                                   std::vector<std::int64_t> kept(chunk);
+                                   sluice::stages::NumberProducer::fill_from(batch, 1);
+                                   for (auto _ : state) {
+                                     benchmark::DoNotOptimize(sluice::stages::NumberProcessor::keep_squares_below(batch, kept.data(), limit));
+                                     benchmark::ClobberMemory();
+                                   }
+                                   state.counters["events/s"] =
+                                       benchmark::Counter(chunk, benchmark::Counter::kIsIterationInvariantRate);
+                                 });
+  }
+  benchmark::RegisterBenchmark("W1/loops_on_500/add_all", [](benchmark::State& state) {
+    std::vector<std::int64_t> batch(chunk);
+    sluice::stages::NumberProducer::fill_from(batch, 1);
+    std::uint64_t sum = 0;
+    for (auto _ : state) {
+      sum = sluice::stages::SumConsumer::add_all(sum, batch);
+      benchmark::DoNotOptimize(sum);
+    }
+    state.counters["events/s"] = benchmark::Counter(chunk, benchmark::Counter::kIsIterationInvariantRate);
+  });
   return true;
 }();
 
