@@ -325,6 +325,37 @@ TEST_CASE("a stage that waits on an async_stream hands its run-next stage to ano
   CHECK(callee->casts == 1);
 }
 
+// Polls `holds` until it does, for 10 s at most: the tests below fail rather than hang when a
+// stage never runs.
+template <class Holds>
+bool eventually(Holds holds) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!holds() && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  return holds();
+}
+
+// On every cast it gets, casts to `peer` (itself, for a stage that keeps itself busy), and on the
+// first also to `wake`.
+struct Caster final : Consumer<std::int64_t> {
+  void handle_events(std::span<std::int64_t>) override {}
+  void handle_cast(std::any&) override {
+    casts.fetch_add(1);
+    system->cast(*peer, std::any(0));
+    if (wake != nullptr) system->cast(*std::exchange(wake, nullptr), std::any(0));
+  }
+  System* system = nullptr;
+  detail::ActorCore* peer = nullptr;
+  detail::ActorCore* wake = nullptr;
+  std::atomic<std::uint64_t> casts{0};
+};
+
+// Raises its flag when cast to.
+struct CastFlag final : Consumer<std::int64_t> {
+  void handle_events(std::span<std::int64_t>) override {}
+  void handle_cast(std::any&) override { cast.store(true); }
+  std::atomic<bool> cast{false};
+};
+
 TEST_CASE("on one worker, a stage woken from outside runs while an endless chain keeps the worker busy") {
   // Once a task waits in oneTBB's FIFO queue (this message, a timer's, a stop), the chain's
   // continuation goes behind it there, not to the worker's own deque, which oneTBB runs first:
@@ -350,9 +381,7 @@ TEST_CASE("on one worker, a stage woken from outside runs while an endless chain
     system.start();
     while (!flowing.load()) std::this_thread::yield();
     system.send_info(other, std::any(1));
-    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (!pinged.load() && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    CHECK(pinged.load());
+    CHECK(eventually([&] { return pinged.load(); }));
     system.stop();
     system.wait();
   }
@@ -362,46 +391,22 @@ TEST_CASE("on one worker, a stage that keeps sending itself messages yields to s
   // Its slices always end with messages left, so each yields after its budget (32 messages). With
   // nothing waiting in oneTBB's queue it stays on the worker, behind the stage it woke (X); once
   // a message from outside has woken Y, the next yield goes behind Y's task in oneTBB's queue.
-  struct SelfFeeding final : Consumer<std::int64_t> {
-    void handle_events(std::span<std::int64_t>) override {}
-    void handle_cast(std::any&) override {
-      ++casts;
-      system->cast(*self, std::any(0));
-      if (wake != nullptr) system->cast(*std::exchange(wake, nullptr), std::any(0));
-    }
-    System* system = nullptr;
-    detail::ActorCore* self = nullptr;
-    detail::ActorCore* wake = nullptr;
-    std::atomic<std::uint64_t> casts{0};
-  };
-  struct Flag final : Consumer<std::int64_t> {
-    explicit Flag(std::atomic<bool>* cast) : cast_(cast) {}
-    void handle_events(std::span<std::int64_t>) override {}
-    void handle_cast(std::any&) override { cast_->store(true); }
-    std::atomic<bool>* cast_;
-  };
   System system(1);
-  std::atomic<bool> x_cast{false};
-  std::atomic<bool> y_cast{false};
-  auto busy = system.spawn<SelfFeeding>("busy");
-  auto x = system.spawn<Flag>("x", &x_cast);
-  auto y = system.spawn<Flag>("y", &y_cast);
+  auto busy = system.spawn<Caster>("busy");
+  auto x = system.spawn<CastFlag>("x");
+  auto y = system.spawn<CastFlag>("y");
   busy->system = &system;
-  busy->self = &busy.core();
+  busy->peer = &busy.core();
   busy->wake = &x.core();
   system.start();
   system.cast(busy, std::any(0));
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!x_cast.load() && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  CHECK(x_cast.load());
+  CHECK(eventually([&] { return x->cast.load(); }));
   // Well past its first slices, so that the stage has yielded with nothing waiting.
-  while (busy->casts.load() < 1000 && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  CHECK(eventually([&] { return busy->casts.load() >= 1000; }));
   system.cast(y, std::any(0));
-  while (!y_cast.load() && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  CHECK(y_cast.load());
+  CHECK(eventually([&] { return y->cast.load(); }));
   system.stop();
   system.wait();
-  CHECK(busy->casts.load() >= 1000);
 }
 
 TEST_CASE("on one worker, a stage queued behind an endless ping-pong between two stages still runs") {
@@ -410,36 +415,17 @@ TEST_CASE("on one worker, a stage queued behind an endless ping-pong between two
   // that queue's helper task can take it. A chain with nothing waiting in oneTBB's queue keeps
   // its worker past 64 slices, so the helper must count as waiting there: the chain then yields
   // to it, and it runs X.
-  struct PingPong final : Consumer<std::int64_t> {
-    void handle_events(std::span<std::int64_t>) override {}
-    void handle_cast(std::any&) override {
-      system->cast(*peer, std::any(0));
-      if (also != nullptr) system->cast(*std::exchange(also, nullptr), std::any(0));
-    }
-    System* system = nullptr;
-    detail::ActorCore* peer = nullptr;
-    detail::ActorCore* also = nullptr;
-  };
-  struct Flag final : Consumer<std::int64_t> {
-    explicit Flag(std::atomic<bool>* cast) : cast_(cast) {}
-    void handle_events(std::span<std::int64_t>) override {}
-    void handle_cast(std::any&) override { cast_->store(true); }
-    std::atomic<bool>* cast_;
-  };
   System system(1);
-  std::atomic<bool> cast{false};
-  auto a = system.spawn<PingPong>("a");
-  auto b = system.spawn<PingPong>("b");
-  auto x = system.spawn<Flag>("x", &cast);
+  auto a = system.spawn<Caster>("a");
+  auto b = system.spawn<Caster>("b");
+  auto x = system.spawn<CastFlag>("x");
   a->system = b->system = &system;
   a->peer = &b.core();
   b->peer = &a.core();
-  a->also = &x.core();
+  a->wake = &x.core();
   system.start();
   system.cast(a, std::any(0));
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!cast.load() && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  CHECK(cast.load());
+  CHECK(eventually([&] { return x->cast.load(); }));
   system.stop();
   system.wait();
 }
