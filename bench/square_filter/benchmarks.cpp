@@ -18,6 +18,11 @@ using namespace bench::square_filter;
 
 using Variant = std::function<std::uint64_t(std::int64_t n, std::int64_t limit)>;
 
+// Reports events/s, from the events each iteration handles.
+void count_events(benchmark::State& state, double events_per_iteration) {
+  state.counters["events/s"] = benchmark::Counter(events_per_iteration, benchmark::Counter::kIsIterationInvariantRate);
+}
+
 void run(benchmark::State& state, const Variant& variant, std::int64_t n, std::int64_t limit) {
   const std::uint64_t expected = expected_sum(n, limit);
   for (auto _ : state) {
@@ -28,7 +33,7 @@ void run(benchmark::State& state, const Variant& variant, std::int64_t n, std::i
     }
     benchmark::DoNotOptimize(sum);
   }
-  state.counters["events/s"] = benchmark::Counter(static_cast<double>(n), benchmark::Counter::kIsIterationInvariantRate);
+  count_events(state, static_cast<double>(n));
 }
 
 struct Registration {
@@ -92,7 +97,7 @@ const bool registered = [] {
       first += static_cast<std::int64_t>(chunk);
       benchmark::ClobberMemory();
     }
-    state.counters["events/s"] = benchmark::Counter(chunk, benchmark::Counter::kIsIterationInvariantRate);
+    count_events(state, chunk);
   });
   for (const auto& [limit_name, limit] : limits) {
     benchmark::RegisterBenchmark(("W1/loops_on_500/keep_squares_below/" + std::string(limit_name)).c_str(),
@@ -104,8 +109,7 @@ const bool registered = [] {
                                      benchmark::DoNotOptimize(sluice::stages::NumberProcessor::keep_squares_below(batch, kept.data(), limit));
                                      benchmark::ClobberMemory();
                                    }
-                                   state.counters["events/s"] =
-                                       benchmark::Counter(chunk, benchmark::Counter::kIsIterationInvariantRate);
+                                   count_events(state, chunk);
                                  });
   }
   benchmark::RegisterBenchmark("W1/loops_on_500/add_all", [](benchmark::State& state) {
@@ -116,7 +120,7 @@ const bool registered = [] {
       sum = sluice::stages::SumConsumer::add_all(sum, batch);
       benchmark::DoNotOptimize(sum);
     }
-    state.counters["events/s"] = benchmark::Counter(chunk, benchmark::Counter::kIsIterationInvariantRate);
+    count_events(state, chunk);
   });
   return true;
 }();

@@ -28,10 +28,10 @@ inline constexpr std::size_t max_hand_off_depth = 2;
 
 // How long a stage queued on a busy worker waits at least before an idle worker takes it, and
 // how soon the idle worker first looks (as Go's scheduler delays stealing a P's runnext); it
-// looks less often while the busy worker keeps up, up to every 16 steal delays: a stage woken by
-// short slices then runs on the core whose cache holds the batch it was sent, while one behind
-// a long slice, or a row of short ones, moves after this wait or a few times it. The idle worker had nothing to
-// do, so the wait costs no work.
+// looks less often while the busy worker keeps up, up to every 16 steal delays: a stage woken
+// by short slices then runs on the core whose cache holds the batch it was sent, while one
+// behind a long slice, or a row of short ones, moves after this wait or a few times it. The
+// idle worker had nothing to do, so the wait costs no work.
 inline constexpr std::chrono::nanoseconds steal_delay{2000};
 
 // Spare batch vectors a producer keeps for reuse; more than the usual number of batches in

@@ -85,10 +85,10 @@ thread_local ActorCore* run_next = nullptr;
 // Stages woken on one worker beyond its run-next slot, in wake order. The worker takes them
 // itself as its slices end. One helper task at a time lets an idle worker take the front stage
 // once the owner has left a stage waiting at least defaults::steal_delay (Go delays stealing
-// runnext the same way): short slices keep a chain on one core, while a stage behind a long slice, or behind
-// a row of short ones, still moves. One helper per queue rather than a task per wake, because a
-// worker that stays in its run-next chain never returns to oneTBB's deque and would pile up a
-// stale task for every wake.
+// runnext the same way): short slices keep a chain on one core, while a stage behind a long
+// slice, or behind a row of short ones, still moves. One helper per queue rather than a task per
+// wake, because a worker that stays in its run-next chain never returns to oneTBB's deque and
+// would pile up a stale task for every wake.
 struct alignas(64) WakeQueue {
   oneapi::tbb::spin_mutex mutex;
   std::deque<ActorCore*> stages;        // guarded by mutex
