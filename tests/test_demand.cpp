@@ -266,12 +266,13 @@ TEST_CASE("a producer-consumer's own handle_demand hears each demand of its cons
   CHECK(middle->demands == std::vector<std::size_t>{3, 4});
 }
 
-TEST_CASE("a producer-consumer checks its consumers' demand before each chunk, not only before each batch") {
-  // GenStage takes a producer-consumer's input a chunk (max_demand - min_demand) at a time, and
-  // only while its consumers have demand. A batch of 30 in chunks of 5, for a consumer of max 5
-  // / min 0 that blocks after its first batch (having asked for 5 and 5 more): the middle stage
-  // handles two chunks, and the other four wait unhandled instead of going to its buffer; the
-  // same when the batch is handed to it at once (the rest then leaves the producer's vector).
+TEST_CASE("a producer-consumer checks its consumers' demand before each batch, not each chunk, and buffers what a batch makes beyond it") {
+  // GenStage's take_pc_events takes a batch from a producer-consumer's queue only while its
+  // consumers have demand, and then the whole batch, chunk after chunk; what it emits beyond
+  // that demand waits in its buffer. A batch of 30 in chunks of 5, for a consumer of max 5 /
+  // min 0 that blocks after its first batch (having asked for 5 and 5 more): the middle stage
+  // handles all 30, sends 10 and buffers 20, and the 30 events its chunks' refills brought wait
+  // unhandled. The same when the batch is handed to it at once.
   for (const HandOff hand_off : {HandOff::queued, HandOff::at_once}) {
     CAPTURE(static_cast<int>(hand_off));
     ThroughMiddle chain;
@@ -281,11 +282,28 @@ TEST_CASE("a producer-consumer checks its consumers' demand before each chunk, n
     chain.scheduler.run_until_idle();
     chain.system.subscribe(chain.middle, chain.producer, {.max_demand = 30, .min_demand = 25, .hand_off = hand_off});
     chain.run_until_blocked();
-    CHECK(chain.middle->handled == 10);
-    CHECK(chain.middle.stats().buffered == 0);
+    CHECK(chain.middle->handled == 30);
+    CHECK(chain.middle.stats().buffered == 20);
+    CHECK(chain.middle.stats().events_in == 60);
     chain.scheduler.run_until_idle();
     CHECK(chain.consumer->events() == test::iota_batch(0, 59));
   }
+}
+
+TEST_CASE("a manual subscription's batch reaches handle_events whole, not in chunks") {
+  // GenStage's consumer_receive cuts only automatic subscriptions' batches into chunks of
+  // max_demand - min_demand; a manual one's batch is handed whole ({events, 0}). A consumer of
+  // max 10 that asks for 50 gets one call with the 50.
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto producer = system.spawn<NumberProducer>("numbers", 0);
+  auto consumer = system.spawn<RecordingConsumer<>>("consumer", DemandMode::manual);
+  system.subscribe(consumer, producer, {.max_demand = 10});
+  scheduler.run_until_idle();
+  system.send_info(consumer, std::size_t{50});
+  scheduler.run_until_idle();
+  CHECK(consumer->batches == std::vector<Batch>{iota_batch(0, 49)});
+  system.stop();
 }
 
 namespace {
@@ -385,11 +403,12 @@ class RecordsUndelivered final : public ProducerConsumer<std::int64_t, std::int6
 
 }  // namespace
 
-TEST_CASE("a batch that waits for demand keeps its arrival's chunks; undelivered counts only what never came") {
-  // Asked for 20, the producer sends its 15 events and completes. They wait in the
-  // producer-consumer (its consumer has asked for nothing yet), but they have arrived: 5 never
-  // will. Handled once demand comes, after the subscription has ended, the batch is still cut
-  // into chunks of max 20 - min 10.
+TEST_CASE("a producer-consumer hears that its producer went only after the batches it sent; undelivered counts only what never came") {
+  // GenStage's schedule_cancel: a producer-consumer holding batches runs handle_cancel for their
+  // producer after them. Asked for 20, the producer sends its 15 events and completes. They wait
+  // in the producer-consumer (its consumer has asked for nothing yet), and so does the end of
+  // the subscription. Once demand comes the batch is handled whole, as GenStage hands on a batch
+  // whose producer has gone (send_pc_events), and then handle_cancel hears that 5 never came.
   ManualScheduler scheduler;
   System system(scheduler);
   auto producer = system.spawn<NumberProducer>("numbers", 0, 14);
@@ -398,10 +417,11 @@ TEST_CASE("a batch that waits for demand keeps its arrival's chunks; undelivered
   system.subscribe(middle, producer, {.max_demand = 20});
   system.subscribe(consumer, middle);
   scheduler.run_until_idle();
-  CHECK(middle->undelivered == std::vector<std::size_t>{5});
+  CHECK(middle->undelivered.empty());
   system.send_info(consumer, std::size_t{15});
   system.wait();
-  CHECK(middle->chunks == std::vector<std::size_t>{10, 5});
+  CHECK(middle->chunks == std::vector<std::size_t>{15});
+  CHECK(middle->undelivered == std::vector<std::size_t>{5});
   CHECK(consumer->received() == 15);
 }
 

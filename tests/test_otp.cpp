@@ -84,6 +84,107 @@ TEST_CASE("cancel temporary: the consumer never stops; handle_cancel tells it wh
   CHECK(failed.still_running == 2);
 }
 
+namespace {
+
+// Emits on demand, and fails when sent any info message.
+struct FailsOnInfo final : Producer<std::int64_t> {
+  void handle_demand(std::size_t demand, Emitter<std::int64_t>& out) override {
+    for (std::size_t i = 0; i < demand; ++i) out.emit(next++);
+  }
+  void handle_info(std::any&, Emitter<std::int64_t>&) override { throw std::runtime_error("boom"); }
+  std::int64_t next = 0;
+};
+
+// Passes events on, and records what it was told, in order: each batch's size, then the cancel.
+struct RecordsOrder final : ProducerConsumer<std::int64_t, std::int64_t> {
+  void handle_events(std::span<std::int64_t> events, Emitter<std::int64_t>& out) override {
+    told.push_back("events " + std::to_string(events.size()));
+    out.emit_all(events);
+  }
+  void handle_cancel(const SubscriptionInfo&, const ExitReason& reason) override { told.push_back("cancel " + reason.describe()); }
+  std::vector<std::string> told;
+};
+
+}  // namespace
+
+TEST_CASE("a producer-consumer handles the batches its producer sent before failing, then stops with its reason") {
+  // GenStage's schedule_cancel queues a producer-consumer's cancel behind the events waiting in
+  // it: they are handled (once demand comes) before handle_cancel, and a permanent subscription
+  // then stops the stage. The 10 events sent before the producer failed wait for the consumer's
+  // demand, and are not lost.
+  ManualScheduler scheduler;
+  System system(scheduler);
+  const auto producer = contained<FailsOnInfo>(system, "producer");
+  auto middle = system.spawn<RecordsOrder>("middle");
+  auto consumer = system.spawn<test::RecordingConsumer<>>("consumer", DemandMode::manual);
+  system.subscribe_untyped(middle.core(), *producer, {.max_demand = 10, .min_demand = 5});
+  system.subscribe(consumer, middle);
+  scheduler.run_until_idle();
+  system.send_info(*producer, 0);
+  scheduler.run_until_idle();
+  CHECK(middle->told.empty());
+  CHECK_FALSE(middle.core().has_stopped());
+  system.send_info(consumer, std::size_t{10});
+  scheduler.run_until_idle();
+  CHECK(consumer->events() == test::iota_batch(0, 9));
+  CHECK(middle->told == std::vector<std::string>{"events 10", "cancel stage 'producer' failed: boom"});
+  REQUIRE(system.failure());
+  CHECK(system.failure()->describe() == "stage 'producer' failed: boom");
+}
+
+namespace {
+
+// Leaves its only subscription with `reason` at its first batch, and records what its
+// handle_cancel hears.
+struct CancelsWith final : Consumer<std::int64_t> {
+  explicit CancelsWith(ExitReason reason) : reason(std::move(reason)) {}
+  DemandMode handle_subscribe(const SubscriptionInfo& info) override {
+    subscription = info.id;
+    return DemandMode::automatic;
+  }
+  void handle_events(std::span<std::int64_t>) override {
+    if (!cancelled) context().cancel(subscription, reason);
+    cancelled = true;
+  }
+  void handle_cancel(const SubscriptionInfo&, const ExitReason& heard) override { cancels.push_back(heard.describe()); }
+  ExitReason reason;
+  SubscriptionId subscription = 0;
+  bool cancelled = false;
+  std::vector<std::string> cancels;
+};
+
+}  // namespace
+
+TEST_CASE("a consumer's own cancel comes back through its producer: handle_cancel hears the reason, and the cancel mode applies") {
+  // GenStage.cancel/3 is a message to the producer, which answers {:cancel, reason}; the
+  // consumer's handle_cancel then runs (gen_stage_test "handle_cancel/3"), and invoke_cancel
+  // stops it on a permanent subscription, on a transient one when the reason is abnormal, never
+  // on a temporary one. sluice's permanent subscription left normally is a completion.
+  struct Case {
+    CancelMode mode;
+    ExitReason reason;
+    bool stops;
+  };
+  const ExitReason enough = ExitReason::error("consumer", "enough");
+  for (const Case& c : {Case{CancelMode::permanent, enough, true}, Case{CancelMode::permanent, ExitReason::normal(), true},
+                        Case{CancelMode::transient, enough, true}, Case{CancelMode::transient, ExitReason::normal(), false},
+                        Case{CancelMode::temporary, enough, false}}) {
+    CAPTURE(static_cast<int>(c.mode));
+    CAPTURE(c.reason.describe());
+    ManualScheduler scheduler;
+    System system(scheduler);
+    auto producer = system.spawn<stages::NumberProducer>("numbers", 0);
+    auto consumer = system.spawn<CancelsWith>("consumer", c.reason);
+    system.subscribe(consumer, producer, {.cancel = c.mode});
+    scheduler.run_until_idle();
+    CHECK(consumer->cancels == std::vector<std::string>{c.reason.describe()});
+    CHECK(consumer.core().has_stopped() == c.stops);
+    const bool fails = c.reason.is_abnormal() && c.stops;  // a consumer that stops with an error fails its System
+    CHECK(system.failure().has_value() == fails);
+    system.stop();
+  }
+}
+
 TEST_CASE("normal completion, shutdown and failure are distinct reasons") {
   CHECK_FALSE(ExitReason::normal().is_abnormal());
   CHECK_FALSE(ExitReason::shutdown().is_abnormal());

@@ -48,8 +48,8 @@ struct Cancel {
   SubscriptionId id;
   ExitReason reason;
 };
-// To a consumer: the subscription ended because its producer stopped. A normal reason means
-// the producer completed, after its last events.
+// To a consumer: the subscription ended, because its producer stopped (a normal reason means it
+// completed, after its last events), or as the producer's answer to the consumer's Cancel.
 struct Down {
   SubscriptionId id;
   ExitReason reason;

@@ -290,6 +290,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     std::size_t min_demand;   // options.effective_min_demand(), resolved once: read on every batch
     std::size_t pending = 0;  // asked for and not yet received
     bool manual = false;
+    bool cancelling = false;  // cancelled by this stage; the producer's answer ends it
   };
 
   // Demand, for monitoring (sluice run --metrics), after each message, while this thread owns
@@ -344,42 +345,39 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   [[gnu::always_inline]] void receive(M& m) {
     if constexpr (receives) {
       stats_.add_in(m.events.size());
-      // The chunk size is fixed on arrival, as GenStage splits a batch when it arrives: a batch
-      // that waits keeps it, even if its subscription ends meanwhile.
-      const Upstream* upstream = find_upstream(m.id);
-      const std::size_t chunk =
-          upstream ? upstream->options.max_demand - upstream->min_demand : m.events.size();
       if constexpr (ProducerConsumerStage<S>) {
-        // A producer-consumer works only while its consumers have demand (GenStage's
-        // producer_consumer queue): otherwise the batch waits, and so does the upstream refill.
-        if (downstream_demand_ == 0 || !waiting_batches_.empty()) {
-          waiting_batches_.push_back(Parked{owned(m), chunk});
+        // A producer-consumer takes a batch only while its consumers have demand (GenStage's
+        // producer_consumer queue, take_pc_events): otherwise the batch waits, and so does the
+        // upstream refill.
+        if (downstream_demand_ == 0 || !waiting_.empty()) {
+          waiting_.push_back(owned(m));
           return;
         }
       }
-      consume(m, chunk);
+      consume(m);
     }
   }
 
   // Handles a batch in chunks of at most max_demand - min_demand events, refilling demand after
-  // each chunk once it falls to min_demand (GenStage's refill rule, steps 2-4). A callback that
-  // cancels the subscription still gets the rest of the batch in the same chunks (and batches
-  // already on their way: GenStage's cancel is a message, and what the producer sent before it
-  // still arrives). One that stops the stage, or ends its output, gets nothing more, from this
-  // batch or any later one. A producer-consumer whose consumers' demand runs out between chunks
-  // parks the rest, as GenStage checks demand before each chunk it takes from its queue.
+  // each chunk once it falls to min_demand (GenStage's refill rule, steps 2-4); the chunk size is
+  // fixed as the batch is taken, as GenStage splits it. A manual subscription's batch, or one
+  // whose subscription has ended, is one chunk, as in GenStage. A callback that cancels the
+  // subscription still gets the rest of the batch in the same chunks (and batches already on
+  // their way: GenStage's cancel is a message, and what the producer sent before it still
+  // arrives). One that stops the stage, or ends its output, gets nothing more, from this batch
+  // or any later one. A producer-consumer takes the whole batch even if its consumers' demand
+  // runs out on the way, as GenStage checks demand before each batch, not each chunk: what it
+  // emits beyond that demand waits in its buffer.
   template <class M>
-  [[gnu::always_inline]] void consume(M& m, std::size_t chunk) {
+  [[gnu::always_inline]] void consume(M& m) {
     std::span<In> events(m.events);
+    Upstream* upstream = find_upstream(m.id);
+    const std::size_t chunk =
+        upstream != nullptr && !upstream->manual ? upstream->options.max_demand - upstream->min_demand : events.size();
     std::size_t offset = 0;
     while (offset < events.size() && !stopped_ && !stop_requested_ && !output_done_) {
-      if constexpr (ProducerConsumerStage<S>) {
-        if (offset > 0 && downstream_demand_ == 0) {
-          park_rest(m, offset, chunk);
-          return;
-        }
-      }
-      Upstream* upstream = find_upstream(m.id);
+      // A callback may have changed the subscriptions since the last chunk.
+      if (offset > 0) upstream = find_upstream(m.id);
       const std::size_t count = std::min(chunk, events.size() - offset);
       const std::size_t refill = upstream ? account_received(*upstream, count) : 0;
       handling_from_ = m.id;
@@ -408,18 +406,10 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   static Events<In>&& owned(Events<In>& m) noexcept { return std::move(m); }
   static Events<In> owned(HandedOff<In>& m) { return Events<In>{m.id, std::exchange(m.events, {}), m.pool}; }
 
-  // Parks the events of `m` from `offset` on at the head of the waiting batches: they are older
-  // than any batch there.
-  template <class M>
-  void park_rest(M& m, std::size_t offset, std::size_t chunk) {
-    m.events.erase(m.events.begin(), m.events.begin() + static_cast<std::ptrdiff_t>(offset));
-    waiting_batches_.push_front(Parked{owned(m), chunk});
-  }
-
   // Returns how many events to ask for once the chunk has been handled.
   static std::size_t account_received(Upstream& upstream, std::size_t count) {
     upstream.pending -= std::min(upstream.pending, count);
-    if (upstream.manual || upstream.pending > upstream.min_demand) return 0;
+    if (upstream.manual || upstream.cancelling || upstream.pending > upstream.min_demand) return 0;
     const std::size_t refill = upstream.options.max_demand - upstream.pending;
     upstream.pending = upstream.options.max_demand;
     return refill;
@@ -433,11 +423,22 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     }
   }
 
-  void take_waiting_batches() {
-    while (downstream_demand_ > 0 && !waiting_batches_.empty() && !stopped_) {
-      Parked parked = std::move(waiting_batches_.front());
-      waiting_batches_.pop_front();
-      consume(parked.batch, parked.chunk);
+  // What waits, in order: batches while downstream demand lasts (GenStage's take_pc_events), and
+  // the end of a subscription as soon as no batch waits ahead of it. GenStage waits for demand
+  // for that too; here a producer-consumer learns that its producer went, and completes, even if
+  // its consumers never ask again.
+  void take_waiting() {
+    while (!waiting_.empty() && !stopped_) {
+      if (auto* batch = std::get_if<Events<In>>(&waiting_.front())) {
+        if (downstream_demand_ == 0) return;
+        Events<In> taken = std::move(*batch);
+        waiting_.pop_front();
+        consume(taken);
+      } else {
+        const EndedUpstream ended = std::move(std::get<EndedUpstream>(waiting_.front()));
+        waiting_.pop_front();
+        end_subscription(ended.upstream, ended.undelivered, ended.reason);
+      }
     }
   }
 
@@ -445,29 +446,44 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     if constexpr (receives) {
       auto upstream = std::find_if(upstream_.begin(), upstream_.end(), [&](auto& u) { return u.id == m.id; });
       if (upstream == upstream_.end()) return;
-      const Upstream gone = *upstream;
+      Upstream gone = std::move(*upstream);
       upstream_.erase(upstream);
-      // Batches parked for downstream demand have arrived: only the rest never will.
-      std::size_t parked = 0;
-      for (const auto& waiting : waiting_batches_)
-        if (waiting.batch.id == gone.id) parked += waiting.batch.events.size();
-      const std::size_t undelivered = gone.pending - std::min(gone.pending, parked);
-      const SubscriptionInfo info{gone.id, PeerRole::producer, peer_name(gone.producer.get()), gone.options, undelivered};
-      stage_.handle_cancel(info, m.reason);
-      switch (gone.options.cancel) {
-        case CancelMode::permanent:
-          if (m.reason.kind == ExitReason::Kind::normal) {
-            ++completed_upstream_;
-          } else {
-            terminate(m.reason);
-          }
-          break;
-        case CancelMode::transient:
-          if (m.reason.is_abnormal()) terminate(m.reason);
-          break;
-        case CancelMode::temporary:
-          break;
+      // Batches waiting for downstream demand have arrived: only the rest never will.
+      std::size_t waiting = 0;
+      for (const auto& entry : waiting_)
+        if (const auto* batch = std::get_if<Events<In>>(&entry); batch != nullptr && batch->id == gone.id)
+          waiting += batch->events.size();
+      const std::size_t undelivered = gone.pending - std::min(gone.pending, waiting);
+      if constexpr (ProducerConsumerStage<S>) {
+        // GenStage's schedule_cancel: the batches that came before the producer went are handled
+        // first, and then its handle_cancel and cancel mode.
+        if (!waiting_.empty()) {
+          waiting_.push_back(EndedUpstream{std::move(gone), undelivered, m.reason});
+          return;
+        }
       }
+      end_subscription(gone, undelivered, m.reason);
+    }
+  }
+
+  // A subscription whose producer went: the stage hears why, and its cancel mode says whether it
+  // stops.
+  void end_subscription(const Upstream& gone, std::size_t undelivered, const ExitReason& reason) {
+    const SubscriptionInfo info{gone.id, PeerRole::producer, peer_name(gone.producer.get()), gone.options, undelivered};
+    stage_.handle_cancel(info, reason);
+    switch (gone.options.cancel) {
+      case CancelMode::permanent:
+        if (reason.kind == ExitReason::Kind::normal) {
+          ++completed_upstream_;
+        } else {
+          terminate(reason);
+        }
+        break;
+      case CancelMode::transient:
+        if (reason.is_abnormal()) terminate(reason);
+        break;
+      case CancelMode::temporary:
+        break;
     }
   }
 
@@ -506,7 +522,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       demand_of_producer(demand);
     } else {
       downstream_demand_ += demand;
-      if (!waiting_batches_.empty()) take_waiting_batches();
+      if (!waiting_.empty()) take_waiting();
       // A stage that keeps the base's handle_demand (which does nothing) is not called.
       if constexpr (overrides_handle_demand) {
         if (!stopped_) emitting([&](Emitter<Out>& out) { stage_.handle_demand(demand, out); });
@@ -543,6 +559,9 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       auto slot = std::find_if(consumers.begin(), consumers.end(), [&](auto& c) { return c.id == m.id; });
       if (slot == consumers.end()) return;
       const std::size_t forwarded = dispatcher_->cancel(m.id);
+      // GenStage's producer_cancel tells the consumer back, after the events sent before: its
+      // own handle_cancel and cancel mode run then (a stopped consumer drops the answer).
+      slot->actor->post(Down{m.id, m.reason});
       stage_.handle_cancel(SubscriptionInfo{m.id, PeerRole::consumer, slot->actor->name(), {}}, m.reason);
       if (!dispatcher_->has_consumers() && options_.complete_when_unsubscribed && !m.reason.is_abnormal()) {
         terminate(ExitReason::normal());
@@ -654,7 +673,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
         for (auto& upstream : upstream_)
           if (upstream.producer != nullptr) upstream.producer->post(Cancel{upstream.id, ExitReason::normal()});
         upstream_.clear();
-        waiting_batches_.clear();
+        waiting_.clear();
       }
     }
   }
@@ -706,7 +725,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   // After each message: has the input run dry, and has everything owed been delivered?
   void settle() {
     if constexpr (receives) {
-      if (upstream_.empty() && completed_upstream_ > 0 && waiting_batches_.empty()) {
+      if (upstream_.empty() && completed_upstream_ > 0 && waiting_.empty()) {
         if constexpr (ConsumerStage<S>) {
           terminate(ExitReason::normal());
           return;
@@ -749,7 +768,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       for (const auto& upstream : upstream_)
         if (upstream.producer != nullptr) upstream.producer->post(Cancel{upstream.id, reason});
       upstream_.clear();
-      waiting_batches_.clear();
+      waiting_.clear();
     }
     notify_stopped(reason);
   }
@@ -769,13 +788,17 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
 
   SubscriptionId current_subscription() const noexcept override { return handling_from_; }
 
+  // GenStage's cancel is a round trip: the producer forgets the consumer and answers, after the
+  // events it sent before, which still arrive and are handled (with no refill). The answer ends
+  // the subscription as a producer's exit would (end_subscription): handle_cancel hears the
+  // reason, and the cancel mode applies, so leaving a permanent subscription normally counts as
+  // its completion (a `take` stage ends this way) and leaving it with an error stops the stage.
+  // A subscription to a name nobody held ends with the noproc already on its way.
   void cancel(SubscriptionId id, ExitReason reason) override {
-    auto upstream = std::find_if(upstream_.begin(), upstream_.end(), [&](auto& u) { return u.id == id; });
-    if (upstream == upstream_.end()) return;
-    if (upstream->producer != nullptr) upstream->producer->post(Cancel{id, reason});
-    // Leaving a subscription normally counts as its completion: a `take` stage ends this way.
-    if (upstream->options.cancel == CancelMode::permanent && !reason.is_abnormal()) ++completed_upstream_;
-    upstream_.erase(upstream);
+    Upstream* upstream = find_upstream(id);
+    if (upstream == nullptr || upstream->cancelling) return;
+    upstream->cancelling = true;
+    if (upstream->producer != nullptr) upstream->producer->post(Cancel{id, std::move(reason)});
   }
 
   std::uint64_t send_after(std::chrono::nanoseconds delay, std::any message) override {
@@ -825,12 +848,16 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   std::vector<Upstream> upstream_;
   std::size_t completed_upstream_ = 0;
   SubscriptionId handling_from_ = 0;  // the subscription of the chunk handle_events has
-  // Producer-consumers: batches waiting for demand, each with its chunk size.
-  struct Parked {
-    Events<In> batch;
-    std::size_t chunk;
+  // Producer-consumers: what waits for downstream demand, in arrival order (GenStage's
+  // producer_consumer queue): batches, and the ends of subscriptions whose producers went after
+  // sending them.
+  struct EndedUpstream {
+    Upstream upstream;
+    std::size_t undelivered;
+    ExitReason reason;
   };
-  std::deque<Parked> waiting_batches_;
+  using Waiting = std::variant<Events<In>, EndedUpstream>;
+  std::deque<Waiting> waiting_;
   std::size_t downstream_demand_ = 0;       // producer-consumers: demand not yet met
   bool input_ended_ = false;                // producer-consumers: handle_end_of_input was called
   std::size_t owed_demand_ = 0;             // producers: demand handed to handle_demand, not yet met
