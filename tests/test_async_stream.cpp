@@ -6,6 +6,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -140,6 +141,25 @@ TEST_CASE("timeout with on_timeout = exit (the default): the consumer gets an er
   CHECK(it->value() == 1);
   CHECK_THROWS_WITH_AS(++it, "async_stream: the task for element 1 timed out after 100 ms", TaskTimeout);
   CHECK(it == stream.end());  // the stream is over: its other tasks were stopped
+}
+
+TEST_CASE("timeout with on_timeout = exit, unordered: the error names the element too") {
+  auto task = [](std::int64_t ms, std::stop_token stop) {
+    sleep_unless_stopped(ms, stop);
+    return ms;
+  };
+  std::vector<std::int64_t> got;
+  std::string error;
+  try {
+    for (auto& result : async_stream(std::vector<std::int64_t>{1, 200, 3}, task,
+                                     {.max_concurrency = 3, .ordered = false, .timeout = 100ms, .kind = TaskKind::blocking}))
+      got.push_back(result.value());
+  } catch (const TaskTimeout& e) {
+    error = e.what();
+  }
+  std::sort(got.begin(), got.end());
+  CHECK(got == std::vector<std::int64_t>{1, 3});
+  CHECK(error == "async_stream: the task for element 1 timed out after 100 ms");
 }
 
 TEST_CASE("timeout = infinite_timeout: a slow task is waited for") {

@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <latch>
 #include <map>
 #include <condition_variable>
 #include <mutex>
@@ -461,6 +462,28 @@ TEST_CASE("ConsumerSupervisor: max 3 / min 2 runs three tasks; after two finish 
   CHECK(demands() == std::vector<std::size_t>{3, 2});
   for (auto& gate : gates) gate->release();
   system.stop();
+}
+
+TEST_CASE("ConsumerSupervisor: it completes only once its tasks have, so wait() returns after every failure was heard") {
+  // Elixir's ConsumerSupervisor waits for its children before it exits. Four tasks that each
+  // wait until all four have started and then throw: the producer completes long before they
+  // finish, and every one of the four failures still reaches on_failure before wait() returns.
+  std::latch all_started(4);
+  std::atomic<int> failures = 0;
+  System system(2);
+  auto producer = system.spawn<stages::NumberProducer>("producer", 1, 4);
+  auto tasks = system.spawn<ConsumerSupervisor<std::int64_t>>(
+      "tasks",
+      [&](std::int64_t) {
+        all_started.arrive_and_wait();
+        throw std::runtime_error("task failed");
+      },
+      [&](std::exception_ptr) { ++failures; });
+  system.subscribe(tasks, producer, {.max_demand = 4});
+  system.start();
+  system.wait();
+  CHECK(failures == 4);
+  CHECK(tasks->running() == 0);
 }
 
 TEST_CASE("ConsumerSupervisor: demand is kept per producer; a finished task asks the producer its event came from") {

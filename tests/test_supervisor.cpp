@@ -80,6 +80,51 @@ TEST_CASE("one_for_all: every child is stopped and all restart, in start order")
   for (std::string id : {"a", "b", "c"}) CHECK(running(tree.supervisor, id));
 }
 
+namespace {
+
+// Logs its stop; crashes on a cast.
+struct StopLogger final : Server {
+  StopLogger(Log* log, std::string id) : log_(log), id_(std::move(id)) {}
+  void handle_cast(std::any&) override { throw std::runtime_error("asked to crash"); }
+  void terminate(const ExitReason&) override { log_->push_back("stop " + id_); }
+  Log* log_;
+  std::string id_;
+};
+
+}  // namespace
+
+TEST_CASE("children stop one at a time, in reverse start order, each once the one started after it has exited") {
+  // OTP's terminate_children: a group restart, and a supervision tree's shutdown (the System's
+  // stop reaches the root supervisor, which stops its children), ask one child to stop, wait for
+  // its exit, then ask the one started before it. While the last child is held back, no other
+  // child stops.
+  ManualScheduler scheduler;
+  System system(scheduler);
+  Log log;
+  std::vector<ChildSpec> children;
+  for (std::string id : {"a", "b", "c", "d"}) children.push_back(child<StopLogger>(id, &log, id));
+  auto supervisor = start_supervisor(system, {.name = "sup", .strategy = Strategy::one_for_all}, std::move(children));
+  scheduler.run_until_idle();
+  const auto holding_last = [&] {
+    const detail::ActorCore* last = &supervisor.child<StopLogger>("d")->core();
+    return [last](const detail::ActorCore& stage) { return &stage == last; };
+  };
+
+  system.cast(*supervisor.child<StopLogger>("a"), 0);
+  scheduler.run_until_idle_except(holding_last());
+  CHECK(log == Log{"stop a"});
+  scheduler.run_until_idle();
+  CHECK(log == Log{"stop a", "stop d", "stop c", "stop b"});
+  for (std::string id : {"a", "b", "c", "d"}) CHECK(supervisor.child<StopLogger>(id).has_value());
+
+  log.clear();
+  system.stop();
+  scheduler.run_until_idle_except(holding_last());
+  CHECK(log.empty());
+  scheduler.run_until_idle();
+  CHECK(log == Log{"stop d", "stop c", "stop b", "stop a"});
+}
+
 TEST_CASE("rest_for_one: the failed child and those started after it restart, in order") {
   Tree tree({.strategy = Strategy::rest_for_one});
   tree.cast("b", "crash");
@@ -406,6 +451,32 @@ TEST_CASE("DynamicSupervisor: temporary children that come and go are freed as t
   CHECK(dynamic.which_children().empty());
 }
 
+TEST_CASE("DynamicSupervisor: a transient child that exits normally is forgotten; a supervisor keeps its spec, as OTP's") {
+  // Elixir's DynamicSupervisor deletes a child it will not restart, so its id is free again and
+  // children that come and go leave nothing behind; OTP's supervisor keeps a transient child's
+  // spec after a normal exit (only temporary children are deleted).
+  ManualScheduler scheduler;
+  System system(scheduler);
+  Log log;
+  auto dynamic = start_dynamic_supervisor(system, {.name = "dynamic"});
+  for (int i = 0; i < 3; ++i) {
+    dynamic.start_child(child<Worker>("job", &log, std::string("job")).restart(Restart::transient));
+    scheduler.run_until_idle();
+    system.cast(*dynamic.child<Worker>("job"), "quit");
+    scheduler.run_until_idle();
+    CHECK(dynamic.which_children().empty());
+  }
+  CHECK(log == Log{"job", "job", "job"});
+
+  auto fixed = start_supervisor(system, {.name = "fixed"}, {child<Worker>("job", &log, std::string("job")).restart(Restart::transient)});
+  scheduler.run_until_idle();
+  system.cast(*fixed.child<Worker>("job"), "quit");
+  scheduler.run_until_idle();
+  REQUIRE(fixed.which_children().size() == 1);
+  CHECK(fixed.which_children()[0].id == "job");
+  CHECK(fixed.which_children()[0].stage == nullptr);
+}
+
 // OTP drops a monitor when its watcher exits: a long-lived stage watched by one restarted
 // watcher after another must not keep the stopped ones, and must still tell the live ones.
 TEST_CASE("monitors keep memory flat: a watcher restarted many times is freed once it has stopped") {
@@ -450,6 +521,30 @@ TEST_CASE("monitors keep memory flat: a watcher restarted many times is freed on
     scheduler.run_until_idle();
     REQUIRE(watchers.alive() <= 2);
   }
+}
+
+TEST_CASE("a registered nested supervisor whose restart fails is tried again under its name") {
+  // OTP's try_again_restart: a child supervisor that fails to start is started again. Its
+  // name must be free for that: here the inner supervisor gives up when f crashes, the root
+  // restarts it, f's second construction throws, and the third try takes the name "inner".
+  struct Flaky final : Server {
+    explicit Flaky(int* constructions) {
+      if (++*constructions == 2) throw std::runtime_error("not yet");
+    }
+    void handle_cast(std::any&) override { throw std::runtime_error("asked to crash"); }
+  };
+  ManualScheduler scheduler;
+  System system(scheduler);
+  int constructions = 0;
+  auto root = start_supervisor(
+      system, {.name = "root", .max_restarts = 5},
+      {supervisor_child({.name = "inner", .max_restarts = 0, .register_name = true}, {child<Flaky>("f", &constructions)})});
+  scheduler.run_until_idle();
+  system.cast(*root.child_supervisor("inner")->child<Flaky>("f"), 0);
+  scheduler.run_until_idle();
+  CHECK(constructions == 3);
+  CHECK(system.whereis("inner") != nullptr);
+  CHECK_FALSE(system.failure());
 }
 
 TEST_CASE("a nested dynamic supervisor is reached through child_supervisor, and starts children") {

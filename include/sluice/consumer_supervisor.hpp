@@ -67,6 +67,9 @@ class ConsumerSupervisor final : public Consumer<In> {
   }
 
   std::size_t running() const noexcept { return running_; }
+  // Once its producers are done it completes only when its tasks have, as Elixir's waits for
+  // its children: so every failure reaches on_failure before System::wait returns.
+  bool holds_work() const noexcept override { return running_ > 0; }
 
  private:
   struct Finished {

@@ -156,6 +156,9 @@ class Consumer : public detail::StageBase {
   virtual ~Consumer() = default;
 
   virtual void handle_events(std::span<In> events) = 0;
+  // True while work it started is unfinished (tasks whose results it waits for): the stage does
+  // not complete when its input does, but once this turns false after a message.
+  virtual bool holds_work() const noexcept { return false; }
   virtual DemandMode handle_subscribe(const SubscriptionInfo&) { return DemandMode::automatic; }
   virtual void handle_cancel(const SubscriptionInfo&, const ExitReason&) {}
   virtual void handle_info(std::any&) {}

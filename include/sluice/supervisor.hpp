@@ -45,6 +45,10 @@ struct SupervisorOptions {
   // Stop normally once no child runs and none is due to restart, so that a supervised finite
   // pipeline ends (as OTP's auto_shutdown does when every child is significant).
   bool stop_when_children_done = false;
+  // A DynamicSupervisor's rule (start_dynamic_supervisor sets it): a child that exits and is not
+  // restarted (temporary, or transient after a normal exit) is forgotten, and its id is free
+  // again. OTP's supervisor forgets only temporary children, and keeps a transient one's spec.
+  bool dynamic = false;
 };
 
 // How to start one child, and the subscriptions to make each time it starts.
@@ -130,6 +134,7 @@ SupervisorRef start_supervisor(System& system, SupervisorOptions options, std::v
 // A DynamicSupervisor: one_for_one, with children only from start_child.
 inline SupervisorRef start_dynamic_supervisor(System& system, SupervisorOptions options) {
   options.strategy = Strategy::one_for_one;
+  options.dynamic = true;
   return start_supervisor(system, std::move(options));
 }
 // A supervisor as the child of another: a supervision tree.

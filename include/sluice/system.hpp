@@ -173,7 +173,16 @@ class System final : private detail::StageHost {
   void adopt(const detail::ActorRef& stage, bool is_source, bool registered, bool held);
   // True once stages run: after start(), or a ManualScheduler's first step.
   bool runs();
-  void post_to_all(const detail::Control& message, bool sources_only);
+  // Frees the stage's registered name now, before it stops (a supervisor whose start failed,
+  // so that a retry can take the name at once).
+  void unregister(const detail::ActorCore& stage);
+  void unregister_locked(const detail::ActorCore& stage);  // with mutex_ held
+  // The running stages a message to all of them goes to.
+  enum class Targets {
+    sources,       // the producers that subscribe to nothing (drain)
+    unsupervised,  // those no supervisor stops: a supervisor stops its children itself, in order
+  };
+  void post_to_all(const detail::Control& message, Targets targets);
 
   std::unique_ptr<Scheduler> owned_scheduler_;
   Scheduler& scheduler_;

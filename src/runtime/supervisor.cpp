@@ -27,6 +27,13 @@ class SupervisorCore final : public ActorCore {
     return core;
   }
 
+  // A supervisor whose own start failed: stopped, and its name freed now rather than when the
+  // stop has run.
+  static void abandon(System& system, ActorCore& core) {
+    system.unregister(core);
+    core.post(Stop{ExitReason::shutdown()});
+  }
+
   bool post(Control&& message) override {
     if (enqueue(mailbox_, std::move(message))) return true;
     // Stopped for good: answered as after stop, on the sender's thread.
@@ -85,8 +92,9 @@ class SupervisorCore final : public ActorCore {
     if (child.stopping) {
       child.stopping = false;
       if (terminating_) {
-        finish_termination_if_done();
-      } else if (--pending_stops_ == 0) {
+        if (!stop_next(0)) finish_termination_if_done();
+      } else if (!stop_next(group_first_)) {
+        group_stopping_ = false;
         restart_group();
       }
       return;
@@ -96,7 +104,7 @@ class SupervisorCore final : public ActorCore {
                          (child.spec.restart_type() == Restart::permanent ||
                           (child.spec.restart_type() == Restart::transient && m.reason.is_abnormal()));
     if (!restart) {
-      if (child.spec.restart_type() == Restart::temporary) forget_child(*index);
+      if (child.spec.restart_type() == Restart::temporary || options_.dynamic) forget_child(*index);
       stop_if_children_done();
       return;
     }
@@ -153,19 +161,29 @@ class SupervisorCore final : public ActorCore {
     return stopped_;
   }
 
-  // Stops the running children from `first` on (in reverse start order) and restarts them all,
-  // in order, once every one of them has exited.
+  // Stops the running children from `first` on (in reverse start order, one at a time) and
+  // restarts them all, in order, once every one of them has exited.
   void restart_from(std::size_t first) {
     group_first_ = first;
-    pending_stops_ = 0;
+    group_stopping_ = stop_next(first);
+    if (!group_stopping_) restart_group();
+  }
+
+  // Asks the last running child from `first` on to stop, unless a child is stopping already:
+  // its exit asks the next. As OTP's terminate_children, children stop one at a time, in
+  // reverse start order, each once the one started after it has exited: a consumer started
+  // after its producer stops first. False when none is left running from `first` on.
+  bool stop_next(std::size_t first) {
+    const auto stopping = [](const Child& child) { return child.actor != nullptr && child.stopping; };
+    if (std::any_of(children_.begin(), children_.end(), stopping)) return true;
     for (std::size_t i = children_.size(); i-- > first;) {
       if (children_[i].actor != nullptr) {
         children_[i].stopping = true;
-        ++pending_stops_;
         children_[i].actor->post(Stop{ExitReason::shutdown()});
+        return true;
       }
     }
-    if (pending_stops_ == 0) restart_group();
+    return false;
   }
 
   void restart_group() {
@@ -187,7 +205,7 @@ class SupervisorCore final : public ActorCore {
   // stop keeps pointing at the same first child when one before it goes.
   void forget_child(std::size_t index) {
     children_.erase(children_.begin() + static_cast<std::ptrdiff_t>(index));
-    if (pending_stops_ > 0 && index < group_first_) --group_first_;
+    if (group_stopping_ && index < group_first_) --group_first_;
   }
 
   // Starts child `index` again. A start that throws (the child's constructor failed) is tried
@@ -252,18 +270,12 @@ class SupervisorCore final : public ActorCore {
     return restarts_.size() <= static_cast<std::size_t>(options_.max_restarts);
   }
 
-  // Stops every child, in reverse start order, then stops with `reason`.
+  // Stops every child, one at a time in reverse start order, then stops with `reason`.
   void terminate(ExitReason reason) {
     if (terminating_ || stopped_) return;
     terminating_ = true;
     termination_reason_ = std::move(reason);
-    for (std::size_t i = children_.size(); i-- > 0;) {
-      if (children_[i].actor != nullptr) {
-        children_[i].stopping = true;
-        children_[i].actor->post(Stop{ExitReason::shutdown()});
-      }
-    }
-    finish_termination_if_done();
+    if (!stop_next(0)) finish_termination_if_done();
   }
 
   void finish_termination_if_done() {
@@ -305,7 +317,7 @@ class SupervisorCore final : public ActorCore {
   std::vector<Child> children_;  // in start order
   std::deque<std::chrono::steady_clock::time_point> restarts_;
   std::size_t group_first_ = 0;
-  std::size_t pending_stops_ = 0;
+  bool group_stopping_ = false;  // a group restart waits for its children to stop
   bool terminating_ = false;
   bool stopped_ = false;
   ExitReason termination_reason_;
@@ -341,8 +353,9 @@ detail::ActorRef start_under(System& system, SupervisorOptions options, std::vec
     for (auto& child : children) static_cast<detail::SupervisorCore&>(*core).start_child(std::move(child));
   } catch (...) {
     // As OTP's supervisor init: a child that cannot start fails the whole start, and the
-    // children already started are shut down with it, not left running unowned.
-    core->post(detail::Stop{ExitReason::shutdown()});
+    // children already started are shut down with it, not left running unowned. Its name is
+    // free at once: the caller, or a parent's try_again_restart, may start it again now.
+    detail::SupervisorCore::abandon(system, *core);
     throw;
   }
   return core;

@@ -99,14 +99,15 @@ SubscriptionId System::subscribe_by_name(detail::ActorCore& consumer, std::strin
 
 void System::send_info(detail::ActorCore& stage, std::any message) { stage.post(detail::Info{std::move(message)}); }
 
-void System::post_to_all(const detail::Control& message, bool sources_only) {
+void System::post_to_all(const detail::Control& message, Targets targets) {
   // Handles taken under the lock: a listed stage has not stopped, so it still holds itself.
-  std::vector<detail::ActorRef> targets;
+  std::vector<detail::ActorRef> stages;
   {
     std::lock_guard lock(mutex_);
-    for (detail::ActorCore* stage : sources_only ? sources_ : running_stages_) targets.emplace_back(stage);
+    for (detail::ActorCore* stage : targets == Targets::sources ? sources_ : running_stages_)
+      if (targets == Targets::sources || stage->supervisor() == nullptr) stages.emplace_back(stage);
   }
-  for (const auto& stage : targets) stage->post(detail::Control(message));
+  for (const auto& stage : stages) stage->post(detail::Control(message));
 }
 
 void System::start() {
@@ -128,12 +129,24 @@ void System::start() {
 
 void System::drain() {
   start();
-  post_to_all(detail::Complete{}, true);
+  post_to_all(detail::Complete{}, Targets::sources);
 }
 
 void System::stop() {
   stopping_.store(true, std::memory_order_release);
-  post_to_all(detail::Stop{ExitReason::shutdown()}, false);
+  // A supervision tree shuts down from its root, as an OTP application's does: each supervisor
+  // stops its children one at a time, in reverse start order.
+  post_to_all(detail::Stop{ExitReason::shutdown()}, Targets::unsupervised);
+}
+
+void System::unregister(const detail::ActorCore& stage) {
+  std::lock_guard lock(mutex_);
+  unregister_locked(stage);
+}
+
+void System::unregister_locked(const detail::ActorCore& stage) {
+  auto registered = registry_.find(stage.name());
+  if (registered != registry_.end() && registered->second == &stage) registry_.erase(registered);
 }
 
 void System::stage_stopped(detail::ActorCore& stage, const ExitReason& reason) {
@@ -143,8 +156,7 @@ void System::stage_stopped(detail::ActorCore& stage, const ExitReason& reason) {
     running_stages_.erase(&stage);
     sources_.erase(&stage);
     // The name is free again before anyone (a restarting supervisor) hears of the exit.
-    auto registered = registry_.find(stage.name());
-    if (registered != registry_.end() && registered->second == &stage) registry_.erase(registered);
+    unregister_locked(stage);
     if (running_stages_.empty()) all_stopped_.notify_all();
     if (stage.supervisor() != nullptr) {
       stage.supervisor()->post(detail::ChildExit{detail::ActorRef(&stage), reason});

@@ -417,8 +417,9 @@ typename AsyncCore<In, F>::Result AsyncCore<In, F>::deliver(Result&& result) {
   if (!result.ok() && result.exit().timed_out && options_.on_timeout == OnTimeout::exit) {
     close();
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(options_.timeout).count();
-    const std::string element = options_.ordered ? "element " + std::to_string(delivered_seq_ - 1) : "an element";
-    throw TaskTimeout("async_stream: the task for " + element + " timed out after " + std::to_string(ms) + " ms");
+    // Sequence numbers follow the input in either order, so the element is named in both.
+    throw TaskTimeout("async_stream: the task for element " + std::to_string(delivered_seq_ - 1) + " timed out after " +
+                      std::to_string(ms) + " ms");
   }
   return std::move(result);
 }

@@ -727,7 +727,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     if constexpr (receives) {
       if (upstream_.empty() && completed_upstream_ > 0 && waiting_.empty()) {
         if constexpr (ConsumerStage<S>) {
-          terminate(ExitReason::normal());
+          if (!stage_.holds_work()) terminate(ExitReason::normal());
           return;
         } else {
           if (!input_ended_) {
