@@ -21,7 +21,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <cstdio>
 #include <deque>
 #include <functional>
 #include <limits>
@@ -32,6 +31,7 @@
 #include <stdexcept>
 #include <stop_token>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -656,20 +656,34 @@ class DeadLetterSource final : public Producer<std::string> {
 
 // --- consumers -------------------------------------------------------------------------------
 
-// Writes `value` and a newline, and flushes: a sink's one result line.
-template <expr::EventType Event>
-void print_line(std::FILE* out, const Event& value) {
-  std::string line;
-  append_value(line, value);
-  line.push_back('\n');
-  std::fwrite(line.data(), 1, line.size(), out);
-  std::fflush(out);
-}
-
-// The turns WriterSinks take at writing, shared whatever their event type.
+// The turns sinks take at writing, shared whatever their event type.
 inline std::mutex& output_turns() {
   static std::mutex turns;
   return turns;
+}
+
+// Writes all of `text` with write(2), in its sink's turn; a write error (a full disk) fails the
+// sink. SIGPIPE is left to its default, so a closed pipe (`sluice run x.yaml | head`) ends the
+// process, as it does other Unix filters.
+inline void write_all(int descriptor, std::string_view text) {
+  std::lock_guard lock(output_turns());
+  for (std::size_t written = 0; written < text.size();) {
+    const ssize_t count = ::write(descriptor, text.data() + written, text.size() - written);
+    if (count < 0) {
+      if (errno == EINTR) continue;
+      throw std::system_error(errno, std::generic_category(), "write failed");
+    }
+    written += static_cast<std::size_t>(count);
+  }
+}
+
+// Writes `value` and a newline: a sink's one result line.
+template <expr::EventType Event>
+void print_line(int descriptor, const Event& value) {
+  std::string line;
+  append_value(line, value);
+  line.push_back('\n');
+  write_all(descriptor, line);
 }
 
 // Writes one event per line to a file descriptor, one write(2) per batch.
@@ -695,15 +709,7 @@ class WriterSink final : public Consumer<Event> {
       append_value(text_, event);
       text_.push_back('\n');
     }
-    std::lock_guard lock(output_turns());
-    for (std::size_t written = 0; written < text_.size();) {
-      const ssize_t count = ::write(descriptor_.get(), text_.data() + written, text_.size() - written);
-      if (count < 0) {
-        if (errno == EINTR) continue;
-        throw std::system_error(errno, std::generic_category(), "write failed");
-      }
-      written += static_cast<std::size_t>(count);
-    }
+    write_all(descriptor_.get(), text_);
   }
   void terminate(const ExitReason&) override { descriptor_.close(); }
 
@@ -722,14 +728,14 @@ class NullSink final : public Consumer<Event> {
 template <expr::EventType Event>
 class CountSink final : public Consumer<Event> {
  public:
-  explicit CountSink(std::FILE* out) : out_(out) {}
+  explicit CountSink(int descriptor) : descriptor_(descriptor) {}
   void handle_events(std::span<Event> events) override { count_ += events.size(); }
   void terminate(const ExitReason& reason) override {
-    if (reason.kind == ExitReason::Kind::normal) print_line(out_, static_cast<std::int64_t>(count_));
+    if (reason.kind == ExitReason::Kind::normal) print_line(descriptor_, static_cast<std::int64_t>(count_));
   }
 
  private:
-  std::FILE* out_;
+  int descriptor_;  // borrowed
   std::uint64_t count_ = 0;
 };
 
@@ -738,7 +744,7 @@ template <class Number>
   requires std::is_same_v<Number, std::int64_t> || std::is_same_v<Number, double>
 class SumSink final : public Consumer<Number> {
  public:
-  explicit SumSink(std::FILE* out) : out_(out) {}
+  explicit SumSink(int descriptor) : descriptor_(descriptor) {}
   void handle_events(std::span<Number> events) override {
     for (const Number event : events) {
       if constexpr (std::is_same_v<Number, double>) {
@@ -749,11 +755,11 @@ class SumSink final : public Consumer<Number> {
     }
   }
   void terminate(const ExitReason& reason) override {
-    if (reason.kind == ExitReason::Kind::normal) print_line(out_, sum_);
+    if (reason.kind == ExitReason::Kind::normal) print_line(descriptor_, sum_);
   }
 
  private:
-  std::FILE* out_;
+  int descriptor_;  // borrowed
   Number sum_ = 0;
 };
 

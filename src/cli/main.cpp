@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <iostream>
 #include <limits>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -57,22 +58,56 @@ void list(const std::string& format) {
   }
 }
 
-void graph(const yaml::PipelineConfig& config, const std::string& format) {
-  const bool dot = format != "mermaid";
-  fmt::print("{}\n", dot ? "digraph pipeline {\n  rankdir=LR;" : "flowchart LR");
-  for (const auto& stage : config.stages) {
-    const std::string label = fmt::format("{}\\n{}{}", stage.id, stage.type->name, stage.concurrency > 1 ? fmt::format(" x{}", stage.concurrency) : "");
-    if (dot) {
-      fmt::print("  \"{}\" [label=\"{}\"];\n", stage.id, label);
+// `text` inside a DOT double-quoted string: quotes and backslashes escaped, so that the string
+// ends where it should and two ids stay two nodes.
+std::string dot_escaped(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '"' || c == '\\') out.push_back('\\');
+    if (c == '\n') {
+      out += "\\n";
     } else {
-      fmt::print("  {}[\"{}\"]\n", stage.id, fmt::format("{}: {}", stage.id, stage.type->name));
+      out.push_back(c);
     }
   }
-  auto edge = [dot](const std::string& from, const std::string& to, const std::string& label) {
-    if (dot) {
-      fmt::print("  \"{}\" -> \"{}\" [label=\"{}\"];\n", from, to, label);
+  return out;
+}
+
+// `text` inside a Mermaid label, "...": what Mermaid would read as the label's end, an entity
+// (#name;), markup or a markdown string, written as an entity code instead.
+std::string mermaid_escaped(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '"' || c == '#' || c == '<' || c == '>' || c == '`' || c == '\n') {
+      out += fmt::format("#{};", static_cast<int>(c));
     } else {
-      fmt::print("  {} -->|{}| {}\n", from, label, to);
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+void graph(const yaml::PipelineConfig& config, const std::string& format) {
+  const bool dot = format != "mermaid";
+  // A Mermaid node is named by its place in the file, since a stage id may be anything
+  // (`end`, a quote, a space) while a Mermaid id may not; its label shows the id.
+  std::map<std::string, std::string> node;  // by stage id
+  for (std::size_t i = 0; i < config.stages.size(); ++i)
+    node[config.stages[i].id] = dot ? "\"" + dot_escaped(config.stages[i].id) + "\"" : "s" + std::to_string(i);
+  fmt::print("{}\n", dot ? "digraph pipeline {\n  rankdir=LR;" : "flowchart LR");
+  for (const auto& stage : config.stages) {
+    if (dot) {
+      fmt::print("  {} [label=\"{}\\n{}{}\"];\n", node[stage.id], dot_escaped(stage.id), stage.type->name,
+                 stage.concurrency > 1 ? fmt::format(" x{}", stage.concurrency) : "");
+    } else {
+      fmt::print("  {}[\"{}: {}\"]\n", node[stage.id], mermaid_escaped(stage.id), stage.type->name);
+    }
+  }
+  auto edge = [&](const std::string& from, const std::string& to, const std::string& label) {
+    if (dot) {
+      fmt::print("  {} -> {} [label=\"{}\"];\n", node[from], node[to], label);
+    } else {
+      fmt::print("  {} -->|{}| {}\n", node[from], label, node[to]);
     }
   };
   for (const auto& stage : config.stages) {
@@ -107,7 +142,11 @@ int main(int argc, char** argv) {
   auto* run = app.add_subcommand("run", "run a pipeline: data to stdout, logs and the summary to stderr");
   run->add_option("file", file, "the pipeline's YAML file")->required();
   run->add_option("--set", sets, "override a value: stages.ID.KEY=VALUE (repeatable)");
-  run->add_option("--threads", run_options.threads, "worker threads (default: one per hardware thread)");
+  // Workers beyond the hardware threads only take turns on them, and each has a queue of its
+  // own: the bound covers the largest machines, and keeps a typo (-1 read as 2^64 - 1) a usage
+  // error rather than a failed allocation.
+  run->add_option("--threads", run_options.threads, "worker threads, up to 1024 (default, or 0: one per hardware thread)")
+      ->check(CLI::Range(0, 1024));
   run->add_option("--drain-timeout", drain_timeout_ms, "milliseconds a SIGINT/SIGTERM drain may take (default 10000)")
       ->check(CLI::Range(0, std::numeric_limits<int>::max()));
   run->add_flag("--quiet", quiet, "no summary on stderr");

@@ -52,7 +52,7 @@ detail::ActorRef spawn(System& system, const yaml::StageConfig& stage, StageOpti
       if constexpr (std::is_same_v<In, std::string>) {
         throw std::logic_error("sum over strings passed the loader");
       } else {
-        return system.spawn<stages::SumSink<In>>(options, stdout).handle();
+        return system.spawn<stages::SumSink<In>>(options, STDOUT_FILENO).handle();
       }
     });
   }
@@ -73,7 +73,7 @@ detail::ActorRef spawn(System& system, const yaml::StageConfig& stage, StageOpti
       return system.spawn<stages::WriterSink<In>>(options, stage.options.at("path"), append != stage.options.end() && append->second == "true").handle();
     }
     if (type == "null") return system.spawn<stages::NullSink<In>>(options).handle();
-    if (type == "count") return system.spawn<stages::CountSink<In>>(options, stdout).handle();
+    if (type == "count") return system.spawn<stages::CountSink<In>>(options, STDOUT_FILENO).handle();
     throw std::logic_error("no stage type '" + type + "'");
   });
 }

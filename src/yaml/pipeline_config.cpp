@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <set>
 #include <sstream>
 
@@ -26,6 +27,10 @@ const OptionSpec expression(const char* description) { return {"expr", OptionTyp
 constexpr double max_ms = 1e12;
 // The slowest rate: one event in about 31 years, for the same reason.
 constexpr double min_per_second = 1e-9;
+// Each partition has a consumer stage of its own in the file, so no real pipeline comes near
+// this; the dispatcher sets up every partition when the stage starts, so a typo such as 100000000
+// would otherwise take gigabytes before any check of the consumers.
+constexpr std::int64_t max_partitions = 1024;
 
 const std::vector<StageTypeSpec>& catalog() {
   static const std::vector<StageTypeSpec> types = {
@@ -74,7 +79,7 @@ const std::vector<OptionSpec>& common_options() {
        "producers: a stage id, or a list of ids or of {stage, max_demand, min_demand, cancel, hand_off}"},
       {"max_demand", OptionType::integer, false, "1000", "default max_demand of its subscriptions (>= 1)"},
       {"min_demand", OptionType::integer, false, "max_demand / 2", "default min_demand (0 .. max_demand - 1)"},
-      {"concurrency", OptionType::integer, false, "1", "parallel copies, fed by the demand dispatcher"},
+      {"concurrency", OptionType::integer, false, "1", "parallel copies, fed by the demand dispatcher (producer-consumers only)"},
       {"hand_off", OptionType::string, false, "queued",
        "default hand_off of its subscriptions: queued, or at_once (run on the producer's thread when idle)"},
       {"dispatcher", OptionType::string, false, "demand",
@@ -135,10 +140,11 @@ class Checker {
   explicit Checker(std::string file) : file_(std::move(file)) {}
 
   // An error at `path` points at the --set that gave its value, if one did: that value has no
-  // place in the file.
-  void error(Location at, const std::string& path, const std::string& message) {
+  // place in the file. `at` lies in the value of `located_in` when that is a key of `path` (an
+  // error about a stage found in its max_demand), and that key's --set is the one named.
+  void error(Location at, const std::string& path, const std::string& message, const std::string& located_in = "") {
     std::ostringstream line;
-    const std::string* setting = setting_of(path);
+    const std::string* setting = setting_of(located_in.empty() ? path : located_in);
     if (setting != nullptr) {
       line << "--set " << *setting;
     } else {
@@ -158,10 +164,7 @@ class Checker {
   // makes no difference between them, but an empty value's mark points past it, at whatever
   // follows, while a word's points at the word: in the file, or in the --set that gave it.
   bool spelled_null(const YAML::Node& node, const std::string& path) const {
-    std::string_view source = source_;
-    if (const std::string* setting = setting_of(path)) source = std::string_view(*setting).substr(setting->find('=') + 1);
-    if (node.Mark().pos < 0 || static_cast<std::size_t>(node.Mark().pos) >= source.size()) return false;
-    const std::string_view rest = source.substr(static_cast<std::size_t>(node.Mark().pos));
+    const std::string_view rest = written_at(node, path);
     for (std::string_view word : {"null", "Null", "NULL", "~"}) {
       if (!rest.starts_with(word)) continue;
       // The word is the value only if the value ends there: not a key (`null_out:`) that an
@@ -171,6 +174,17 @@ class Checker {
       return after.empty() || std::string_view(",]}#\r\n").find(after.front()) != std::string_view::npos;
     }
     return false;
+  }
+  // How far past a scalar's mark its text `text` starts (0, or 1 past a quote), if the scalar is
+  // written in the file exactly as `text` reads: no escape, no ${VAR}, no block indicator, and on
+  // one line (YAML folds the line breaks of one that spans lines). Only then is a column inside
+  // `text` a column of the file. A --set value has no place in the file: never.
+  std::optional<int> verbatim_offset(const YAML::Node& node, const std::string& path, const std::string& text) const {
+    if (setting_of(path) != nullptr) return std::nullopt;
+    const std::string_view written = written_at(node, path);
+    const int offset = written.starts_with('"') || written.starts_with('\'') ? 1 : 0;
+    if (written.substr(static_cast<std::size_t>(offset)).starts_with(text)) return offset;
+    return std::nullopt;
   }
   bool failed() const { return !errors_.empty(); }
   // In the order of the file (errors in --set values first), whichever check found them.
@@ -185,6 +199,14 @@ class Checker {
   }
 
  private:
+  // The text from `node`'s mark on: in the file, or in the --set that gave the value at `path`.
+  std::string_view written_at(const YAML::Node& node, const std::string& path) const {
+    std::string_view source = source_;
+    if (const std::string* setting = setting_of(path)) source = std::string_view(*setting).substr(setting->find('=') + 1);
+    if (node.Mark().pos < 0 || static_cast<std::size_t>(node.Mark().pos) >= source.size()) return {};
+    return source.substr(static_cast<std::size_t>(node.Mark().pos));
+  }
+
   // The last --set of the path, or of one that contains it (a key or an item of its value).
   const std::string* setting_of(const std::string& path) const {
     for (auto set = settings_.rbegin(); set != settings_.rend(); ++set) {
@@ -249,21 +271,26 @@ std::optional<T> scalar(const YAML::Node& node, Checker& checker, const std::str
   }
 }
 
-std::optional<std::size_t> count_value(const YAML::Node& node, Checker& checker, const std::string& path, std::int64_t minimum) {
+std::optional<std::size_t> count_value(const YAML::Node& node, Checker& checker, const std::string& path, std::int64_t minimum,
+                                       std::int64_t maximum = std::numeric_limits<std::int64_t>::max()) {
   auto value = scalar<std::int64_t>(node, checker, path, OptionType::integer);
   if (!value) return std::nullopt;
-  if (*value < minimum) {
-    checker.error(Checker::at(node), path, "must be at least " + std::to_string(minimum) + ", got " + std::to_string(*value));
+  if (*value < minimum || *value > maximum) {
+    checker.error(Checker::at(node), path,
+                  "must be " + (*value < minimum ? "at least " + std::to_string(minimum) : "at most " + std::to_string(maximum)) +
+                      ", got " + std::to_string(*value));
     return std::nullopt;
   }
   return static_cast<std::size_t>(*value);
 }
 
-void check_demand(const SubscribeOptions& options, Checker& checker, Location at, const std::string& path) {
+// `located_in`: see Checker::error.
+void check_demand(const SubscribeOptions& options, Checker& checker, Location at, const std::string& path,
+                  const std::string& located_in = "") {
   try {
     options.validate();
   } catch (const std::invalid_argument& error) {
-    checker.error(at, path, error.what());
+    checker.error(at, path, error.what(), located_in);
   }
 }
 
@@ -366,37 +393,18 @@ class Loader {
       checker_.error(Checker::at(node), path, "expected a map with at least a `type`");
       return;
     }
-    const YAML::Node type = node["type"];
-    if (!type) {
-      checker_.error(stage.location, path, "missing required key 'type'");
-      note_subscriptions(node["subscribe_to"]);
-      return;
-    }
-    // `type: null` is YAML's null, and also the name of the stage type that discards events; a
-    // `type:` left empty is a null too, but surely not a choice to discard everything.
-    if (type.IsNull() && !checker_.spelled_null(type, path + ".type")) {
-      checker_.error(stage.location, path + ".type", "no stage type given (the sink that discards events is `type: null`)");
-      note_subscriptions(node["subscribe_to"]);
-      return;
-    }
-    const std::string type_name = type.IsNull() ? "null" : type.IsScalar() ? type.Scalar() : "";
-    std::vector<std::string> type_names;
-    for (const auto& spec : catalog()) type_names.push_back(spec.name);
-    for (const auto& spec : catalog())
-      if (spec.name == type_name) stage.type = &spec;
-    if (stage.type == nullptr) {
-      checker_.error(Checker::at(type), path + ".type", "unknown stage type '" + type_name + "'" + hint(type_name, type_names) + " (see `sluice list`)");
-      note_subscriptions(node["subscribe_to"]);
-      return;
-    }
+    // Without a known type, the keys every stage accepts are still checked, so that one pass
+    // reports their errors too; the type's own options, and the checks of its role, wait for it.
+    stage.type = stage_type(node, stage.location, path);
     std::vector<std::string> allowed = names_of(common_options());
-    for (const auto& option : stage.type->options) allowed.push_back(option.name);
+    if (stage.type != nullptr)
+      for (const auto& option : stage.type->options) allowed.push_back(option.name);
     for (const auto& entry : node) {
       const std::string name = entry.first.Scalar();
       const std::string option_path = path + "." + name;
       const YAML::Node& value = entry.second;
       if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
-        checker_.error(Checker::at(entry.first), option_path, "unknown key for a " + stage.type->name + " stage" + hint(name, allowed));
+        if (stage.type != nullptr) checker_.error(Checker::at(entry.first), option_path, "unknown key for a " + stage.type->name + " stage" + hint(name, allowed));
       } else if (name == "type") {
       } else if (name == "subscribe_to") {
         subscriptions(stage, value, option_path);
@@ -405,7 +413,16 @@ class Loader {
       } else if (name == "min_demand") {
         if (auto n = count_value(value, checker_, option_path, 0)) stage.min_demand = *n;
       } else if (name == "concurrency") {
-        if (auto n = count_value(value, checker_, option_path, 1)) stage.concurrency = *n;
+        const auto n = count_value(value, checker_, option_path, 1);
+        if (n && *n > 1 && stage.type != nullptr && stage.type->role != Role::producer_consumer) {
+          const bool producer = stage.type->role == Role::producer;
+          checker_.error(Checker::at(value), option_path,
+                         "only a producer-consumer runs as parallel copies, and a " + stage.type->name + " stage is a " +
+                             std::string(role_name(stage.type->role)) +
+                             (producer ? ": each copy would emit every event" : ": each copy would write its own output"));
+        } else if (n) {
+          stage.concurrency = *n;
+        }
       } else if (name == "buffer_size") {
         if (auto n = count_value(value, checker_, option_path, 0)) stage.buffer_size = *n;
       } else if (name == "on_error" && value.IsMap()) {
@@ -418,14 +435,16 @@ class Loader {
         own_option(stage, name, value, option_path);
       }
     }
-    for (const auto& option : stage.type->options)
-      if (option.required && !stage.options.contains(option.name) && !node[option.name]) {
-        checker_.error(stage.location, path, "missing required key '" + option.name + "' (" + option.description + ")");
-      }
-    const Location demand_at = node["min_demand"] ? Checker::at(node["min_demand"])
-                               : node["max_demand"] ? Checker::at(node["max_demand"])
-                                                    : stage.location;
-    check_demand(SubscribeOptions{.max_demand = stage.max_demand, .min_demand = stage.min_demand}, checker_, demand_at, path);
+    if (stage.type != nullptr)
+      for (const auto& option : stage.type->options)
+        if (option.required && !stage.options.contains(option.name) && !node[option.name]) {
+          checker_.error(stage.location, path, "missing required key '" + option.name + "' (" + option.description + ")");
+        }
+    // The demand error is found in min_demand's value if given, else in max_demand's.
+    const std::string demand_key = node["min_demand"] ? "min_demand" : node["max_demand"] ? "max_demand" : "";
+    check_demand(SubscribeOptions{.max_demand = stage.max_demand, .min_demand = stage.min_demand}, checker_,
+                 demand_key.empty() ? stage.location : Checker::at(node[demand_key]), path,
+                 demand_key.empty() ? "" : path + "." + demand_key);
     // A subscription's own demand settings win; the stage's are the defaults.
     for (auto& subscription : stage.subscribe_to) {
       subscription.options.max_demand = subscription.max_demand.value_or(stage.max_demand);
@@ -435,19 +454,47 @@ class Loader {
         check_demand(subscription.options, checker_, subscription.location, path + ".subscribe_to");
       }
     }
+    if (stage.type == nullptr) {
+      untyped_.push_back(std::move(stage));
+      return;
+    }
     if (stage.type->name == "range" && stage.options.contains("step") && stage.options["step"] == "0") {
       checker_.error(Checker::at(node["step"]), path + ".step", "must not be 0");
     }
     config_.stages.push_back(std::move(stage));
   }
 
-  // The producers a stage too broken to check subscribes to: they have a consumer, so they get
-  // no follow-on "nothing subscribes" error.
+  // The stage type `node` names, or nullptr when it names none (reported).
+  const StageTypeSpec* stage_type(const YAML::Node& node, Location stage_location, const std::string& path) {
+    const YAML::Node type = node["type"];
+    if (!type) {
+      checker_.error(stage_location, path, "missing required key 'type'");
+      return nullptr;
+    }
+    // `type: null` is YAML's null, and also the name of the stage type that discards events; a
+    // `type:` left empty is a null too, but surely not a choice to discard everything.
+    if (type.IsNull() && !checker_.spelled_null(type, path + ".type")) {
+      checker_.error(stage_location, path + ".type", "no stage type given (the sink that discards events is `type: null`)");
+      return nullptr;
+    }
+    const auto name = type.IsNull() ? std::optional<std::string>("null") : scalar<std::string>(type, checker_, path + ".type", OptionType::string);
+    if (!name) return nullptr;
+    std::vector<std::string> type_names;
+    for (const auto& spec : catalog()) {
+      if (spec.name == *name) return &spec;
+      type_names.push_back(spec.name);
+    }
+    checker_.error(Checker::at(type), path + ".type", "unknown stage type '" + *name + "'" + hint(*name, type_names) + " (see `sluice list`)");
+    return nullptr;
+  }
+
+  // The producers a stage given twice subscribes to: they have a consumer, so they get no
+  // follow-on "nothing subscribes" error.
   void note_subscriptions(const YAML::Node& value) {
     if (!value) return;
     auto note = [&](const YAML::Node& item) {
-      if (item.IsScalar()) subscribed_by_broken_.insert(item.Scalar());
-      if (item.IsMap() && item["stage"] && item["stage"].IsScalar()) subscribed_by_broken_.insert(item["stage"].Scalar());
+      if (item.IsScalar()) subscribed_by_duplicates_.insert(item.Scalar());
+      if (item.IsMap() && item["stage"] && item["stage"].IsScalar()) subscribed_by_duplicates_.insert(item["stage"].Scalar());
     };
     if (value.IsSequence()) {
       for (const auto& item : value) note(item);
@@ -529,10 +576,11 @@ class Loader {
       const std::string key = entry.first.Scalar();
       const std::string key_path = path + ".partition." + key;
       if (key == "partitions") {
-        if (auto n = count_value(entry.second, checker_, key_path, 1)) stage.partitions = *n;
+        partition_counts_[stage.id] = Checker::at(entry.second);
+        if (auto n = count_value(entry.second, checker_, key_path, 1, max_partitions)) stage.partitions = *n;
       } else if (key == "key") {
         if (auto text = scalar<std::string>(entry.second, checker_, key_path, OptionType::expression)) {
-          partition_keys_[stage.id] = {*text, Checker::at(entry.second), quoted(entry.second)};
+          partition_keys_[stage.id] = {*text, Checker::at(entry.second), checker_.verbatim_offset(entry.second, key_path, *text)};
         }
       } else {
         checker_.error(Checker::at(entry.first), key_path, "unknown key" + hint(key, {"partitions", "key"}));
@@ -591,23 +639,23 @@ class Loader {
         out_of_range("at most ", *spec->most);
       }
     }
-    if (spec->type == OptionType::expression) expression_marks_[stage.id] = {Checker::at(value), quoted(value)};
+    if (spec->type == OptionType::expression) expression_marks_[stage.id] = {Checker::at(value), checker_.verbatim_offset(value, path, *canonical)};
   }
 
-  static bool quoted(const YAML::Node& value) { return value.Tag() == "!"; }
-
+  // A subscription that names no stage it could read is reported, and kept out of the graph.
   void subscriptions(StageConfig& stage, const YAML::Node& value, const std::string& path) {
     auto add = [&](const YAML::Node& item, const std::string& item_path) {
       Subscription subscription;
       subscription.location = Checker::at(item);
+      std::optional<std::string> id;
       if (item.IsScalar()) {
-        subscription.stage = item.Scalar();
+        id = stage_id(item, item_path);
       } else if (item.IsMap()) {
         for (const auto& entry : item) {
           const std::string key = entry.first.Scalar();
           const std::string key_path = item_path + "." + key;
           if (key == "stage") {
-            if (auto id = scalar<std::string>(entry.second, checker_, key_path, OptionType::string)) subscription.stage = *id;
+            id = stage_id(entry.second, key_path);
           } else if (key == "max_demand") {
             subscription.max_demand = count_value(entry.second, checker_, key_path, 0);
           } else if (key == "min_demand") {
@@ -624,11 +672,15 @@ class Loader {
             checker_.error(Checker::at(entry.first), key_path, "unknown key" + hint(key, {"stage", "max_demand", "min_demand", "partition", "cancel", "hand_off"}));
           }
         }
-        if (subscription.stage.empty()) checker_.error(subscription.location, item_path, "missing required key 'stage'");
+        if (!item["stage"]) checker_.error(subscription.location, item_path, "missing required key 'stage'");
       } else {
         checker_.error(subscription.location, item_path, "expected a stage id or a map with `stage`");
+      }
+      if (!id) {
+        unread_subscriptions_.insert(stage.id);
         return;
       }
+      subscription.stage = *id;
       stage.subscribe_to.push_back(std::move(subscription));
     };
     if (value.IsSequence()) {
@@ -638,58 +690,100 @@ class Loader {
     }
   }
 
+  // The id a subscription names; an empty one (a ${VAR} set to "") names no stage.
+  std::optional<std::string> stage_id(const YAML::Node& node, const std::string& path) {
+    auto id = scalar<std::string>(node, checker_, path, OptionType::string);
+    if (id && id->empty()) {
+      checker_.error(Checker::at(node), path, "expected a stage id, got an empty string");
+      return std::nullopt;
+    }
+    return id;
+  }
+
   // References, roles, cycles, and then event types and expressions, in dependency order.
   void graph() {
     std::map<std::string, std::size_t> subscribers;
-    for (auto& stage : config_.stages) {
-      const std::string path = "stages." + stage.id;
-      if (stage.type->role == Role::producer && !stage.subscribe_to.empty()) {
-        checker_.error(stage.subscribe_to.front().location, path + ".subscribe_to", "a " + stage.type->name + " stage is a producer and subscribes to nothing");
-      }
-      if (stage.on_error == stages::OnError::dead_letter) check_dead_letter(stage);
-      if (stage.type->role != Role::producer && stage.subscribe_to.empty() && !dead_letter_targets().contains(stage.id)) {
-        checker_.error(stage.location, path, "a " + std::string(role_name(stage.type->role)) + " needs `subscribe_to`: nothing would feed it");
-      }
-      for (auto& subscription : stage.subscribe_to) {
-        const StageConfig* target = config_.find(subscription.stage);
-        if (target == nullptr) {
-          if (std::find(ids_.begin(), ids_.end(), subscription.stage) == ids_.end()) {
-            checker_.error(subscription.location, path + ".subscribe_to", "no stage '" + subscription.stage + "'" + hint(subscription.stage, ids_));
-          }
-        } else if (target->type->role == Role::consumer) {
-          checker_.error(subscription.location, path + ".subscribe_to", "'" + subscription.stage + "' is a consumer: it emits no events");
-        } else {
-          ++subscribers[subscription.stage];
-          check_partition(stage, subscription, *target, path + ".subscribe_to");
+    for (const StageConfig* stage : every_stage()) check_links(*stage, subscribers);
+    // A subscription that could not be read may have named any producer, and any partition: then
+    // none is said to lack a consumer, nor a partition to be untaken.
+    if (unread_subscriptions_.empty()) {
+      for (const auto& stage : config_.stages) {
+        if (stage.type->role != Role::consumer && !subscribers.contains(stage.id) && !subscribed_by_duplicates_.contains(stage.id)) {
+          checker_.error(stage.location, "stages." + stage.id, "nothing subscribes to this " + std::string(role_name(stage.type->role)) + ": its events would go nowhere");
+        } else if (stage.dispatcher == DispatcherKind::partition) {
+          check_partitions_taken(stage);
         }
       }
     }
-    for (const auto& stage : config_.stages) {
-      if (stage.type->role != Role::consumer && !subscribers.contains(stage.id) && !subscribed_by_broken_.contains(stage.id)) {
-        checker_.error(stage.location, "stages." + stage.id, "nothing subscribes to this " + std::string(role_name(stage.type->role)) + ": its events would go nowhere");
-      }
-      for (const auto& subscription : stage.subscribe_to) check_hand_off(stage, subscription);
-    }
-    if (!cycles()) dead_letter_loops();
+    for (const StageConfig* stage : every_stage())
+      for (const auto& subscription : stage->subscribe_to) check_hand_off(*stage, subscription);
+    // A dead-letter loop runs through a stage's on_error, which a subscription cycle never does:
+    // each kind is reported, and neither repeats the other.
+    cycles();
+    dead_letter_loops();
     types();
+  }
+
+  // The stages of known type, then those without one (see stage()).
+  std::vector<const StageConfig*> every_stage() const {
+    std::vector<const StageConfig*> all;
+    for (const auto& stage : config_.stages) all.push_back(&stage);
+    for (const auto& stage : untyped_) all.push_back(&stage);
+    return all;
+  }
+
+  // The stage of that id, with a known type or not: a cycle or a chain of dead letters runs
+  // through either, and is reported along with the unknown type.
+  const StageConfig* any_stage(const std::string& id) const {
+    for (const StageConfig* stage : every_stage())
+      if (stage->id == id) return stage;
+    return nullptr;
+  }
+
+  bool known(const std::string& id) const { return std::find(ids_.begin(), ids_.end(), id) != ids_.end(); }
+
+  // The stages a stage names exist and can feed it; the checks of its role need its type.
+  void check_links(const StageConfig& stage, std::map<std::string, std::size_t>& subscribers) {
+    const std::string path = "stages." + stage.id;
+    if (stage.type != nullptr && stage.type->role == Role::producer && !stage.subscribe_to.empty()) {
+      checker_.error(stage.subscribe_to.front().location, path + ".subscribe_to", "a " + stage.type->name + " stage is a producer and subscribes to nothing");
+    }
+    if (stage.on_error == stages::OnError::dead_letter) check_dead_letter(stage);
+    if (stage.type != nullptr && stage.type->role != Role::producer && stage.subscribe_to.empty() &&
+        !unread_subscriptions_.contains(stage.id) && !dead_letter_targets().contains(stage.id)) {
+      checker_.error(stage.location, path, "a " + std::string(role_name(stage.type->role)) + " needs `subscribe_to`: nothing would feed it");
+    }
+    for (const auto& subscription : stage.subscribe_to) {
+      const StageConfig* target = config_.find(subscription.stage);
+      if (target == nullptr) {
+        if (!known(subscription.stage)) {
+          checker_.error(subscription.location, path + ".subscribe_to", "no stage '" + subscription.stage + "'" + hint(subscription.stage, ids_));
+        }
+      } else if (target->type->role == Role::consumer) {
+        checker_.error(subscription.location, path + ".subscribe_to", "'" + subscription.stage + "' is a consumer: it emits no events");
+      } else {
+        ++subscribers[subscription.stage];
+        check_partition(stage, subscription, *target, path + ".subscribe_to");
+      }
+    }
   }
 
   std::set<std::string> dead_letter_targets() const {
     std::set<std::string> targets;
-    for (const auto& stage : config_.stages)
-      if (stage.on_error == stages::OnError::dead_letter) targets.insert(stage.dead_letter);
+    for (const StageConfig* stage : every_stage())
+      if (stage->on_error == stages::OnError::dead_letter) targets.insert(stage->dead_letter);
     return targets;
   }
 
   void check_dead_letter(const StageConfig& stage) {
     const std::string path = "stages." + stage.id + ".on_error.dead_letter";
     const StageConfig* target = config_.find(stage.dead_letter);
-    if (target == nullptr) {
-      checker_.error(stage.dead_letter_location, path, "no stage '" + stage.dead_letter + "'" + hint(stage.dead_letter, ids_));
-    } else if (target->type->role == Role::producer) {
+    if (target != nullptr && target->type->role == Role::producer) {
       checker_.error(stage.dead_letter_location, path, "'" + stage.dead_letter + "' is a producer: it cannot take failed events");
-    } else if (target->id == stage.id) {
+    } else if (stage.dead_letter == stage.id) {
       checker_.error(stage.dead_letter_location, path, "a stage cannot be its own dead-letter stage");
+    } else if (target == nullptr && !known(stage.dead_letter)) {
+      checker_.error(stage.dead_letter_location, path, "no stage '" + stage.dead_letter + "'" + hint(stage.dead_letter, ids_));
     }
   }
 
@@ -705,9 +799,9 @@ class Loader {
       return;
     }
     std::size_t consumers = 0;
-    for (const auto& other : config_.stages)
-      for (const auto& edge : other.subscribe_to)
-        if (edge.stage == producer->id) consumers += other.concurrency;
+    for (const StageConfig* other : every_stage())
+      for (const auto& edge : other->subscribe_to)
+        if (edge.stage == producer->id) consumers += other->concurrency;
     if (consumers > 1) {
       checker_.error(subscription.location, path,
                      "hand_off: at_once needs its producer's only consumer, but '" + producer->id + "' has " +
@@ -724,27 +818,57 @@ class Loader {
       }
       return;
     }
-    const std::string range = "0.." + std::to_string(producer.partitions == 0 ? 0 : producer.partitions - 1);
+    const std::string range = partition_range(producer);
     if (!subscription.partition) {
-      checker_.error(subscription.location, path, "'" + producer.id + "' dispatches by partition: pick one with {stage: " + producer.id + ", partition: K}, K in " + range);
-    } else if (*subscription.partition >= producer.partitions) {
+      checker_.error(subscription.location, path, "'" + producer.id + "' dispatches by partition: pick one with {stage: " + producer.id +
+                                                      ", partition: K}" + (range.empty() ? "" : ", K in " + range));
+    } else if (!range.empty() && *subscription.partition >= producer.partitions) {
       checker_.error(subscription.location, path, "partition " + std::to_string(*subscription.partition) + " is out of range: '" + producer.id + "' has " + range);
     } else if (auto [taken, fresh] = partition_owners_.emplace(std::make_pair(producer.id, *subscription.partition), stage.id); !fresh) {
       checker_.error(subscription.location, path, "partition " + std::to_string(*subscription.partition) + " of '" + producer.id + "' is already taken by '" + taken->second + "'");
-    } else if (stage.concurrency > 1) {
-      checker_.error(subscription.location, path, "a partition has exactly one consumer, but this stage has concurrency " + std::to_string(stage.concurrency));
+    } else {
+      if (stage.concurrency > 1) {
+        checker_.error(subscription.location, path, "a partition has exactly one consumer, but this stage has concurrency " + std::to_string(stage.concurrency));
+      }
+      return;
     }
+    // The partition this subscription meant is not known, nor then which ones are left.
+    unsure_partitions_.insert(producer.id);
+  }
+
+  // "0..N-1", or empty when `partitions` is missing or out of bounds (reported).
+  static std::string partition_range(const StageConfig& stage) {
+    return stage.partitions == 0 ? "" : "0.." + std::to_string(stage.partitions - 1);
+  }
+
+  // Every partition needs its consumer: the events of one that none takes would be dropped.
+  void check_partitions_taken(const StageConfig& producer) {
+    if (producer.partitions == 0 || unsure_partitions_.contains(producer.id) || subscribed_by_duplicates_.contains(producer.id)) return;
+    std::string untaken;  // as spans: 1, 3..5
+    std::size_t count = 0;
+    for (std::size_t first = 0; first < producer.partitions; ++first) {
+      if (partition_owners_.contains({producer.id, first})) continue;
+      std::size_t last = first;
+      while (last + 1 < producer.partitions && !partition_owners_.contains({producer.id, last + 1})) ++last;
+      untaken += (untaken.empty() ? "" : ", ") + std::to_string(first) + (last > first ? ".." + std::to_string(last) : "");
+      count += last - first + 1;
+      first = last;
+    }
+    if (count == 0) return;
+    checker_.error(partition_counts_.at(producer.id), "stages." + producer.id + ".dispatcher.partition.partitions",
+                   (count == 1 ? "no consumer takes partition " + untaken + ", so its events" : "no consumer takes partitions " + untaken + ", so their events") +
+                       " would be dropped (a consumer takes one with subscribe_to: [{stage: " + producer.id + ", partition: K}])");
   }
 
   // A stage waits for its producers to end, and a dead-letter stage also for the stages that
   // feed it. A dead-letter stage that its feeder waits for, through any chain of these, would
   // take that stage's failed events back in, and the pipeline could never end.
   void dead_letter_loops() {
-    for (const auto& stage : config_.stages) {
-      if (stage.on_error != stages::OnError::dead_letter || stage.dead_letter == stage.id) continue;  // reported already
-      if (!waits_for(stage, stage.dead_letter)) continue;
-      checker_.error(stage.dead_letter_location, "stages." + stage.id + ".on_error.dead_letter",
-                     "'" + stage.dead_letter + "' feeds '" + stage.id +
+    for (const StageConfig* stage : every_stage()) {
+      if (stage->on_error != stages::OnError::dead_letter || stage->dead_letter == stage->id) continue;  // reported already
+      if (!waits_for(*stage, stage->dead_letter)) continue;
+      checker_.error(stage->dead_letter_location, "stages." + stage->id + ".on_error.dead_letter",
+                     "'" + stage->dead_letter + "' feeds '" + stage->id +
                          "', through subscriptions or dead letters: each would wait for the other to end, so the "
                          "pipeline could never end");
     }
@@ -755,7 +879,7 @@ class Loader {
     std::set<std::string> seen{stage.id};
     std::vector<const StageConfig*> todo{&stage};
     auto reach = [&](const std::string& id) {
-      const StageConfig* next = config_.find(id);
+      const StageConfig* next = any_stage(id);
       if (next != nullptr && seen.insert(id).second) todo.push_back(next);
     };
     while (!todo.empty()) {
@@ -765,32 +889,30 @@ class Loader {
         if (subscription.stage == other) return true;
         reach(subscription.stage);
       }
-      for (const auto& feeder : config_.stages) {
-        if (feeder.on_error != stages::OnError::dead_letter || feeder.dead_letter != next->id) continue;
-        if (feeder.id == other) return true;
-        reach(feeder.id);
+      for (const StageConfig* feeder : every_stage()) {
+        if (feeder->on_error != stages::OnError::dead_letter || feeder->dead_letter != next->id) continue;
+        if (feeder->id == other) return true;
+        reach(feeder->id);
       }
     }
     return false;
   }
 
-  // Reports each cycle as a -> b -> a; true if there was one.
-  bool cycles() {
+  // Reports each cycle as a -> b -> a.
+  void cycles() {
     std::map<std::string, int> state;  // 0 unseen, 1 on the path, 2 done
     std::vector<std::string> path;
-    bool found = false;
     std::function<void(const StageConfig&)> visit = [&](const StageConfig& stage) {
       state[stage.id] = 1;
       path.push_back(stage.id);
       for (const auto& subscription : stage.subscribe_to) {
-        const StageConfig* producer = config_.find(subscription.stage);
+        const StageConfig* producer = any_stage(subscription.stage);
         if (producer == nullptr) continue;  // reported already
         if (state[producer->id] == 1) {
           auto from = std::find(path.begin(), path.end(), producer->id);
           std::string cycle;
           for (auto it = from; it != path.end(); ++it) cycle += *it + " -> ";
           checker_.error(stage.location, "stages." + stage.id + ".subscribe_to", "a cycle: " + cycle + producer->id);
-          found = true;
         } else if (state[producer->id] == 0) {
           visit(*producer);
         }
@@ -798,9 +920,8 @@ class Loader {
       path.pop_back();
       state[stage.id] = 2;
     };
-    for (const auto& stage : config_.stages)
-      if (state[stage.id] == 0) visit(stage);
-    return found;
+    for (const StageConfig* stage : every_stage())
+      if (state[stage->id] == 0) visit(*stage);
   }
 
   // Event types and expressions, in dependency order, as far as the other errors allow, so that
@@ -901,11 +1022,11 @@ class Loader {
   // (a syntax error, an unknown name) is its own; any other depends on the input, and waits for
   // the errors that hide the input to be fixed.
   void check_untyped(const StageConfig& stage) {
-    const auto& [location, is_quoted] = expression_marks_[stage.id];
-    report_untyped(stage.options.at("expr"), "x", location, is_quoted, "stages." + stage.id + ".expr");
+    const auto& [location, text_offset] = expression_marks_[stage.id];
+    report_untyped(stage.options.at("expr"), "x", location, text_offset, "stages." + stage.id + ".expr");
   }
 
-  void report_untyped(const std::string& text, std::string_view variable, Location location, bool is_quoted,
+  void report_untyped(const std::string& text, std::string_view variable, Location location, std::optional<int> text_offset,
                       const std::string& path) {
     std::optional<std::pair<std::size_t, std::string>> common;
     for (expr::Type x : {expr::Type::integer, expr::Type::floating, expr::Type::string}) {
@@ -918,54 +1039,70 @@ class Loader {
         common = seen;
       }
     }
-    expression_error(location, is_quoted, common->first, path, common->second);
+    expression_error(text, location, text_offset, common->first, path, common->second);
   }
 
   void compile_partition_key(StageConfig& stage, std::optional<expr::Type> events) {
     auto found = partition_keys_.find(stage.id);
     if (found == partition_keys_.end()) return;
-    const auto& [text, location, is_quoted] = found->second;
+    const auto& [text, location, text_offset] = found->second;
     const std::string path = "stages." + stage.id + ".dispatcher.partition.key";
     if (!events) {
-      report_untyped(text, "x", location, is_quoted, path);
+      report_untyped(text, "x", location, text_offset, path);
       return;
     }
-    stage.partition_key = compile_at(text, *events, "x", location, is_quoted, path);
+    stage.partition_key = compile_at(text, *events, "x", location, text_offset, path);
     if (stage.partition_key && stage.partition_key->type() != expr::Type::integer) {
-      checker_.error(location, path, "a partition key is an integer (the partition, 0.." + std::to_string(stage.partitions - 1) + "), this one gives " + std::string(expr::type_name(stage.partition_key->type())) + "s");
+      const std::string range = partition_range(stage);
+      checker_.error(location, path, "a partition key is an integer (the partition" + (range.empty() ? "" : ", " + range) + "), this one gives " + std::string(expr::type_name(stage.partition_key->type())) + "s");
     }
   }
 
   void compile(StageConfig& stage, expr::Type input, std::string_view variable) {
-    const auto& [location, is_quoted] = expression_marks_[stage.id];
-    stage.expression = compile_at(stage.options["expr"], input, variable, location, is_quoted, "stages." + stage.id + ".expr");
+    const auto& [location, text_offset] = expression_marks_[stage.id];
+    stage.expression = compile_at(stage.options["expr"], input, variable, location, text_offset, "stages." + stage.id + ".expr");
   }
 
   // A syntax or type error points at its column inside the expression.
   std::optional<expr::Expression> compile_at(const std::string& text, expr::Type input, std::string_view variable,
-                                             Location location, bool is_quoted, const std::string& path) {
+                                             Location location, std::optional<int> text_offset, const std::string& path) {
     try {
       return expr::Expression::compile(text, input, variable);
     } catch (const expr::SyntaxError& error) {
-      expression_error(location, is_quoted, error.column(), path, error.what());
+      expression_error(text, location, text_offset, error.column(), path, error.what());
       return std::nullopt;
     }
   }
 
-  // An error at `column` inside an expression whose scalar starts at `location`.
-  void expression_error(Location location, bool is_quoted, std::size_t column, const std::string& path,
-                        const std::string& message) {
-    location.column += static_cast<int>(column) + (is_quoted ? 1 : 0);
-    checker_.error(location, path, message);
+  // An error at byte `column` (0-based) of the expression `text`, whose scalar starts at
+  // `location`, and whose text starts `text_offset` past it if written in the file as it reads
+  // (Checker::verbatim_offset): then the file's column is exact, in bytes as yaml-cpp's marks
+  // count. Otherwise it points at the scalar, and says where in the expression the error is, in
+  // characters as a reader counts them: UTF-8 lead bytes, not continuation bytes (10xxxxxx).
+  void expression_error(const std::string& text, Location location, std::optional<int> text_offset, std::size_t column,
+                        const std::string& path, const std::string& message) {
+    if (text_offset) {
+      location.column += *text_offset + static_cast<int>(column);
+      checker_.error(location, path, message);
+      return;
+    }
+    const auto before = std::string_view(text).substr(0, column);
+    const auto characters = std::count_if(before.begin(), before.end(), [](unsigned char byte) { return (byte & 0xC0) != 0x80; });
+    checker_.error(location, path, message + " (at character " + std::to_string(characters + 1) + " of the expression as read)");
   }
 
   Checker& checker_;
   PipelineConfig config_;
   std::vector<std::string> ids_;  // every stage id, the broken ones too, for hints
-  std::set<std::string> subscribed_by_broken_;  // see note_subscriptions
-  std::map<std::string, std::pair<Location, bool>> expression_marks_;  // where each expr scalar starts
-  std::map<std::string, std::tuple<std::string, Location, bool>> partition_keys_;  // text, where, quoted
+  std::set<std::string> subscribed_by_duplicates_;  // see note_subscriptions
+  std::set<std::string> unread_subscriptions_;  // stages with a subscription that names no stage it could read
+  // Where each expr scalar starts, and its text_offset (see expression_error).
+  std::map<std::string, std::pair<Location, std::optional<int>>> expression_marks_;
+  std::map<std::string, std::tuple<std::string, Location, std::optional<int>>> partition_keys_;  // text, where, text_offset
   std::map<std::pair<std::string, std::size_t>, std::string> partition_owners_;   // (producer, partition) -> consumer
+  std::set<std::string> unsure_partitions_;  // producers a subscription names no valid partition of
+  std::map<std::string, Location> partition_counts_;  // where each stage's `partitions` is given
+  std::vector<StageConfig> untyped_;  // stages whose type is missing or unknown (see stage())
 };
 
 }  // namespace
