@@ -486,6 +486,58 @@ TEST_CASE("ConsumerSupervisor: it completes only once its tasks have, so wait() 
   CHECK(tasks->running() == 0);
 }
 
+TEST_CASE("ConsumerSupervisor, transient: a task that throws runs again on the same event; past the restart intensity it fails") {
+  // Elixir's ConsumerSupervisor restarts a crashed transient child with the same arguments, up
+  // to max_restarts within max_seconds, and past that exits; a permanent child template makes
+  // no sense for a task that returns, so sluice refuses it.
+  std::mutex mutex;
+  std::map<std::int64_t, int> attempts;
+  std::atomic<int> failures = 0;
+  const auto count_attempt = [&](std::int64_t event) {
+    std::lock_guard lock(mutex);
+    return ++attempts[event];
+  };
+  {
+    System system(2);
+    auto producer = system.spawn<stages::NumberProducer>("producer", 1, 5);
+    auto tasks = system.spawn<ConsumerSupervisor<std::int64_t>>(
+        "tasks",
+        [&](std::int64_t event) {
+          if (count_attempt(event) == 1) throw std::runtime_error("first try");
+        },
+        [&](std::exception_ptr) { ++failures; }, StageContext::TaskKind::blocking,
+        ConsumerSupervisorOptions{.restart = Restart::transient, .max_restarts = 10});
+    system.subscribe(tasks, producer);
+    system.start();
+    system.wait();
+    CHECK(attempts == std::map<std::int64_t, int>{{1, 2}, {2, 2}, {3, 2}, {4, 2}, {5, 2}});
+    CHECK(failures == 5);
+  }
+  attempts.clear();
+  {
+    System system(2);
+    auto producer = system.spawn<stages::NumberProducer>("producer", 1, 1);
+    auto tasks = system.spawn<ConsumerSupervisor<std::int64_t>>(
+        "tasks",
+        [&](std::int64_t event) {
+          count_attempt(event);
+          throw std::runtime_error("always");
+        },
+        nullptr, StageContext::TaskKind::blocking, ConsumerSupervisorOptions{.restart = Restart::transient, .max_restarts = 2});
+    system.subscribe(tasks, producer);
+    system.start();
+    CHECK_THROWS_WITH_AS(system.wait(),
+                         "stage 'tasks' failed: reached its maximum restart intensity (2 restarts in 5000 ms); the last failure: always",
+                         StageError);
+    CHECK(attempts == std::map<std::int64_t, int>{{1, 3}});
+  }
+  System system(2);
+  CHECK_THROWS_AS(system.spawn<ConsumerSupervisor<std::int64_t>>(
+                      "tasks", [](std::int64_t) {}, nullptr, StageContext::TaskKind::blocking,
+                      ConsumerSupervisorOptions{.restart = Restart::permanent}),
+                  std::invalid_argument);
+}
+
 TEST_CASE("ConsumerSupervisor: demand is kept per producer; a finished task asks the producer its event came from") {
   // Elixir's ConsumerSupervisor counts finished children per producer. With one count for all,
   // asks would go to whichever producer subscribed last, and the other would stop being asked.

@@ -1,7 +1,8 @@
 #include <sluice/supervisor.hpp>
 
+#include <sluice/detail/restart_intensity.hpp>
+
 #include <algorithm>
-#include <deque>
 #include <mutex>
 #include <stdexcept>
 
@@ -108,7 +109,7 @@ class SupervisorCore final : public ActorCore {
       stop_if_children_done();
       return;
     }
-    if (!count_restart()) {
+    if (!intensity_.record()) {
       fail_past_intensity(m.reason.describe());
       return;
     }
@@ -224,7 +225,7 @@ class SupervisorCore final : public ActorCore {
       } catch (...) {
         error = "unknown exception";  // as a stage's own failure reads: it must not escape the slice
       }
-      if (!count_restart() || tries >= options_.max_restarts) {
+      if (!intensity_.record() || tries >= options_.max_restarts) {
         fail_past_intensity("'" + children_[index].spec.id() + "' could not be started: " + error);
         return false;
       }
@@ -232,9 +233,7 @@ class SupervisorCore final : public ActorCore {
   }
 
   void fail_past_intensity(const std::string& last_failure) {
-    terminate(ExitReason::error(name_, "reached its maximum restart intensity (" + std::to_string(options_.max_restarts) +
-                                           " restarts in " + std::to_string(options_.max_seconds.count()) +
-                                           " ms); the last failure: " + last_failure));
+    terminate(ExitReason::error(name_, intensity_.exceeded(last_failure)));
   }
 
   void start(std::size_t index) {
@@ -260,14 +259,6 @@ class SupervisorCore final : public ActorCore {
     } else {
       system_.subscribe_by_name(consumer, producer, options);
     }
-  }
-
-  // Records a restart; false when it exceeds the intensity.
-  bool count_restart() {
-    const auto now = std::chrono::steady_clock::now();
-    restarts_.push_back(now);
-    while (!restarts_.empty() && now - restarts_.front() > options_.max_seconds) restarts_.pop_front();
-    return restarts_.size() <= static_cast<std::size_t>(options_.max_restarts);
   }
 
   // Stops every child, one at a time in reverse start order, then stops with `reason`.
@@ -315,7 +306,7 @@ class SupervisorCore final : public ActorCore {
 
   mutable std::mutex mutex_;
   std::vector<Child> children_;  // in start order
-  std::deque<std::chrono::steady_clock::time_point> restarts_;
+  RestartIntensity intensity_{options_.max_restarts, options_.max_seconds};
   std::size_t group_first_ = 0;
   bool group_stopping_ = false;  // a group restart waits for its children to stop
   bool terminating_ = false;
