@@ -268,7 +268,13 @@ RunResult run_pipeline(const yaml::PipelineConfig& config, const RunOptions& opt
         stage_options.buffer_size = stage.buffer_size;
         stage_options.buffer_keep = stage.buffer_keep;
         stage_options.dispatcher = dispatcher_of(stage);
-        detail::ActorRef core = spawn(system, stage, stage_options, failures, steps, dead_letter);
+        detail::ActorRef core;
+        try {
+          core = spawn(system, stage, stage_options, failures, steps, dead_letter);
+        } catch (const std::exception& error) {
+          // A stage that cannot start (a file it cannot open) is named, as one that fails later is.
+          throw std::runtime_error("stage '" + stage_options.name + "' could not start: " + error.what());
+        }
         if (dead_letter) system.monitor(*dead_letters.at(stage.dead_letter), *core);
         copies[stage.id].push_back(core);
         all.emplace_back(stage.id, core);

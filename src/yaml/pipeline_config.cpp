@@ -158,7 +158,10 @@ class Checker {
     errors_.push_back({Location{}, "--set " + setting + ": error: " + message});
   }
   void set_by(std::string path, std::string setting) { settings_.emplace_back(std::move(path), std::move(setting)); }
-  static Location at(const YAML::Node& node) { return {node.Mark().line + 1, node.Mark().column + 1}; }
+  // A node with no place (the root of an empty file) is at 1:1.
+  static Location at(const YAML::Node& node) {
+    return {std::max(node.Mark().line, 0) + 1, std::max(node.Mark().column, 0) + 1};
+  }
   void set_source(std::string text) { source_ = std::move(text); }
   // Whether a null node at `path` was written as a word (null, ~), not left empty. yaml-cpp
   // makes no difference between them, but an empty value's mark points past it, at whatever
@@ -758,6 +761,12 @@ class Loader {
       if (target == nullptr) {
         if (!known(subscription.stage)) {
           checker_.error(subscription.location, path + ".subscribe_to", "no stage '" + subscription.stage + "'" + hint(subscription.stage, ids_));
+          // The stage a typo surely meant has its consumer: no follow-on error that nothing
+          // subscribes to it, or that a partition of it is untaken.
+          if (auto meant = text::closest(subscription.stage, ids_)) {
+            ++subscribers[*meant];
+            unsure_partitions_.insert(*meant);
+          }
         }
       } else if (target->type->role == Role::consumer) {
         checker_.error(subscription.location, path + ".subscribe_to", "'" + subscription.stage + "' is a consumer: it emits no events");
