@@ -37,8 +37,9 @@ enum class Restart {
 struct SupervisorOptions {
   std::string name{};
   Strategy strategy = Strategy::one_for_one;
-  // Restart intensity, OTP's defaults: more than max_restarts restarts within max_seconds
-  // and the supervisor gives up: it stops its children and fails, escalating to its parent.
+  // Restart intensity, Elixir's defaults (OTP's are 1 in 5 s): more than max_restarts restarts
+  // within max_seconds and the supervisor gives up: it stops its children and fails, escalating
+  // to its parent.
   int max_restarts = 3;
   std::chrono::milliseconds max_seconds{5000};
   bool register_name = false;
