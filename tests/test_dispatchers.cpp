@@ -469,7 +469,7 @@ TEST_CASE("partition on a producer: it is asked again only for demand its events
   system.stop();
 }
 
-TEST_CASE("partition: a partition nobody consumes keeps the last 10,000 of its events, counted as discarded") {
+TEST_CASE("partition: a partition nobody consumes keeps the last 10,000 of its events; a done producer leaves them, all counted as discarded") {
   ManualScheduler scheduler;
   System system(scheduler);
   auto producer = system.spawn<stages::NumberProducer>(by_parity("numbers"), 1, 30'000);
@@ -479,8 +479,139 @@ TEST_CASE("partition: a partition nobody consumes keeps the last 10,000 of its e
   system.subscribe(evens, producer, zero);
   scheduler.run_until_idle();
   CHECK(evens->received() == 15'000);
-  CHECK(producer.stats().discarded == 5'000);
+  CHECK(producer.stats().events_out == 15'000);
+  CHECK(producer.stats().discarded == 15'000);
   CHECK(system.running() == 0);
+}
+
+namespace {
+
+// A producer whose events come by info (a vector of them), with the partitions of by_parity,
+// that stays up when its consumers leave.
+StageOptions parity_that_stays(std::string name) {
+  StageOptions options = by_parity(std::move(name));
+  options.complete_when_unsubscribed = false;
+  return options;
+}
+
+// Asks by hand: info std::size_t{n} asks for n; info "leave" cancels the subscription.
+class AsksOrLeaves final : public Consumer<std::int64_t> {
+ public:
+  DemandMode handle_subscribe(const SubscriptionInfo& info) override {
+    subscription_ = info.id;
+    return DemandMode::manual;
+  }
+  void handle_events(std::span<std::int64_t> events) override { received.insert(received.end(), events.begin(), events.end()); }
+  void handle_info(std::any& message) override {
+    if (const auto* count = std::any_cast<std::size_t>(&message)) {
+      context().ask(subscription_, *count);
+    } else {
+      context().cancel(subscription_, ExitReason::normal());
+    }
+  }
+  test::Batch received;
+
+ private:
+  SubscriptionId subscription_{};
+};
+
+}  // namespace
+
+// GenStage, gen_stage.ex dispatch_events/3: with no consumers the events go to the producer's
+// buffer without reaching the dispatcher, and the next consumer gets them from there.
+TEST_CASE("broadcast: events emitted while no consumer is subscribed wait in the buffer for the next one") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  StageOptions options;
+  options.name = "producer";
+  options.dispatcher = dispatch::Broadcast{};
+  options.complete_when_unsubscribed = false;
+  auto producer = system.spawn<test::QueueProducer<>>(options);
+  auto first = system.spawn<LeavesAfterFirstBatch>("first");
+  system.subscribe(first, producer, {.max_demand = 10});
+  scheduler.run_until_idle();
+  system.send_info(producer, std::vector<std::int64_t>{0, 1, 2});
+  scheduler.run_until_idle();
+  REQUIRE(first->received == 3);
+  system.send_info(producer, std::vector<std::int64_t>{3, 4, 5});  // nobody subscribed
+  scheduler.run_until_idle();
+  CHECK(producer.stats().buffered == 3);
+  CHECK(producer.stats().events_out == 3);
+  auto second = system.spawn<test::RecordingConsumer<>>("second", DemandMode::manual);
+  system.subscribe(second, producer, {.max_demand = 10});
+  scheduler.run_until_idle();
+  system.send_info(second, std::size_t{10});
+  scheduler.run_until_idle();
+  CHECK(second->events() == test::Batch{3, 4, 5});
+  CHECK(producer.stats().events_out == 6);
+  system.stop();
+}
+
+// The same rule for a partition dispatcher: queued there, with no partition consumed, the
+// events would meet no demand, and the producer would be asked again for the demand its
+// departed consumer left, and again, while it had events to give.
+TEST_CASE("partition: events emitted while no partition has a consumer wait in the buffer, and the producer is not asked again") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto producer = system.spawn<test::QueueProducer<>>(parity_that_stays("producer"));
+  auto evens = system.spawn<LeavesAfterFirstBatch>("evens");
+  SubscribeOptions zero{.max_demand = 10};
+  zero.partition = std::size_t{0};
+  system.subscribe(evens, producer, zero);
+  scheduler.run_until_idle();
+  system.send_info(producer, std::vector<std::int64_t>{2, 4});
+  scheduler.run_until_idle();
+  REQUIRE(evens->received == 2);
+  system.send_info(producer, std::vector<std::int64_t>{6, 8, 1});  // nobody subscribed
+  scheduler.run_until_idle();
+  CHECK(producer->demands == std::vector<std::size_t>{10});
+  CHECK(producer.stats().buffered == 3);
+  CHECK(producer.stats().discarded == 0);
+  auto later = system.spawn<test::RecordingConsumer<>>("later", DemandMode::manual);
+  system.subscribe(later, producer, zero);
+  scheduler.run_until_idle();
+  system.send_info(later, std::size_t{10});
+  scheduler.run_until_idle();
+  CHECK(later->events() == test::Batch{6, 8});
+  system.stop();
+}
+
+// events_out counts events delivered to consumers: those waiting in a partition's queue count
+// when they are delivered, and those lost with a departed consumer count as discarded.
+TEST_CASE("partition stats: queued events count as out when delivered, and as discarded when their consumer leaves") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto producer = system.spawn<test::QueueProducer<>>(parity_that_stays("producer"));
+  auto evens = system.spawn<AsksOrLeaves>("evens");
+  SubscribeOptions zero{.max_demand = 10}, one{.max_demand = 10};
+  zero.partition = std::size_t{0};
+  one.partition = std::size_t{1};
+  system.subscribe(evens, producer, zero);
+  scheduler.run_until_idle();
+  system.send_info(evens, std::size_t{1});
+  scheduler.run_until_idle();
+  // 2 goes out; 4 and 6 met demand and wait for the evens' consumer; 1 waits for a consumer of
+  // odd numbers.
+  system.send_info(producer, std::vector<std::int64_t>{2, 4, 6, 1});
+  scheduler.run_until_idle();
+  CHECK(evens->received == test::Batch{2});
+  CHECK(producer.stats().events_out == 1);
+  auto odds = system.spawn<test::RecordingConsumer<>>("odds", DemandMode::manual);
+  system.subscribe(odds, producer, one);
+  scheduler.run_until_idle();
+  system.send_info(odds, std::size_t{3});
+  scheduler.run_until_idle();
+  CHECK(odds->events() == test::Batch{1});
+  CHECK(producer.stats().events_out == 2);
+  system.send_info(evens, std::size_t{1});
+  scheduler.run_until_idle();
+  CHECK(evens->received == test::Batch{2, 4});
+  CHECK(producer.stats().events_out == 3);
+  system.send_info(evens, std::string("leave"));
+  scheduler.run_until_idle();
+  CHECK(producer.stats().events_out == 3);
+  CHECK(producer.stats().discarded == 1);  // 6, lost with the evens' consumer
+  system.stop();
 }
 
 TEST_CASE("partition: buffered events the hash drops meet no demand, so the buffer serves the rest") {

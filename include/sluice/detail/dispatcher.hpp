@@ -62,19 +62,39 @@ class Dispatcher {
   // here rather than behind a virtual call, which the producer would pay on every batch.
   bool has_credits() const noexcept { return !credits_.empty(); }
   std::vector<std::pair<SubscriptionId, std::size_t>> take_credits() { return std::exchange(credits_, {}); }
-  // Events the dispatcher itself dropped (a partition with no consumer kept too many): the
-  // producer counts them as discarded, as its own buffer's.
-  bool has_discarded() const noexcept { return discarded_ > 0; }
-  std::size_t take_discarded() noexcept { return std::exchange(discarded_, 0); }
+  // What the dispatcher did with events beyond dispatch()'s count, for the producer's stats:
+  // events it dropped, which count as discarded as its own buffer's do, and events that met
+  // demand but wait in a partition's queue, delivered (with others that met none) only on a
+  // later ask. Behind a flag rather than a virtual call, which the producer would pay on every
+  // batch and every ask.
+  struct Tally {
+    std::size_t discarded = 0;
+    std::size_t held = 0;       // met demand in dispatch(), not delivered yet
+    std::size_t delivered = 0;  // delivered from a queue, outside dispatch()
+  };
+  bool has_tally() const noexcept { return tallied_; }
+  Tally take_tally() noexcept {
+    tallied_ = false;
+    return std::exchange(tally_, {});
+  }
   virtual std::vector<ConsumerSlot<T>> consumers() const = 0;
   virtual bool has_consumers() const noexcept = 0;
-  // Events the dispatcher itself still holds (a partition's backlog): a done producer waits
-  // for them to be delivered before it completes.
+  // Events the dispatcher itself still holds for a consumer (a partition's queue): a done
+  // producer waits for them to be delivered before it completes.
   virtual bool holds_events() const noexcept { return false; }
+  // A done producer completes: events held for no consumer go with it, counted in the tally.
+  virtual void drop_unclaimed() {}
 
  protected:
+  void tally_discarded(std::size_t count) noexcept { tally_.discarded += count, tallied_ = true; }
+  void tally_held(std::size_t count) noexcept { tally_.held += count, tallied_ = true; }
+  void tally_delivered(std::size_t count) noexcept { tally_.delivered += count, tallied_ = true; }
+
   std::vector<std::pair<SubscriptionId, std::size_t>> credits_;
-  std::size_t discarded_ = 0;
+
+ private:
+  Tally tally_;
+  bool tallied_ = false;
 };
 
 // Moves events [first, first + count) of `batch` into a batch from `pool` and sends it.
@@ -241,7 +261,9 @@ class BroadcastDispatcher final : public Dispatcher<T> {
   }
 
   std::size_t dispatch(Batch<T>& batch, BatchPool<T>& pool) override {
-    const std::size_t count = std::min(waiting_, batch.size());
+    // With no consumer the events stay with the producer, in its buffer, for the next one
+    // (GenStage's dispatch_events buffers them without calling the dispatcher).
+    const std::size_t count = entries_.empty() ? 0 : std::min(waiting_, batch.size());
     if (count == 0) return 0;
     for (auto& entry : entries_) {
       Batch<T> selected = pool.acquire();
@@ -332,6 +354,7 @@ class PartitionDispatcher final : public Dispatcher<T> {
         partition->queue.pop_front();
       }
       partition->consumer->inlet->post_events(partition->consumer->id, batch, nullptr, false);
+      this->tally_delivered(from_queue);
     }
     partition->demand += count - from_queue;
     // Events that waited for a consumer met no demand when they came: they meet this one's now,
@@ -351,9 +374,11 @@ class PartitionDispatcher final : public Dispatcher<T> {
     partition->consumer.reset();
     pending_ += partition->demand;
     partition->demand = 0;
-    // Events queued for the departed consumer are lost with it (as in GenStage); the demand
-    // they stood for goes back to the producer, so that the other partitions go on.
+    // Events queued for the departed consumer are lost with it (as in GenStage), and counted
+    // as discarded; the demand they stood for goes back to the producer, so that the other
+    // partitions go on.
     const std::size_t lost = partition->queue.size() - partition->unbacked;
+    this->tally_discarded(partition->queue.size());
     partition->queue.clear();
     partition->unbacked = 0;
     waiting_ += lost;
@@ -361,10 +386,15 @@ class PartitionDispatcher final : public Dispatcher<T> {
   }
 
   std::size_t dispatch(Batch<T>& batch, BatchPool<T>& pool) override {
+    // With no consumer at all the events stay with the producer, in its buffer, for the next
+    // one (GenStage's dispatch_events buffers them without calling the dispatcher): queued
+    // here, they would meet no demand, and the producer would be asked again and again.
+    if (!has_consumers()) return 0;
     for (auto& partition : partitions_) partition.outgoing = {};
     keys_.clear();
     std::size_t taken = 0;
     std::size_t met_none = 0;  // dropped by the hash, or waiting for a consumer
+    std::size_t held = 0;      // met demand, waiting for their consumer to ask
     for (; taken < batch.size() && waiting_ > 0; ++taken) {
       // Keys only for the events the demand can take now (more if the hash drops some): the
       // rest stay in the batch and are keyed when they go out.
@@ -391,7 +421,7 @@ class PartitionDispatcher final : public Dispatcher<T> {
         if (partition->unbacked == defaults::buffer_size) {
           partition->queue.pop_front();
           --partition->unbacked;
-          ++this->discarded_;
+          this->tally_discarded(1);
         }
         partition->queue.push_back(std::move(batch[taken]));
         ++partition->unbacked;
@@ -405,8 +435,10 @@ class PartitionDispatcher final : public Dispatcher<T> {
         --partition->demand;
       } else {
         partition->queue.push_back(std::move(batch[taken]));
+        ++held;
       }
     }
+    if (held > 0) this->tally_held(held);
     for (auto& partition : partitions_) {
       if (!partition.outgoing.empty()) {
         partition.consumer->inlet->post_events(partition.consumer->id, partition.outgoing, &pool, false);
@@ -430,6 +462,14 @@ class PartitionDispatcher final : public Dispatcher<T> {
   // consumer's queue does).
   bool holds_events() const noexcept override {
     return std::any_of(partitions_.begin(), partitions_.end(), [](const Partition& p) { return p.consumer && !p.queue.empty(); });
+  }
+  void drop_unclaimed() override {
+    for (auto& partition : partitions_) {
+      if (partition.consumer) continue;
+      this->tally_discarded(partition.queue.size());
+      partition.queue.clear();
+      partition.unbacked = 0;
+    }
   }
 
  private:

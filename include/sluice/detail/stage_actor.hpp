@@ -506,7 +506,11 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   }
 
   [[gnu::always_inline]] void handle(Ask& m) {
-    if constexpr (emits) produce(dispatcher_->ask(m.id, m.count));
+    if constexpr (emits) {
+      const std::size_t forwarded = dispatcher_->ask(m.id, m.count);
+      if (dispatcher_->has_tally()) [[unlikely]] count_tally(0);
+      produce(forwarded);
+    }
   }
 
   // Serves demand the dispatcher forwarded: from the buffer first, then by the stage.
@@ -559,6 +563,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       auto slot = std::find_if(consumers.begin(), consumers.end(), [&](auto& c) { return c.id == m.id; });
       if (slot == consumers.end()) return;
       const std::size_t forwarded = dispatcher_->cancel(m.id);
+      if (dispatcher_->has_tally()) count_tally(0);
       // GenStage's producer_cancel tells the consumer back, after the events sent before: its
       // own handle_cancel and cancel mode run then (a stopped consumer drops the answer).
       slot->actor->post(Down{m.id, m.reason});
@@ -680,13 +685,24 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
 
   [[gnu::always_inline]] std::size_t dispatch(Batch<Out>& batch) {
     const std::size_t sent = dispatcher_->dispatch(batch, pool_);
-    stats_.add_out(sent);
-    if (dispatcher_->has_discarded()) count_discarded(dispatcher_->take_discarded());
+    if (dispatcher_->has_tally()) [[unlikely]] {
+      count_tally(sent);
+    } else {
+      stats_.add_out(sent);
+    }
     // A broadcast consumer's selector rejected events: GenStage credits them back by asking
     // itself on that consumer's behalf.
     if (dispatcher_->has_credits())
       for (const auto& [id, count] : dispatcher_->take_credits()) post(Ask{id, count});
     return sent;
+  }
+
+  // Events out are those delivered: `sent` met demand, but some of them may wait in the
+  // dispatcher, which may also have delivered others, or dropped some.
+  void count_tally(std::size_t sent) {
+    const auto tally = dispatcher_->take_tally();
+    stats_.add_out(sent - tally.held + tally.delivered);
+    if (tally.discarded > 0) count_discarded(tally.discarded);
   }
 
   void buffer_events(Batch<Out>& events) {
@@ -739,7 +755,11 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       }
     }
     if constexpr (emits) {
-      if (output_done_ && buffer_.empty() && !dispatcher_->holds_events()) terminate(ExitReason::normal());
+      if (output_done_ && buffer_.empty() && !dispatcher_->holds_events()) {
+        dispatcher_->drop_unclaimed();
+        if (dispatcher_->has_tally()) count_tally(0);
+        terminate(ExitReason::normal());
+      }
     }
   }
 
