@@ -259,9 +259,10 @@ TEST_CASE("partition errors: missing, already taken and out-of-range partitions 
     options.name = "numbers";
     options.dispatcher = policy;
     auto producer = system.spawn<stages::NumberProducer>(options, 0);  // endless
-    for (auto& subscription : subscriptions) {
-      auto consumer = system.spawn<test::RecordingConsumer<>>("consumer");
-      system.subscribe(consumer, producer, subscription);
+    const char* names[] = {"first", "second"};
+    for (std::size_t i = 0; i < subscriptions.size(); ++i) {
+      auto consumer = system.spawn<test::RecordingConsumer<>>(names[i]);
+      system.subscribe(consumer, producer, subscriptions[i]);
     }
     try {
       system.wait();
@@ -273,9 +274,12 @@ TEST_CASE("partition errors: missing, already taken and out-of-range partitions 
   SubscribeOptions none, zero, five;
   zero.partition = std::size_t{0};
   five.partition = std::size_t{5};
-  CHECK(run({none}) == "stage 'numbers' failed: subscribing to a producer with a partition dispatcher needs a partition (one of [0, 1])");
-  CHECK(run({five}) == "stage 'numbers' failed: partition 5 does not exist: it must be one of [0, 1]");
-  CHECK(run({zero, zero}) == "stage 'numbers' failed: partition 0 is already taken by 'consumer'");
+  // The refused consumer stops, named, and not the producer, which had done nothing wrong.
+  CHECK(run({none}) ==
+        "stage 'first' failed: its subscription to 'numbers' was refused: subscribing to a producer with a partition dispatcher "
+        "needs a partition (one of [0, 1])");
+  CHECK(run({five}) == "stage 'first' failed: its subscription to 'numbers' was refused: partition 5 does not exist: it must be one of [0, 1]");
+  CHECK(run({zero, zero}) == "stage 'second' failed: its subscription to 'numbers' was refused: partition 0 is already taken by 'first'");
 }
 
 TEST_CASE("partition errors: a hash that returns an unknown partition fails the producer, naming it") {

@@ -103,7 +103,7 @@ TEST_CASE("DSL: maps, filters and fused steps also carry events that have no def
     std::vector<int> seen;
     auto tag = map([](int x) { return Tagged(x); });
     auto odd = filter([](const Tagged& t) { return t.value % 2 == 1; });
-    auto source = from(system, std::views::iota(1, 11));
+    auto source = from(system, std::views::iota(std::int64_t{1}, std::int64_t{11}));
     auto sink = each([&](Tagged t) { seen.push_back(t.value); });
     if (fused) {
       source | fuse(tag, odd) | sink;
@@ -308,6 +308,44 @@ TEST_CASE("DSL: an unfinished chain on a running System starts once its last Flo
   scheduler.run_until_idle();
   CHECK(squares->stats().snapshot().events_in == 10);  // nothing consumes it: the squares wait in its buffer
   system.stop();
+}
+
+TEST_CASE("DSL: a chain whose building throws stops the stages it had spawned, so wait() returns") {
+  // The filter's options are refused after the source and the map were spawned: left to run,
+  // the map would wait for a consumer for ever.
+  ManualScheduler scheduler;
+  System system(scheduler);
+  CHECK_THROWS_WITH_AS(from<NumberProducer>(system, 1, 10) | map([](std::int64_t x) { return x * x; }) |
+                           filter([](std::int64_t) { return true; }, {.max_demand = 100, .min_demand = 100}) |
+                           into<SumConsumer>(),
+                       "min_demand must lie in [0, 99] (max_demand - 1), got 100", std::invalid_argument);
+  system.wait();
+  CHECK(system.running() == 0);
+}
+
+TEST_CASE("DSL: copies must lie in [1, defaults::max_copies], and a range source refuses the options it has no use for") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto identity = [](std::int64_t x) { return x; };
+  CHECK_THROWS_WITH_AS(from<NumberProducer>(system, 1, 10) | map(identity, {.copies = 0}) | into<SumConsumer>(),
+                       "copies must lie in [1, 1024], got 0", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(from<NumberProducer>(system, 1, 10) | map(identity, {.copies = 1025}) | into<SumConsumer>(),
+                       "copies must lie in [1, 1024], got 1025", std::invalid_argument);
+  CHECK_THROWS_AS(from(system, std::views::iota(std::int64_t{1}, std::int64_t{11}), {.max_demand = 5}), std::invalid_argument);
+  CHECK_THROWS_AS(from(system, std::views::iota(std::int64_t{1}, std::int64_t{11}), {.copies = 2}), std::invalid_argument);
+  auto named = from(system, std::views::iota(std::int64_t{1}, std::int64_t{11}), {.name = "numbers", .buffer_size = 5}) | into<SumConsumer>();
+  system.wait();
+  CHECK(named->count() == 10);
+}
+
+TEST_CASE("DSL: steps of one kind are numbered in their chain, so that an error names the step") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto sum = from<NumberProducer>(system, 1, 10)                                                   //
+             | map([](std::int64_t x) { return x + 1; })                                          //
+             | map([](std::int64_t x) -> std::int64_t { return x == 5 ? throw std::runtime_error("bad 5") : x; })  //
+             | into<SumConsumer>();
+  CHECK_THROWS_WITH_AS(system.wait(), "stage 'map#2' failed: bad 5", StageError);
 }
 
 TEST_CASE("DSL: wait() starts an unfinished chain that is still held") {

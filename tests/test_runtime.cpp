@@ -19,6 +19,7 @@
 #include <future>
 #include <limits>
 #include <stdexcept>
+#include <string>
 #include <thread>
 
 using namespace sluice;
@@ -588,6 +589,105 @@ TEST_CASE("subscribing to a stage that is gone stops a permanent consumer with '
   auto late = system.spawn<SumConsumer>("late");
   system.subscribe(late, numbers);
   CHECK_THROWS_WITH_AS(system.wait(), "no such stage 'numbers'", StageError);
+}
+
+TEST_CASE("a subscription refused for its event types fails the consumer, named, not the producer") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  StageOptions registered;
+  registered.name = "numbers";
+  registered.register_name = true;
+  auto numbers = system.spawn<NumberProducer>(registered, 1, 10);
+  auto words = system.spawn<test::RecordingConsumer<std::string>>("words");
+  system.subscribe(words, "numbers");
+  CHECK_THROWS_WITH_AS(system.wait(), "stage 'words' failed: its subscription to 'numbers' was refused: the event types do not match", StageError);
+}
+
+namespace {
+
+// Emits 1..6 and says it is done on its first demand; an info emits one more event.
+class EmitsAfterDone final : public Producer<std::int64_t> {
+ public:
+  void handle_demand(std::size_t, Emitter<std::int64_t>& out) override {
+    for (std::int64_t x = 1; x <= 6; ++x) out.emit(x);
+    out.done();
+  }
+  void handle_info(std::any&, Emitter<std::int64_t>& out) override { out.emit(100); }
+};
+
+}  // namespace
+
+TEST_CASE("a producer that emits after done() fails, naming itself, and the event is not delivered") {
+  // done() says no more events come; 4..6 wait in the buffer, so the stage is still up.
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto producer = system.spawn<EmitsAfterDone>("late");
+  auto consumer = system.spawn<test::RecordingConsumer<>>("consumer", DemandMode::manual);
+  system.subscribe(consumer, producer);
+  scheduler.run_until_idle();
+  system.send_info(consumer, std::size_t{3});
+  scheduler.run_until_idle();
+  REQUIRE(consumer->events() == test::Batch{1, 2, 3});
+  system.send_info(producer, 0);
+  CHECK_THROWS_WITH_AS(system.wait(), "stage 'late' failed: emitted 1 event after done()", StageError);
+  CHECK(consumer->events() == test::Batch{1, 2, 3});
+}
+
+namespace {
+
+// Knows the next stage of its own kind, as a ring of peers would.
+class Peer final : public Consumer<std::int64_t> {
+ public:
+  void handle_events(std::span<std::int64_t> events) override { received += events.size(); }
+  StageRef<Peer> next;
+  std::size_t received = 0;
+};
+
+}  // namespace
+
+namespace {
+
+// Waits for its own System from handle_events, and records what that said.
+class WaitsForItsSystem final : public Consumer<std::int64_t> {
+ public:
+  explicit WaitsForItsSystem(System& system) : system_(system) {}
+  void handle_events(std::span<std::int64_t>) override {
+    try {
+      system_.wait();
+      error = "returned";
+    } catch (const std::logic_error& e) {
+      error = e.what();
+    }
+  }
+  std::string error;
+
+ private:
+  System& system_;
+};
+
+}  // namespace
+
+TEST_CASE("System::wait() from a stage's callback is refused at once, rather than waiting for ever") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto waiter = system.spawn<WaitsForItsSystem>("waiter", system);
+  system.subscribe(waiter, system.spawn<NumberProducer>("numbers", 1, 10));
+  system.wait();
+  CHECK(waiter->error ==
+        "System::wait() called from stage 'waiter' of the same System: it could never return, as that stage cannot stop while it waits");
+}
+
+TEST_CASE("a stage may hold StageRefs to stages of its own type") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto first = system.spawn<Peer>("first");
+  auto second = system.spawn<Peer>("second");
+  first->next = second;
+  system.subscribe(second, system.spawn<NumberProducer>("numbers", 1, 10));
+  scheduler.run_until_idle();
+  CHECK(first->next.name() == "second");
+  CHECK(first->next->received == 10);
+  system.stop();
 }
 
 TEST_CASE("a stopped stage is freed once nothing refers to it; a StageRef keeps it, and its state, until dropped") {

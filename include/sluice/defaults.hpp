@@ -9,6 +9,10 @@ namespace sluice::defaults {
 // GenStage's subscription defaults: max_demand 1000, min_demand = max_demand / 2.
 inline constexpr std::size_t max_demand = 1000;
 
+// The most parallel copies a pipeline step may have (StepOptions::copies): each copy is a stage
+// with its own batches, so a count far beyond the cores is a mistake, not a setting.
+inline constexpr std::size_t max_copies = 1024;
+
 // GenStage's producer buffer: 10,000 events, keeping the last ones.
 inline constexpr std::size_t buffer_size = 10'000;
 // A buffer_size of no limit (GenStage's :infinity), the default of producer-consumers as in

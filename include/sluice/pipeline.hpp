@@ -27,6 +27,8 @@
 #include <sluice/system.hpp>
 
 #include <cstddef>
+#include <exception>
+#include <map>
 #include <memory>
 #include <optional>
 #include <ranges>
@@ -43,7 +45,7 @@ struct StepOptions {
   std::string name{};  // defaults to the kind of step ("map", "filter", ...)
   std::size_t max_demand = defaults::max_demand;
   std::optional<std::size_t> min_demand{};  // defaults to max_demand / 2
-  std::size_t copies = 1;                 // parallel copies, fed by demand
+  std::size_t copies = 1;                 // parallel copies, fed by demand: 1 to defaults::max_copies
   std::optional<std::size_t> buffer_size{};  // as StageOptions::buffer_size
   BufferKeep buffer_keep = BufferKeep::last;
   HandOff hand_off = HandOff::queued;     // how batches reach this step (see HandOff)
@@ -59,14 +61,28 @@ namespace detail {
 // starts its stages the same way: demand accumulated, every subscription made, then demand
 // forwarded). Every Flow of a chain shares one: a Flow is continued once (fan-out goes through
 // StageRefs), since the first sink to attach releases the whole chain.
+// It also names the chain's steps.
 class HeldStages {
  public:
-  explicit HeldStages(System& system) : system_(system) {}
+  explicit HeldStages(System& system) : system_(system), exceptions_when_built_(std::uncaught_exceptions()) {}
   HeldStages(const HeldStages&) = delete;
   HeldStages& operator=(const HeldStages&) = delete;
-  ~HeldStages() { release(); }
+  // Gone while an exception unwinds the expression that built the chain, the chain failed to
+  // build: its stages stop (shutdown), since they lack a consumer or a producer and would never
+  // complete.
+  ~HeldStages() {
+    if (std::uncaught_exceptions() > exceptions_when_built_)
+      for (const ActorRef& stage : stages_) stage->post(Stop{ExitReason::shutdown()});
+    release();
+  }
 
   void add(ActorRef stage) { stages_.push_back(std::move(stage)); }
+  // A step's default name: its kind, numbered from the chain's second step of that kind on
+  // ("map", "map#2"), so that an error names the step.
+  std::string step_name(const std::string& kind) {
+    const std::size_t count = ++steps_of_kind_[kind];
+    return count == 1 ? kind : kind + "#" + std::to_string(count);
+  }
   // A stage the System released already (start(), its destructor) is not held: the System is
   // not touched then, since a Flow may outlive it.
   void release() {
@@ -77,6 +93,8 @@ class HeldStages {
  private:
   System& system_;
   std::vector<ActorRef> stages_;
+  int exceptions_when_built_;
+  std::map<std::string, std::size_t> steps_of_kind_;
 };
 
 }  // namespace detail
@@ -297,6 +315,14 @@ template <std::ranges::input_range R>
   requires std::ranges::view<std::remove_cvref_t<R>> || std::is_rvalue_reference_v<R&&>
 Flow<std::ranges::range_value_t<R>> from(System& system, R&& range, StepOptions options) {
   using Source = detail::RangeSource<std::remove_cvref_t<R>>;
+  // What a source has no use for is an error, not ignored: demand and hand-off are the
+  // consuming step's, and copies of a source would each emit the whole range.
+  const StepOptions none;
+  if (options.max_demand != none.max_demand || options.min_demand || options.copies != none.copies || options.hand_off != none.hand_off) {
+    throw std::invalid_argument(
+        "a range source takes only name, buffer_size and buffer_keep: max_demand, min_demand and hand_off belong to the step "
+        "that consumes it, and copies of a source would each emit the whole range");
+  }
   StageOptions stage_options;
   stage_options.name = options.name.empty() ? "source" : options.name;
   stage_options.buffer_size = options.buffer_size;
@@ -315,9 +341,13 @@ std::vector<StageRef<S>> spawn_step(const Flow<In>& upstream, const StepOptions&
   subscription.min_demand = options.min_demand;
   subscription.hand_off = options.hand_off;
   subscription.validate();
-  const std::string base = options.name.empty() ? std::string(kind) : options.name;
+  if (options.copies < 1 || options.copies > defaults::max_copies) {
+    throw std::invalid_argument("copies must lie in [1, " + std::to_string(defaults::max_copies) + "], got " +
+                                std::to_string(options.copies));
+  }
+  const std::string base = options.name.empty() ? upstream.held()->step_name(kind) : options.name;
   std::vector<StageRef<S>> stages;
-  for (std::size_t copy = 0; copy < std::max<std::size_t>(options.copies, 1); ++copy) {
+  for (std::size_t copy = 0; copy < options.copies; ++copy) {
     StageOptions stage_options;
     stage_options.name = options.copies > 1 ? base + "." + std::to_string(copy + 1) : base;
     stage_options.buffer_size = options.buffer_size;

@@ -8,12 +8,16 @@
 
 namespace sluice {
 
-template <StageType S>
+// S is checked where a handle is made rather than named, so that a stage may hold handles to
+// stages of its own type (its class is incomplete where its members are declared).
+template <class S>
 class StageRef {
  public:
   StageRef() = default;
   // The caller holds `actor` alive for the duration of the call.
-  explicit StageRef(detail::StageActor<S>* actor) noexcept : handle_(actor) {}
+  explicit StageRef(detail::StageActor<S>* actor) noexcept
+    requires StageType<S>
+      : handle_(actor) {}
 
   const std::string& name() const noexcept { return actor().name(); }
   StageStatsSnapshot stats() const noexcept { return actor().stats().snapshot(); }

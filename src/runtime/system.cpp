@@ -172,6 +172,13 @@ void System::stage_stopped(detail::ActorCore& stage, const ExitReason& reason) {
 }
 
 void System::wait() {
+  // A stage of this System waiting for it would wait for itself: it cannot stop while it waits.
+  for (const detail::RunningFrame* frame = detail::running_here; frame != nullptr; frame = frame->outer) {
+    if (frame->scheduler == &scheduler_) {
+      throw std::logic_error("System::wait() called from stage '" + frame->stage->name() +
+                             "' of the same System: it could never return, as that stage cannot stop while it waits");
+    }
+  }
   start();
   if (manual_ != nullptr) {
     manual_->run_until_idle();

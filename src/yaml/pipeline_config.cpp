@@ -2,6 +2,7 @@
 
 #include "../expr/suggest.hpp"
 
+#include <sluice/defaults.hpp>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -416,7 +417,7 @@ class Loader {
       } else if (name == "min_demand") {
         if (auto n = count_value(value, checker_, option_path, 0)) stage.min_demand = *n;
       } else if (name == "concurrency") {
-        const auto n = count_value(value, checker_, option_path, 1);
+        const auto n = count_value(value, checker_, option_path, 1, static_cast<std::int64_t>(defaults::max_copies));
         if (n && *n > 1 && stage.type != nullptr && stage.type->role != Role::producer_consumer) {
           const bool producer = stage.type->role == Role::producer;
           checker_.error(Checker::at(value), option_path,

@@ -15,6 +15,8 @@
 #include <exception>
 #include <memory>
 #include <span>
+#include <stdexcept>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -493,16 +495,22 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     if constexpr (emits) {
       auto* inlet = dynamic_cast<Inlet<Out>*>(m.consumer.get());
       if (inlet == nullptr) {
-        m.consumer->post(Down{m.id, ExitReason::error(name_, "event types of the subscription do not match")});
+        m.consumer->post(Down{m.id, refusal(*m.consumer, "the event types do not match")});
         return;
       }
       const std::string refused = dispatcher_->subscribe(ConsumerSlot<Out>{m.id, m.consumer, inlet}, m.options);
       if (!refused.empty()) {
-        m.consumer->post(Down{m.id, ExitReason::error(name_, refused)});
+        m.consumer->post(Down{m.id, refusal(*m.consumer, refused)});
         return;
       }
       stage_.handle_subscribe(SubscriptionInfo{m.id, PeerRole::consumer, m.consumer->name(), m.options});
     }
+  }
+
+  // The consumer's subscription failed, not this producer: the reason names the consumer, which
+  // stops with it under a permanent or transient subscription.
+  ExitReason refusal(const ActorCore& consumer, const std::string& why) const {
+    return ExitReason::error(consumer.name(), "its subscription to '" + name_ + "' was refused: " + why);
   }
 
   [[gnu::always_inline]] void handle(Ask& m) {
@@ -658,6 +666,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
 
   [[gnu::always_inline]] void end_emit() {
     if (!out_batch_.empty()) {
+      if (output_done_) [[unlikely]] emitted_after_done();
       const std::size_t emitted = out_batch_.size();
       const std::size_t sent = dispatch(out_batch_);
       if constexpr (ProducerConsumerStage<S>) downstream_demand_ -= std::min(downstream_demand_, sent);
@@ -681,6 +690,14 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
         waiting_.clear();
       }
     }
+  }
+
+  // done() promised that no more events come: a later callback's events are a bug in the stage,
+  // which fails, naming itself (handle_guarded), rather than send what its consumers no longer expect.
+  [[noreturn]] void emitted_after_done() {
+    const std::size_t count = out_batch_.size();
+    out_batch_.clear();
+    throw std::logic_error("emitted " + std::to_string(count) + (count == 1 ? " event" : " events") + " after done()");
   }
 
   [[gnu::always_inline]] std::size_t dispatch(Batch<Out>& batch) {
