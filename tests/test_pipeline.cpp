@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <memory>
 #include <mutex>
 #include <ranges>
 #include <stdexcept>
@@ -115,6 +116,71 @@ TEST_CASE("DSL: maps, filters and fused steps also carry events that have no def
   };
   CHECK(run(false) == std::vector<int>{1, 3, 5, 7, 9});
   CHECK(run(true) == std::vector<int>{1, 3, 5, 7, 9});
+}
+
+namespace {
+
+using Owned = std::unique_ptr<std::int64_t>;
+
+// Makes 1..10 as move-only events.
+class OwnedNumbers final : public Producer<Owned> {
+ public:
+  void handle_demand(std::size_t demand, Emitter<Owned>& out) override {
+    for (; demand > 0 && next_ <= 10; --demand) out.emit(std::make_unique<std::int64_t>(next_++));
+    if (next_ > 10) out.done();
+  }
+
+ private:
+  std::int64_t next_ = 1;
+};
+
+class OwnedSum final : public Consumer<Owned> {
+ public:
+  void handle_events(std::span<Owned> events) override {
+    for (const Owned& event : events) sum += *event;
+  }
+  std::int64_t sum = 0;
+};
+
+}  // namespace
+
+// Events move between stages, as GenStage's are sent: an event type need not be copyable.
+TEST_CASE("move-only events travel through stages, the DSL and a partition dispatcher; a broadcast, which copies, refuses them") {
+  System system(2);
+  auto plain = system.spawn<OwnedSum>("plain");
+  system.subscribe(plain, system.spawn<OwnedNumbers>("numbers"));
+
+  std::int64_t doubled_evens = 0;
+  from(system, std::views::iota(std::int64_t{1}, std::int64_t{11}))                  //
+      | map([](std::int64_t x) { return std::make_unique<std::int64_t>(x); })         //
+      | filter([](const Owned& x) { return *x % 2 == 0; })                           //
+      | fuse(map([](Owned x) { return *x *= 2, std::move(x); }))                       //
+      | each([&](Owned x) { doubled_evens += *x; });
+
+  StageOptions by_parity;
+  by_parity.name = "by parity";
+  by_parity.dispatcher = dispatch::Partition<Owned>::numbered(
+      2, [](const Owned& x) -> std::optional<PartitionKey> { return PartitionKey(static_cast<std::size_t>(*x % 2)); });
+  auto split = system.spawn<OwnedNumbers>(by_parity);
+  auto evens = system.spawn<OwnedSum>("evens");
+  auto odds = system.spawn<OwnedSum>("odds");
+  SubscribeOptions zero, one;
+  zero.partition = std::size_t{0};
+  one.partition = std::size_t{1};
+  system.subscribe(evens, split, zero);
+  system.subscribe(odds, split, one);
+
+  StageOptions broadcast;
+  broadcast.name = "broadcast";
+  broadcast.dispatcher = dispatch::Broadcast{};
+  CHECK_THROWS_WITH_AS(system.spawn<OwnedNumbers>(broadcast),
+                       "a broadcast dispatcher copies every event to every consumer: it cannot take move-only events",
+                       std::invalid_argument);
+  system.wait();
+  CHECK(plain->sum == 55);
+  CHECK(doubled_evens == 60);
+  CHECK(evens->sum == 30);
+  CHECK(odds->sum == 25);
 }
 
 namespace {

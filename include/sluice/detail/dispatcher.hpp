@@ -324,7 +324,10 @@ class PartitionDispatcher final : public Dispatcher<T> {
       : hash_(std::move(policy.hash)), hash_batch_(std::move(policy.hash_batch)) {
     if (policy.partitions.empty()) throw std::invalid_argument("a partition dispatcher needs at least one partition");
     if (!hash_ && !hash_batch_) throw std::invalid_argument("a partition dispatcher needs a hash function");
-    for (auto& key : policy.partitions) partitions_.push_back(Partition{std::move(key)});
+    // Made in place: a Partition holds a std::deque of events, whose move may throw, so growing
+    // the vector would copy them, which move-only events cannot be.
+    partitions_ = std::vector<Partition>(policy.partitions.size());
+    for (std::size_t i = 0; i < partitions_.size(); ++i) partitions_[i].key = std::move(policy.partitions[i]);
   }
 
   std::string subscribe(const ConsumerSlot<T>& consumer, const SubscribeOptions& options) override {
@@ -390,7 +393,7 @@ class PartitionDispatcher final : public Dispatcher<T> {
     // one (GenStage's dispatch_events buffers them without calling the dispatcher): queued
     // here, they would meet no demand, and the producer would be asked again and again.
     if (!has_consumers()) return 0;
-    for (auto& partition : partitions_) partition.outgoing = {};
+    for (auto& partition : partitions_) partition.outgoing = Batch<T>();
     keys_.clear();
     std::size_t taken = 0;
     std::size_t met_none = 0;  // dropped by the hash, or waiting for a consumer
@@ -514,7 +517,13 @@ template <class T>
 std::unique_ptr<Dispatcher<T>> make_dispatcher(const std::any& policy) {
   if (!policy.has_value()) return std::make_unique<DemandDispatcher<T>>(dispatch::Demand{});
   if (const auto* demand = std::any_cast<dispatch::Demand>(&policy)) return std::make_unique<DemandDispatcher<T>>(*demand);
-  if (std::any_cast<dispatch::Broadcast>(&policy) != nullptr) return std::make_unique<BroadcastDispatcher<T>>();
+  if (std::any_cast<dispatch::Broadcast>(&policy) != nullptr) {
+    if constexpr (std::is_copy_constructible_v<T>) {
+      return std::make_unique<BroadcastDispatcher<T>>();
+    } else {
+      throw std::invalid_argument("a broadcast dispatcher copies every event to every consumer: it cannot take move-only events");
+    }
+  }
   if (const auto* partition = std::any_cast<dispatch::Partition<T>>(&policy)) {
     return std::make_unique<PartitionDispatcher<T>>(*partition);
   }

@@ -799,7 +799,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
         dispatcher_->cancel(consumer.id);
       }
       buffer_.clear();
-      out_batch_ = {};
+      out_batch_ = Batch<Out>();
     }
     if constexpr (receives) {
       for (const auto& upstream : upstream_)
