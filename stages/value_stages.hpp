@@ -438,7 +438,7 @@ class BatchStage final : public ProducerConsumer<In, std::string> {
       if (++parts_ == size_) {
         flush(out);
       } else if (parts_ == 1 && timeout_.count() > 0) {
-        this->context().send_after(timeout_, Flush{generation_});
+        timer_ = this->context().send_after(timeout_, Flush{generation_});
       }
     }
   }
@@ -459,6 +459,10 @@ class BatchStage final : public ProducerConsumer<In, std::string> {
     out.emit(std::exchange(line_, {}));
     parts_ = 0;
     ++generation_;
+    // The batch's timer is not needed any more: cancelled, it is dropped now rather than held
+    // until its deadline, so that memory stays flat however fast batches fill. One that fired
+    // already arrives as a Flush of an old generation.
+    if (timer_) this->context().cancel_timer(*std::exchange(timer_, std::nullopt));
   }
 
   std::size_t size_;
@@ -467,6 +471,7 @@ class BatchStage final : public ProducerConsumer<In, std::string> {
   std::string line_;
   std::size_t parts_ = 0;
   std::uint64_t generation_ = 0;
+  std::optional<std::uint64_t> timer_;  // set for the batch being filled
 };
 
 // A producer-consumer that holds events and lets them go in order, at times of its choosing

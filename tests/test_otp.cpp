@@ -361,11 +361,15 @@ TEST_CASE("GenServer: calls to a stage that is gone, or that fails handling them
     CHECK(error.kind() == CallError::Kind::failed);
     CHECK(std::string(error.what()) == "'numbers' failed handling the call: 'numbers' does not handle calls");
   }
-  // A handler that throws something other than a std::exception fails the call at once too: the
-  // caller is not left to wait out the timeout.
+}
+
+TEST_CASE("GenServer: a handler that throws something other than a std::exception fails the call at once") {
+  // The caller is not left to wait out the timeout.
   struct ThrowsInt final : Server {
     std::any handle_call(std::any&) override { throw 42; }
   };
+  ManualScheduler scheduler;
+  System system(scheduler);
   auto thrower = system.spawn<ThrowsInt>("thrower");
   CHECK_THROWS_WITH_AS(system.call(thrower, 1), "'thrower' failed handling the call: unknown exception", CallError);
 }
@@ -393,6 +397,22 @@ TEST_CASE("GenServer: send_after delivers an info message later; a cancelled tim
   CHECK(arrived.try_acquire_for(10s));
   CHECK(std::any_cast<std::vector<std::string>>(system.call(waiter, 0)) == std::vector<std::string>{"first", "second"});
   system.stop();
+}
+
+// OTP's :infinity: a call that waits as long as it takes, a timer that never fires.
+TEST_CASE("GenServer: a call with a timeout of nanoseconds::max() waits for its answer; send_after of it never fires") {
+  System system(2);
+  auto server = system.spawn<KeyValue>("kv");
+  system.start();
+  system.cast(server, KeyValue::Put{"a", 1});
+  CHECK(std::any_cast<int>(system.call(server, std::string("a"), std::chrono::nanoseconds::max())) == 1);
+  system.send_after(server.core(), std::chrono::nanoseconds::max(), std::string("never"));
+  system.cast(server, KeyValue::Put{"b", 2});
+  CHECK(std::any_cast<int>(system.call(server, std::string("b"))) == 2);  // after anything due at once
+  CHECK(system.timers_held() == 1);
+  system.stop();
+  system.wait();
+  CHECK(server->infos.empty());
 }
 
 TEST_CASE("monitors: the watcher is told when the monitored stage stops, and why; a late monitor gets noproc") {

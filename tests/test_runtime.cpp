@@ -17,6 +17,7 @@
 #include <chrono>
 #include <fstream>
 #include <future>
+#include <latch>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -576,6 +577,61 @@ TEST_CASE("drain: sources stop, and every event already emitted reaches the sink
   const auto emitted = numbers.stats().events_out;
   CHECK(sum->count() == emitted);
   CHECK(sum->sum() == emitted * (emitted + 1) / 2);
+}
+
+TEST_CASE("drain: a source that emits on its own (handle_info) after the drain has what it emits counted as discarded") {
+  // 1..3 wait in its buffer for demand when the drain comes; 4 comes after it.
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto ticker = system.spawn<test::QueueProducer<>>("ticker");
+  auto consumer = system.spawn<test::RecordingConsumer<>>("consumer", DemandMode::manual);
+  system.subscribe(consumer, ticker);
+  system.send_info(ticker, std::vector<std::int64_t>{1, 2, 3});
+  scheduler.run_until_idle();
+  system.drain();
+  system.send_info(ticker, std::vector<std::int64_t>{4});
+  scheduler.run_until_idle();
+  system.send_info(consumer, std::size_t{10});
+  system.wait();
+  CHECK(consumer->events() == test::Batch{1, 2, 3});
+  CHECK(ticker.stats().discarded == 1);
+}
+
+namespace {
+
+// Spawns a stage from its callback, the first time it is called, and blocks that first call
+// until told to go on: a stage spawned by a callback still running when stop() came.
+class SpawnsLate final : public Consumer<std::int64_t> {
+ public:
+  SpawnsLate(System& system, std::latch& stopped) : system_(system), stopped_(stopped) {}
+  void handle_events(std::span<std::int64_t>) override {
+    if (spawned_) return;
+    spawned_ = true;
+    started.count_down();
+    stopped_.wait();
+    system_.spawn<test::RecordingConsumer<>>("late");
+  }
+  std::latch started{1};
+
+ private:
+  System& system_;
+  std::latch& stopped_;
+  bool spawned_ = false;
+};
+
+}  // namespace
+
+TEST_CASE("stop: a stage spawned after stop() by a callback still running is stopped too, so wait() returns") {
+  System system(2);
+  std::latch stopped(1);
+  auto spawner = system.spawn<SpawnsLate>("spawner", system, stopped);
+  system.subscribe(spawner, system.spawn<NumberProducer>("numbers", 1));
+  system.start();
+  spawner->started.wait();
+  system.stop();
+  stopped.count_down();
+  system.wait();
+  CHECK(system.running() == 0);
 }
 
 TEST_CASE("subscribing to a stage that is gone stops a permanent consumer with 'no such stage'") {

@@ -587,3 +587,16 @@ TEST_CASE("a supervisor whose child cannot start stops the children it started, 
   CHECK(log == Log{"first", "second"});
   CHECK_FALSE(system.failure());
 }
+
+TEST_CASE("drain: a supervisor does not restart a child that completed because of it, so a supervised pipeline ends") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto tree = start_supervisor(system, {.name = "pipeline", .strategy = Strategy::rest_for_one},
+                               {child<stages::NumberProducer>("numbers", 1),
+                                child<test::RecordingConsumer<>>("sink").subscribe_to("numbers", {.max_demand = 10})});
+  scheduler.run_until_idle(100);
+  system.drain();
+  system.wait();
+  CHECK(system.running() == 0);
+  CHECK_FALSE(system.failure());
+}

@@ -7,6 +7,7 @@
 
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <limits>
 #include <optional>
 #include <string>
@@ -51,6 +52,18 @@ TEST_CASE("range: the ends of int64 are reached exactly, never overflowed") {
   CHECK(range(0, max, max) == std::vector<std::int64_t>{0, max});
   CHECK(range(max, min, min) == std::vector<std::int64_t>{max, -1});
   CHECK(range(min, std::nullopt, max) == std::vector<std::int64_t>{min, -1, max - 1});
+}
+
+TEST_CASE("batch: a batch filled before its timeout cancels its timer, so timers do not pile up on a fast stream") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto batches = from<stages::RangeSource>(system, 1, 10'000, 1) |
+                 via<stages::BatchStage<std::int64_t>>(std::size_t{2}, std::chrono::milliseconds(3'600'000), std::string(",")) |
+                 into<test::RecordingConsumer<std::string>>();
+  system.wait();
+  CHECK(batches->received() == 5'000);
+  CHECK(batches->events().back() == "9999,10000");
+  CHECK(system.timers_held() < 100);  // one an hour long per batch, 5,000 of them, had they stayed
 }
 
 TEST_CASE("range: a step of 0 is refused") {

@@ -151,6 +151,9 @@ class System final : private detail::StageHost {
   void stop();
 
   std::size_t running() const;
+  // Timers waiting for their deadlines (send_after, task timeouts), cancelled ones not yet
+  // dropped included: what the timer thread's memory grows with.
+  std::size_t timers_held() const { return timers_->held(); }
 
   // Times every message of every stage from now on, for StageStats::busy_ns. Off by default: a
   // clock read a message is most of a message's cost when it carries one event (as
@@ -159,6 +162,9 @@ class System final : private detail::StageHost {
   std::optional<ExitReason> failure() const;
   // True once stop() was called (or a linked stage failed): supervisors restart nothing then.
   bool stopping() const noexcept { return stopping_.load(std::memory_order_acquire); }
+  // True once drain() was called: a source spawned since is drained at once, and supervisors
+  // do not restart a child that completes.
+  bool draining() const noexcept { return draining_.load(std::memory_order_acquire); }
 
  private:
   friend class detail::SupervisorCore;
@@ -201,6 +207,7 @@ class System final : private detail::StageHost {
   std::mutex start_mutex_;
   bool started_ = false;  // guarded by start_mutex_
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> draining_{false};
 };
 
 template <StageType S, class... Args>

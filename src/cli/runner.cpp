@@ -234,7 +234,6 @@ RunResult run_pipeline(const yaml::PipelineConfig& config, const RunOptions& opt
   System system(options.threads);
   if (!options.metrics_path.empty()) system.measure_busy_time();
   auto failures = std::make_shared<stages::Failures>([&system] { system.drain(); });
-  const SignalWatch::Attachment attached(signals, system);
 
   std::map<std::string, std::vector<detail::ActorRef>> copies;  // by stage id
   StageList all;
@@ -292,6 +291,9 @@ RunResult run_pipeline(const yaml::PipelineConfig& config, const RunOptions& opt
       }
     }
     monitor.emplace(options, all, steps);
+    // Attached only once the graph is whole: a signal before then exits at once (nothing has
+    // run), where a drain would start a half-wired graph whose sources complete unheard.
+    const SignalWatch::Attachment attached(signals, system);
     system.wait();
   } catch (const StageError& error) {
     result.error = error.what();

@@ -101,7 +101,10 @@ class SupervisorCore final : public ActorCore {
       return;
     }
     if (terminating_) return;
-    const bool restart = !system_.stopping() &&
+    // A drain asks sources to complete, and completion to flow downstream: a child that
+    // completes then did as asked, and a new one would run on.
+    const bool drained = system_.draining() && !m.reason.is_abnormal();
+    const bool restart = !system_.stopping() && !drained &&
                          (child.spec.restart_type() == Restart::permanent ||
                           (child.spec.restart_type() == Restart::transient && m.reason.is_abnormal()));
     if (!restart) {
@@ -275,8 +278,9 @@ class SupervisorCore final : public ActorCore {
     stop(termination_reason_);
   }
 
+  // Once its children are done: when asked to, or in a drain, which ends the whole System.
   void stop_if_children_done() {
-    if (!options_.stop_when_children_done) return;
+    if (!options_.stop_when_children_done && !system_.draining()) return;
     for (const auto& child : children_)
       if (child.actor != nullptr) return;
     terminating_ = true;

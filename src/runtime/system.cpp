@@ -36,14 +36,25 @@ System::~System() {
 }
 
 void System::adopt(const detail::ActorRef& stage, bool is_source, bool registered, bool held) {
-  std::lock_guard lock(mutex_);
-  if (registered && !registry_.emplace(stage->name(), stage.get()).second) {
-    throw std::invalid_argument("a stage named '" + stage->name() + "' is already registered");
+  bool stop_now = false;
+  bool drain_now = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (registered && !registry_.emplace(stage->name(), stage.get()).second) {
+      throw std::invalid_argument("a stage named '" + stage->name() + "' is already registered");
+    }
+    if (is_source) sources_.insert(stage.get());
+    if (held) held_.insert(stage.get());
+    running_stages_.insert(stage.get());
+    stage->hold_self(stage);
+    // Read under the lock that stop() and drain() take to list the stages: a stage spawned
+    // after they listed theirs (by a callback still running, say) hears the same, or wait()
+    // would wait for it for ever. A supervised stage is its supervisor's to stop or not restart.
+    stop_now = stopping() && stage->supervisor() == nullptr;
+    drain_now = draining() && is_source;
   }
-  if (is_source) sources_.insert(stage.get());
-  if (held) held_.insert(stage.get());
-  running_stages_.insert(stage.get());
-  stage->hold_self(stage);
+  if (stop_now) stage->post(detail::Stop{ExitReason::shutdown()});
+  if (drain_now) stage->post(detail::Complete{});
 }
 
 bool System::runs() {
@@ -129,6 +140,7 @@ void System::start() {
 
 void System::drain() {
   start();
+  draining_.store(true, std::memory_order_release);
   post_to_all(detail::Complete{}, Targets::sources);
 }
 
@@ -233,8 +245,7 @@ std::any System::call(detail::ActorCore& stage, std::any request, std::chrono::n
 
 std::uint64_t System::send_after(detail::ActorCore& stage, std::chrono::nanoseconds delay, std::any message) {
   auto shared = std::make_shared<std::any>(std::move(message));
-  return timers_->schedule(detail::TimerService::Clock::now() + delay,
-                           [target = detail::ActorRef(&stage), shared] { target->post(detail::Info{std::move(*shared)}); });
+  return timers_->schedule_after(delay, [target = detail::ActorRef(&stage), shared] { target->post(detail::Info{std::move(*shared)}); });
 }
 
 std::size_t System::running() const {

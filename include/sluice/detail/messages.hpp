@@ -3,6 +3,7 @@
 // receiving stage's input type.
 #include <sluice/detail/actor_ref.hpp>
 #include <sluice/detail/batch.hpp>
+#include <sluice/detail/timer_service.hpp>
 #include <sluice/exit_reason.hpp>
 #include <sluice/subscription.hpp>
 
@@ -80,8 +81,13 @@ class CallReply {
   void fail(std::string error) { settle({}, std::move(error)); }
   // The answer, or std::nullopt on timeout; `error` is set when the stage could not answer.
   std::optional<std::any> wait_for(std::chrono::nanoseconds timeout, std::string& error) {
+    const auto deadline = deadline_after(timeout);
     std::unique_lock lock(mutex_);
-    if (!settled_.wait_for(lock, timeout, [this] { return done_; })) return std::nullopt;
+    if (deadline == std::chrono::steady_clock::time_point::max()) {
+      settled_.wait(lock, [this] { return done_; });
+    } else if (!settled_.wait_until(lock, deadline, [this] { return done_; })) {
+      return std::nullopt;
+    }
     error = error_;
     return value_;
   }

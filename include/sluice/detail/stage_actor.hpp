@@ -585,7 +585,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   }
 
   void handle(Complete&) {
-    if constexpr (ProducerStage<S>) output_done_ = true;
+    if constexpr (ProducerStage<S>) output_done_ = drained_ = true;
   }
 
   // --- any stage -----------------------------------------------------------------------------
@@ -666,7 +666,10 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
 
   [[gnu::always_inline]] void end_emit() {
     if (!out_batch_.empty()) {
-      if (output_done_) [[unlikely]] emitted_after_done();
+      if (output_done_) [[unlikely]] {
+        emitted_after_end();
+        return;
+      }
       const std::size_t emitted = out_batch_.size();
       const std::size_t sent = dispatch(out_batch_);
       if constexpr (ProducerConsumerStage<S>) downstream_demand_ -= std::min(downstream_demand_, sent);
@@ -692,12 +695,21 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
     }
   }
 
-  // done() promised that no more events come: a later callback's events are a bug in the stage,
-  // which fails, naming itself (handle_guarded), rather than send what its consumers no longer expect.
-  [[noreturn]] void emitted_after_done() {
+  // Events emitted once the output has ended. A drained source was stopped from outside, and may
+  // not know it (a producer emitting from handle_info): what it emits is counted as discarded,
+  // as a drain sends nothing new. Otherwise the stage itself said no more events come (done(),
+  // or a producer-consumer whose input ended with no work held): that is a bug in the stage,
+  // which fails, naming itself (handle_guarded), rather than send what its consumers no longer
+  // expect.
+  void emitted_after_end() {
     const std::size_t count = out_batch_.size();
     out_batch_.clear();
-    throw std::logic_error("emitted " + std::to_string(count) + (count == 1 ? " event" : " events") + " after done()");
+    if (drained_ && !done_requested_) {
+      count_discarded(count);
+      return;
+    }
+    throw std::logic_error("emitted " + std::to_string(count) + (count == 1 ? " event" : " events") +
+                           (done_requested_ ? " after done()" : " after its input ended and holds_work() said it held none"));
   }
 
   [[gnu::always_inline]] std::size_t dispatch(Batch<Out>& batch) {
@@ -840,8 +852,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
 
   std::uint64_t send_after(std::chrono::nanoseconds delay, std::any message) override {
     auto shared = std::make_shared<std::any>(std::move(message));
-    return host_.timers().schedule(TimerService::Clock::now() + delay,
-                                   [self = ActorRef(this), shared] { self->post(Info{std::move(*shared)}); });
+    return host_.timers().schedule_after(delay, [self = ActorRef(this), shared] { self->post(Info{std::move(*shared)}); });
   }
 
   bool cancel_timer(std::uint64_t timer) override { return host_.timers().cancel(timer); }
@@ -906,6 +917,7 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
   Batch<Out> out_batch_;
   bool done_requested_ = false;  // set through Emitter::done()
   bool output_done_ = false;     // no more events will be emitted
+  bool drained_ = false;         // output_done_ by System::drain(), not by the stage
   bool accumulating_;            // GenStage's demand: :accumulate
   std::vector<std::size_t> accumulated_;
 

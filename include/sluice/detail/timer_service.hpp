@@ -12,6 +12,14 @@
 
 namespace sluice::detail {
 
+// `delay` from now, saturated: a delay of nanoseconds::max() (OTP's :infinity) is a deadline
+// that never comes, not one that overflowed into the past.
+inline std::chrono::steady_clock::time_point deadline_after(std::chrono::nanoseconds delay) {
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point now = Clock::now();
+  return delay >= Clock::time_point::max() - now ? Clock::time_point::max() : now + delay;
+}
+
 class TimerService {
  public:
   using Clock = std::chrono::steady_clock;
@@ -26,6 +34,9 @@ class TimerService {
   // Runs `callback` on the timer thread at `deadline`. Callbacks must be short (post a message).
   // The thread starts with the first timer, so that a program without timers has none.
   TimerId schedule(Clock::time_point deadline, std::function<void()> callback);
+  TimerId schedule_after(std::chrono::nanoseconds delay, std::function<void()> callback) {
+    return schedule(deadline_after(delay), std::move(callback));
+  }
   // True when the timer was cancelled before it ran.
   bool cancel(TimerId id);
   // Stops the thread and runs every pending callback now, in deadline order; callbacks
