@@ -10,7 +10,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <limits>
 #include <mutex>
 #include <numeric>
 #include <ranges>
@@ -170,6 +172,102 @@ TEST_CASE("async_map: on_timeout = kill_task turns the late task into exit(timeo
       each([&](const Result& result) { seen.push_back(result.ok() ? std::to_string(result.value()) : result.exit().reason); });
   system.wait();
   CHECK(seen == std::vector<std::string>{"1", "timeout", "3"});
+}
+
+// Task.async_stream, on_timeout: :kill_task: the task is killed before another starts in its
+// place, so max_concurrency always holds. No thread can be killed: a timed-out task that
+// ignores its stop token keeps its place until it returns.
+TEST_CASE("async_map: on_timeout = kill_task keeps a timed-out task's place until it returns") {
+  System system(2);
+  std::mutex mutex;
+  std::condition_variable another_started;
+  int started = 0;  // guarded by mutex
+  std::atomic<int> running{0};
+  std::atomic<int> high_water{0};
+  auto task = [&](std::int64_t x) {  // takes no stop token: nothing can stop it
+    {
+      std::lock_guard lock(mutex);
+      ++started;
+    }
+    another_started.notify_all();
+    const int now = ++running;
+    for (int seen = high_water.load(); now > seen && !high_water.compare_exchange_weak(seen, now);) {
+    }
+    if (x < 2) {
+      // Runs on until a third task starts, which must not happen meanwhile. The bound is for
+      // the passing run, in which none does.
+      std::unique_lock lock(mutex);
+      another_started.wait_for(lock, 300ms, [&] { return started > 2; });
+    }
+    --running;
+    return x;
+  };
+  std::vector<std::string> seen;
+  from(system, std::views::iota(std::int64_t{0}, std::int64_t{4})) |
+      async_map(task, {.max_concurrency = 2, .timeout = 50ms, .on_timeout = OnTimeout::kill_task, .kind = TaskKind::blocking}) |
+      each([&](const Result& result) { seen.push_back(result.ok() ? std::to_string(result.value()) : result.exit().reason); });
+  system.wait();
+  CHECK(seen == std::vector<std::string>{"timeout", "timeout", "2", "3"});
+  CHECK(high_water.load() == 2);
+}
+
+// Task.async_stream: when the caller goes down, its linked tasks are killed, and a task not
+// yet begun never runs the function. Here a failed pipeline asks the stage's tasks to stop,
+// and a task that a worker takes only then does not call fn.
+TEST_CASE("async_map: a task not begun when the pipeline fails does not call fn") {
+  std::atomic<int> called_after_stop{0};
+  {
+    System system(1);  // one worker: tasks wait in its queue behind the stages
+    auto task = [&](std::int64_t x, std::stop_token stop) {
+      if (stop.stop_requested()) ++called_after_stop;
+      return x;
+    };
+    from(system, std::views::iota(std::int64_t{0}, std::int64_t{1000})) | async_map(task, {.max_concurrency = 8}) |
+        each([](const Result&) { throw std::runtime_error("the consumer fails"); });
+    CHECK_THROWS_AS(system.wait(), StageError);
+  }
+  CHECK(called_after_stop.load() == 0);
+}
+
+namespace {
+
+// Copied (it has no move) once, into its task's result; copied again, into the message that
+// takes the result to the stage, it throws: outside the task's function, where no exit result
+// can catch it.
+struct CopiedOnce {
+  explicit CopiedOnce(std::int64_t x) : value(x) {}
+  CopiedOnce(const CopiedOnce& other) : value(other.value), copies(other.copies + 1) {
+    if (copies == 2) throw std::runtime_error("cannot copy " + std::to_string(value) + " twice");
+  }
+  std::int64_t value;
+  int copies = 0;
+};
+
+}  // namespace
+
+// A task process that crashes takes its linked caller down (Task.async_stream); here a task
+// that fails outside its function (so with no exit result) fails the stage.
+TEST_CASE("async_map: a task that fails outside its function fails the stage, naming it and the error") {
+  System system(2);
+  from(system, std::views::iota(std::int64_t{1}, std::int64_t{4})) |
+      async_map([](std::int64_t x) { return CopiedOnce(x); }, {.max_concurrency = 2}, {.name = "rows"}) |
+      each([](const TaskResult<CopiedOnce, std::int64_t>&) {});
+  CHECK_THROWS_WITH_AS(system.wait(), doctest::Contains("'rows'"), StageError);
+  REQUIRE(system.failure().has_value());
+  // "cannot copy 1 twice", or 2, or 3; not a timeout, as when the task stayed running.
+  CHECK_MESSAGE(system.failure()->message.find(" twice") != std::string::npos, system.failure()->message);
+}
+
+// Elixir's async_stream has no reorder bound: reorder_limit = SIZE_MAX asks for none, and the
+// stage's window must not wrap around to 0 (it would never ask upstream).
+TEST_CASE("async_map: reorder_limit = SIZE_MAX is no bound, and the stage still runs") {
+  System system(2);
+  std::vector<std::int64_t> out;
+  from(system, std::views::iota(std::int64_t{0}, std::int64_t{5})) |
+      async_map(Doubler{}, {.max_concurrency = 1, .reorder_limit = std::numeric_limits<std::size_t>::max()}) |
+      each([&](const Result& result) { out.push_back(result.value()); });
+  system.wait();
+  CHECK(out == std::vector<std::int64_t>{0, 2, 4, 6, 8});
 }
 
 TEST_CASE("async_map fed by two producers: what one producer was asked for and never sent is asked of the other") {

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <latch>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <ranges>
@@ -129,6 +130,31 @@ TEST_CASE("timeout with on_timeout = kill_task: the late element yields exit(tim
   CHECK(stop_seen);  // timing out asked the task to stop
 }
 
+// Task.async_stream, on_timeout: :kill_task: the task is killed before its exit(:timeout) is
+// delivered and another starts in its place, so max_concurrency always holds. No thread can
+// be killed: a timed-out task that ignores its stop token keeps its place until it returns.
+TEST_CASE("on_timeout = kill_task: a timed-out task still running keeps its place against max_concurrency") {
+  Flag release;
+  auto task = [&](int x) {  // takes no stop token: nothing can stop it
+    if (x < 2) release.wait();
+    return x;
+  };
+  auto stream = async_stream(std::views::iota(0, 6), task,
+                             {.max_concurrency = 2, .timeout = 20ms, .on_timeout = OnTimeout::kill_task,
+                              .kind = TaskKind::blocking});
+  auto it = stream.begin();
+  REQUIRE(it != stream.end());
+  CHECK(it->exit().reason == "timeout");
+  ++it;
+  REQUIRE(it != stream.end());
+  CHECK(it->exit().reason == "timeout");
+  CHECK(stream.pulled() == 2);  // both still run: no third task may start
+  release.raise();
+  std::vector<int> rest;
+  for (++it; it != stream.end(); ++it) rest.push_back(it->value());
+  CHECK(rest == std::vector<int>{2, 3, 4, 5});
+}
+
 TEST_CASE("timeout with on_timeout = exit (the default): the consumer gets an error naming the timeout") {
   auto task = [](std::int64_t ms, std::stop_token stop) {
     sleep_unless_stopped(ms, stop);
@@ -217,7 +243,7 @@ TEST_CASE("lazy input: taking 1 result with max_concurrency 3 pulls exactly 3 el
   }
 }
 
-TEST_CASE("early stop: leaving the loop asks the running tasks to stop and returns without waiting for them") {
+TEST_CASE("early stop: destroying the stream asks the running tasks to stop") {
   constexpr int running = 4;
   std::latch all_started(running);
   std::latch all_stopped(running);
@@ -243,6 +269,48 @@ TEST_CASE("early stop: leaving the loop asks the running tasks to stop and retur
   CHECK(stopped == running);
 }
 
+// Task.async_stream halting early kills its running tasks and waits for each to go down before
+// it returns (Task.Supervised.stream_close). No thread can be killed: the stream asks them to
+// stop and waits for them, as std::jthread joins, so that nothing it ran outlives it.
+TEST_CASE("early stop: destroying the stream returns only once its running tasks have returned") {
+  constexpr int running = 3;
+  std::latch all_started(running);
+  std::latch all_returned(running);
+  std::mutex mutex;
+  std::condition_variable destroyed_changed;
+  bool destroyed = false;  // guarded by mutex
+  int returned = 0;        // guarded by mutex
+  int returned_after_destruction = 0;
+  auto task = [&](int x, std::stop_token stop) {
+    if (x > 0) {
+      all_started.count_down();
+      Flag().wait(stop);  // until asked to stop
+      // Slow to wind down: it returns once the stream is gone, or after a while. The bound is
+      // for the passing run, in which the stream waits for this.
+      std::unique_lock lock(mutex);
+      destroyed_changed.wait_for(lock, 100ms, [&] { return destroyed; });
+      ++returned;
+      if (destroyed) ++returned_after_destruction;
+      all_returned.count_down();
+    }
+    return x;
+  };
+  {
+    auto stream = async_stream(std::views::iota(0), task, {.max_concurrency = running + 1, .kind = TaskKind::blocking});
+    auto it = stream.begin();
+    CHECK(it->value() == 0);
+    all_started.wait();
+  }
+  {
+    std::lock_guard lock(mutex);
+    CHECK(returned == running);
+    destroyed = true;
+  }
+  destroyed_changed.notify_all();
+  all_returned.wait();  // only a failing run gets here with tasks still running
+  CHECK(returned_after_destruction == 0);
+}
+
 TEST_CASE("reorder bound: finished results waiting behind a slow first element stop the input at max_concurrency + reorder_limit") {
   // Elixir keeps starting tasks while the first one is slow, and keeps their results without
   // limit. Here, with max_concurrency 2 and reorder_limit 3, five elements are pulled, and no
@@ -257,8 +325,7 @@ TEST_CASE("reorder bound: finished results waiting behind a slow first element s
     }
     return x;
   };
-  // A finite input, read to its end: no task outlives the test's stack, which they use.
-  auto stream = async_stream(std::views::iota(0, 50), task,
+  auto stream = async_stream(std::views::iota(0), task,
                              {.max_concurrency = 2, .reorder_limit = 3, .kind = TaskKind::blocking});
   auto it = stream.begin();
   CHECK(it->value() == 0);
@@ -268,8 +335,31 @@ TEST_CASE("reorder bound: finished results waiting behind a slow first element s
     ++it;
     REQUIRE(it->value() == expected);
   }
-  ++it;
-  CHECK(it == stream.end());
+}
+
+// Elixir's async_stream has no reorder bound: reorder_limit = SIZE_MAX asks for none. Added to
+// max_concurrency, it must not wrap around to a small window (0 with max_concurrency 1).
+TEST_CASE("reorder_limit = SIZE_MAX is no bound: the window saturates instead of wrapping around") {
+  constexpr std::size_t none = std::numeric_limits<std::size_t>::max();
+  CHECK(AsyncOptions{.max_concurrency = 1, .reorder_limit = none}.window() == none);
+  CHECK(AsyncOptions{.max_concurrency = 4, .reorder_limit = none}.window() == none);
+  CHECK(AsyncOptions{.max_concurrency = none}.window() == none);
+  CHECK(values(async_stream(std::views::iota(std::int64_t{0}, std::int64_t{3}), [](std::int64_t x) { return x; },
+                            {.max_concurrency = 1, .reorder_limit = none})) == std::vector<std::int64_t>{0, 1, 2});
+}
+
+// Task.async_stream starts a task per element as the input gives them: max_concurrency is a
+// bound, not a size. A stream costs what it holds, not what max_concurrency would allow.
+TEST_CASE("a huge max_concurrency over a short input costs only what is used") {
+  constexpr std::size_t huge = std::size_t{1} << 50;  // more slots than memory could hold
+  for (bool ordered : {true, false}) {
+    std::vector<std::int64_t> results;
+    for (auto& result : async_stream(std::views::iota(std::int64_t{0}, std::int64_t{3}), [](std::int64_t x) { return x; },
+                                     {.max_concurrency = huge, .ordered = ordered}))
+      results.push_back(result.value());
+    std::sort(results.begin(), results.end());
+    CHECK(results == std::vector<std::int64_t>{0, 1, 2});
+  }
 }
 
 TEST_CASE("no more than max_concurrency tasks run at once: an atomic high-water mark") {

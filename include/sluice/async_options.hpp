@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <limits>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -39,9 +40,12 @@ struct AsyncOptions {
   // may sleep or wait on I/O). Coroutine tasks hold no thread while they wait, whatever this says.
   TaskKind kind = TaskKind::cpu;
 
-  // Elements in flight or finished and not yet delivered, at most.
+  // Elements in flight or finished and not yet delivered, at most. Saturates: a sum past
+  // SIZE_MAX is no bound, as SIZE_MAX itself is.
   std::size_t window() const noexcept {
-    return max_concurrency + (ordered ? reorder_limit.value_or(max_concurrency) : 0);
+    const std::size_t reorder = ordered ? reorder_limit.value_or(max_concurrency) : 0;
+    return reorder > std::numeric_limits<std::size_t>::max() - max_concurrency ? std::numeric_limits<std::size_t>::max()
+                                                                               : max_concurrency + reorder;
   }
 
   // Throws std::invalid_argument naming the option, its value and what is allowed.

@@ -11,8 +11,8 @@
 //
 // The input is pulled lazily, on the iterating thread: never more than max_concurrency
 // elements ahead of the tasks that run them, so an endless input is fine. `fn(element)` may
-// also take a std::stop_token (asked to stop on timeout and on early exit), and may be a
-// coroutine returning sluice::Task<T> (it holds no thread while it waits).
+// also take a std::stop_token (asked to stop on timeout and when the stream is destroyed), and
+// may be a coroutine returning sluice::Task<T> (it holds no thread while it waits).
 #include <sluice/defaults.hpp>
 #include <sluice/detail/async_core.hpp>
 #include <sluice/task.hpp>
@@ -26,9 +26,10 @@
 
 namespace sluice {
 
-// The lazy range of results that async_stream returns. Destroying it (or leaving the
-// range-for early) asks the running tasks to stop and returns at once: a task that ignores
-// its stop token is abandoned, and its result discarded.
+// The lazy range of results that async_stream returns. Destroying it drops the tasks not
+// begun, asks the running ones to stop, and returns once they have all returned (as
+// std::jthread joins); their results are discarded. A temporary in a range-for is destroyed
+// as the loop ends, however it ends; a named stream when it goes out of scope.
 template <std::ranges::input_range R, class F>
 class AsyncStream {
  public:

@@ -27,10 +27,20 @@ namespace detail {
 
 template <class T>
 struct TaskPromise {
-  // Called when a task that nothing awaits finishes (async_stream's slot); then its frame is
+  // What a finished task yields: its value, or what escaped it.
+  struct Outcome {
+    std::optional<T> value;
+    std::exception_ptr error;
+    // The value; rethrows what escaped the coroutine.
+    T take() {
+      if (error) std::rethrow_exception(error);
+      return std::move(*value);
+    }
+  };
+  // Called when a task that nothing awaits finishes (async_stream's slot), once its frame is
   // freed. `owner` is kept alive until then.
   using Ticket = std::pair<std::uint64_t, std::uint64_t>;  // the owner's, to tell tasks apart
-  using Report = void (*)(void* owner, Ticket ticket, TaskPromise& finished);
+  using Report = void (*)(void* owner, Ticket ticket, Outcome&& outcome);
 
   Task<T> get_return_object() noexcept;
   std::suspend_always initial_suspend() const noexcept { return {}; }
@@ -46,6 +56,18 @@ struct TaskPromise {
   T take() {
     if (error) std::rethrow_exception(error);
     return std::move(*result);
+  }
+  // Moves the outcome out; a value that throws as it moves becomes the error.
+  void take_outcome(Outcome& outcome) noexcept {
+    if (error) {
+      outcome.error = error;
+      return;
+    }
+    try {
+      outcome.value.emplace(std::move(*result));
+    } catch (...) {
+      outcome.error = std::current_exception();
+    }
   }
 
   std::optional<T> result;
@@ -64,9 +86,16 @@ auto TaskPromise<T>::final_suspend() const noexcept {
       TaskPromise& promise = finished.promise();
       // Awaited: resume the awaiter, which reads the result; its Task frees this frame.
       if (promise.continuation) return promise.continuation;
-      // Detached: report, then free the frame (it is suspended, so this is allowed).
-      if (promise.report != nullptr) promise.report(promise.owner.get(), promise.ticket, promise);
+      // Detached: free the frame (it is suspended, so this is allowed), then report, so that
+      // the owner hears of the end only once nothing of the task is left (the frame holds the
+      // coroutine's parameters: destroying them may run the caller's code).
+      Outcome outcome;
+      promise.take_outcome(outcome);
+      const std::shared_ptr<void> owner = std::move(promise.owner);
+      const Report report = promise.report;
+      const Ticket ticket = promise.ticket;
       finished.destroy();
+      if (report != nullptr) report(owner.get(), ticket, std::move(outcome));
       return std::noop_coroutine();
     }
     void await_resume() const noexcept {}
@@ -110,7 +139,7 @@ class [[nodiscard]] Task {
   }
 
   // Starts the task with nothing awaiting it, on this thread until its first suspension.
-  // When it finishes, `report(owner, ticket, promise)` runs and the frame frees itself.
+  // When it finishes, its frame frees itself, then `report(owner, ticket, outcome)` runs.
   void start_detached(std::shared_ptr<void> owner, typename promise_type::Report report,
                       typename promise_type::Ticket ticket) && {
     auto handle = std::exchange(handle_, {});

@@ -14,12 +14,12 @@ BlockingPool::~BlockingPool() {
 
 void BlockingPool::submit(std::function<void()> task) {
   std::lock_guard lock(mutex_);
+  // Every thread busy: one more, started first, so that a throw leaves the task unqueued (the
+  // caller then knows it will not run).
+  const bool start_thread = idle_ <= tasks_.size();
+  if (start_thread) threads_.emplace_back([this](std::stop_token stop) { work(stop); });
   tasks_.push_back(std::move(task));
-  if (idle_ < tasks_.size()) {
-    threads_.emplace_back([this](std::stop_token stop) { work(stop); });
-  } else {
-    ready_.notify_one();
-  }
+  if (!start_thread) ready_.notify_one();
 }
 
 std::size_t BlockingPool::threads() const {

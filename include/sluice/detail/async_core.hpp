@@ -3,9 +3,12 @@
 // and the consumer's side (start, wait, time out, deliver), which runs on the iterating thread.
 //
 // A slot's state and the sequence number of its element share one atomic tag, so a task
-// claims its element with one compare-and-swap, and a late task (timed out, or abandoned on
-// close) finds the tag changed and discards its result. Tasks keep the core alive through a
-// shared_ptr, so the stream can be destroyed while abandoned tasks still run.
+// claims its element with one compare-and-swap, and a late task (timed out, or stopped on
+// close) finds the tag changed and discards its result. A task holds its place against
+// max_concurrency until it returns, even once its timeout result is delivered: no thread can
+// be killed, so the bound holds only that way. close() waits for every running task to return,
+// as std::jthread joins. Tasks keep the core alive through a shared_ptr only for their last
+// steps, after they have said they are done.
 #include <sluice/async_options.hpp>
 #include <sluice/detail/actor.hpp>
 #include <sluice/detail/async_runtime.hpp>
@@ -15,7 +18,9 @@
 #include <oneapi/tbb/concurrent_queue.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <concepts>
 #include <condition_variable>
@@ -94,12 +99,9 @@ class AsyncCore final : public std::enable_shared_from_this<AsyncCore<In, F>> {
       : fn_(std::move(fn)),
         options_((options.validate(), options)),
         window_(options_.window()),
-        slots_(std::make_unique<Slot[]>(window_)),
         max_helpers_(std::min(options_.max_concurrency, AsyncRuntime::instance().cpu_slots())) {
     if (options_.zip_input_on_exit && !std::copy_constructible<In>)
       throw std::invalid_argument("zip_input_on_exit needs elements that can be copied");
-    free_slots_.reserve(window_);
-    for (std::size_t i = window_; i-- > 0;) free_slots_.push_back(static_cast<std::uint32_t>(i));
   }
 
   // The next result, or nothing when the input is exhausted and every result delivered.
@@ -107,7 +109,8 @@ class AsyncCore final : public std::enable_shared_from_this<AsyncCore<In, F>> {
   template <class Pull>
   std::optional<Result> next(Pull&& pull);
 
-  // Stops early: running tasks are asked to stop, and whatever they return is discarded.
+  // Stops early: tasks not begun are dropped, running ones asked to stop, and whatever they
+  // return discarded. Returns once every task has returned (as std::jthread joins).
   void close() noexcept;
 
  private:
@@ -127,18 +130,31 @@ class AsyncCore final : public std::enable_shared_from_this<AsyncCore<In, F>> {
     std::optional<Result> result;  // written before the tag says finished, read after
   };
   struct Claim {
-    std::uint32_t slot;
+    std::size_t slot;
     std::uint64_t seq;
   };
 
   static std::int64_t now_ticks() noexcept { return Clock::now().time_since_epoch().count(); }
   bool has_timeout() const noexcept { return options_.timeout != infinite_timeout; }
 
+  // Slots are made as the window first needs them, in chunks that double in size: a slot never
+  // moves (tasks on other threads hold it), and a generous window costs only what is used.
+  static constexpr std::size_t first_chunk = 8;
+  static std::pair<std::size_t, std::size_t> chunk_of(std::size_t index) noexcept {
+    const std::size_t chunk = static_cast<std::size_t>(std::bit_width(index / first_chunk + 1)) - 1;
+    return {chunk, index - first_chunk * ((std::size_t{1} << chunk) - 1)};
+  }
+  Slot& slot_at(std::size_t index) const noexcept {
+    const auto [chunk, offset] = chunk_of(index);
+    return chunks_[chunk][offset];
+  }
+  void add_slot();
+
   template <class Pull>
   void fill(Pull& pull);
   void start(In element);
   bool claim_and_run(Claim claim, bool by_consumer = false);
-  void finish(std::uint32_t slot, std::uint64_t seq, Result&& result, std::int64_t ended = now_ticks(),
+  void finish(std::size_t slot, std::uint64_t seq, Result&& result, std::int64_t ended = now_ticks(),
               bool by_consumer = false);
   std::optional<Result> take_ready();
   Result deliver(Result&& result);
@@ -147,7 +163,7 @@ class AsyncCore final : public std::enable_shared_from_this<AsyncCore<In, F>> {
   void add_helper();
   void help_loop();
   static void report(void* owner, typename Task<T>::promise_type::Ticket ticket,
-                     typename Task<T>::promise_type& finished);
+                     typename Task<T>::promise_type::Outcome&& outcome);
   // Runs fn's coroutine with the element kept in this frame. A coroutine keeps a reference
   // parameter as a reference: fn taking its element by reference would otherwise read a dead
   // local once it first suspends. What fn throws before its first suspension is the task's
@@ -160,21 +176,24 @@ class AsyncCore final : public std::enable_shared_from_this<AsyncCore<In, F>> {
     }
   }
 
-  F fn_;
+  std::optional<F> fn_;  // destroyed by close(), on the consumer's thread
   const AsyncOptions options_;
   const std::size_t window_;
-  std::unique_ptr<Slot[]> slots_;
+  std::array<std::unique_ptr<Slot[]>, 64> chunks_;  // chunk k holds first_chunk << k slots
   const std::size_t max_helpers_;
 
   std::mutex mutex_;
   std::condition_variable ready_;
-  std::atomic<std::size_t> running_{0};     // started and not finished; lowered under mutex_
-  std::deque<std::uint32_t> completed_;     // guarded by mutex_: unordered mode, in completion order
-  bool consumer_waiting_ = false;           // guarded by mutex_
+  // Started and not returned, timed out or not: what max_concurrency bounds. Lowered under
+  // mutex_ (but for a task the consumer ran itself, in ordered mode).
+  std::atomic<std::size_t> running_{0};
+  std::deque<std::size_t> completed_;  // guarded by mutex_: unordered mode, in completion order
+  bool consumer_waiting_ = false;      // guarded by mutex_
 
   // The consumer's own (the iterating thread's).
-  std::vector<std::uint32_t> free_slots_;
-  std::deque<std::uint32_t> in_order_;  // ordered mode: slots in input order
+  std::size_t slot_count_ = 0;  // made so far
+  std::vector<std::size_t> free_slots_;
+  std::deque<std::size_t> in_order_;  // ordered mode: slots in input order
   std::uint64_t next_seq_ = 1;
   std::uint64_t delivered_seq_ = 0;  // of the result last taken
   std::size_t in_window_ = 0;  // started and not yet delivered
@@ -275,10 +294,10 @@ std::optional<typename AsyncCore<In, F>::Result> AsyncCore<In, F>::next(Pull&& p
       // never takes mutex_.
       before_blocking_wait();
       consumer_waiting_ = true;
-      if (has_timeout()) {
+      if (has_timeout() && next_deadline_ != Clock::time_point::max()) {
         ready_.wait_until(lock, next_deadline_);
       } else {
-        ready_.wait(lock);
+        ready_.wait(lock);  // for a result, or for a task to return and make room
       }
       consumer_waiting_ = false;
       if (has_timeout()) expire_due();
@@ -286,8 +305,9 @@ std::optional<typename AsyncCore<In, F>::Result> AsyncCore<In, F>::next(Pull&& p
   }
 }
 
-// Starts tasks while there is room: fewer than max_concurrency running, and the window (in
-// flight plus waiting to be delivered) not full. Pulls one element per task, no more.
+// Starts tasks while there is room: fewer than max_concurrency running (timed-out tasks that
+// have not returned count), and the window (in flight plus waiting to be delivered) not full.
+// Pulls one element per task, no more.
 template <class In, class F>
 template <class Pull>
 void AsyncCore<In, F>::fill(Pull& pull) {
@@ -314,10 +334,22 @@ void AsyncCore<In, F>::fill(Pull& pull) {
 }
 
 template <class In, class F>
+void AsyncCore<In, F>::add_slot() {
+  const auto [chunk, offset] = chunk_of(slot_count_);
+  if (offset == 0) {
+    auto slots = std::make_unique<Slot[]>(first_chunk << chunk);
+    free_slots_.reserve(slot_count_ + (first_chunk << chunk));  // so that giving slots back never throws
+    chunks_[chunk] = std::move(slots);
+  }
+  free_slots_.push_back(slot_count_++);
+}
+
+template <class In, class F>
 void AsyncCore<In, F>::start(In element) {
-  const std::uint32_t index = free_slots_.back();
-  Slot& slot = slots_[index];
   // What may throw comes before the slot is taken, so that a throw leaves nothing behind.
+  if (free_slots_.empty()) add_slot();
+  const std::size_t index = free_slots_.back();
+  Slot& slot = slot_at(index);
   if constexpr (std::copy_constructible<In>) {
     if (options_.zip_input_on_exit) slot.zipped.emplace(element);
   }
@@ -341,7 +373,7 @@ void AsyncCore<In, F>::start(In element) {
     if constexpr (stoppable) token = slot.stop.get_token();
     std::optional<Task<T>> task;
     try {
-      task.emplace(own_element(fn_, std::move(element), std::move(token)));  // its frame may not fit in memory
+      task.emplace(own_element(*fn_, std::move(element), std::move(token)));  // its frame may not fit in memory
     } catch (const std::exception& e) {
       finish(index, seq, Result::exited(e.what()));
       return;
@@ -389,9 +421,9 @@ void AsyncCore<In, F>::start(In element) {
 // needed: the tag says), else the first to finish (under mutex_). Frees its slot.
 template <class In, class F>
 std::optional<typename AsyncCore<In, F>::Result> AsyncCore<In, F>::take_ready() {
-  std::uint32_t index;
+  std::size_t index;
   if (options_.ordered) {
-    if (in_order_.empty() || state_of(slots_[in_order_.front()].tag.load(std::memory_order_acquire)) != finished)
+    if (in_order_.empty() || state_of(slot_at(in_order_.front()).tag.load(std::memory_order_acquire)) != finished)
       return std::nullopt;
     index = in_order_.front();
     in_order_.pop_front();
@@ -400,7 +432,7 @@ std::optional<typename AsyncCore<In, F>::Result> AsyncCore<In, F>::take_ready() 
     index = completed_.front();
     completed_.pop_front();
   }
-  Slot& slot = slots_[index];
+  Slot& slot = slot_at(index);
   delivered_seq_ = seq_of(slot.tag.load(std::memory_order_relaxed));
   Result result = std::move(*slot.result);
   slot.result.reset();
@@ -425,14 +457,15 @@ typename AsyncCore<In, F>::Result AsyncCore<In, F>::deliver(Result&& result) {
 }
 
 // Every running task whose deadline has passed yields exit("timeout") now, and is asked to
-// stop; the rest set the next time to look.
+// stop; the rest set the next time to look. A timed-out task keeps its place in running_
+// until it returns (Elixir kills it before it starts another).
 template <class In, class F>
 std::vector<std::stop_source> AsyncCore<In, F>::expire_locked(Clock::time_point now) {
   auto next = Clock::time_point::max();
   std::vector<std::stop_source> to_stop;
   starved_ = false;
-  for (std::size_t index = 0; index < window_; ++index) {
-    Slot& slot = slots_[index];
+  for (std::size_t index = 0; index < slot_count_; ++index) {
+    Slot& slot = slot_at(index);
     const std::uint64_t tag = slot.tag.load(std::memory_order_acquire);
     if (state_of(tag) != running && state_of(tag) != pending) continue;
     const std::int64_t started = slot.started.load(std::memory_order_acquire);
@@ -449,51 +482,72 @@ std::vector<std::stop_source> AsyncCore<In, F>::expire_locked(Clock::time_point 
     }
     slot.result.emplace(Result::exited("timeout", true));
     slot.tag.store(tag_of(seq_of(tag), finished), std::memory_order_release);
-    running_.fetch_sub(1);
-    if (!options_.ordered) completed_.push_back(static_cast<std::uint32_t>(index));
+    if (!options_.ordered) completed_.push_back(index);
     if constexpr (stoppable) to_stop.push_back(slot.stop);
   }
   next_deadline_ = next;
   return to_stop;
 }
 
+// Task.async_stream halting early kills its tasks and waits for each to go down before it
+// returns. No thread can be killed: running tasks are asked to stop and waited for.
 template <class In, class F>
 void AsyncCore<In, F>::close() noexcept {
   if (closed_) return;
   closed_ = true;
   std::vector<std::stop_source> to_stop;
-  {
-    std::lock_guard lock(mutex_);
-    for (std::size_t index = 0; index < window_; ++index) {
-      Slot& slot = slots_[index];
-      std::uint64_t tag = slot.tag.load(std::memory_order_acquire);
-      if (state_of(tag) == pending && slot.tag.compare_exchange_strong(tag, tag_of(0, free_slot))) {
-        slot.input.reset();  // never claimed: no task will touch it
-        continue;
-      }
-      if (state_of(tag) != running) continue;
-      if constexpr (stoppable) to_stop.push_back(slot.stop);
-      slot.tag.store(tag_of(0, free_slot), std::memory_order_release);  // its result will be dropped
+  std::unique_lock lock(mutex_);
+  for (std::size_t index = 0; index < slot_count_; ++index) {
+    Slot& slot = slot_at(index);
+    std::uint64_t tag = slot.tag.load(std::memory_order_acquire);
+    if (state_of(tag) == pending && slot.tag.compare_exchange_strong(tag, tag_of(0, free_slot))) {
+      slot.input.reset();  // never claimed: no task will touch it
+      running_.fetch_sub(1);
+      continue;
     }
+    if (state_of(tag) != running) continue;
+    if constexpr (stoppable) to_stop.push_back(slot.stop);
+    slot.tag.store(tag_of(0, free_slot), std::memory_order_release);  // its result will be dropped
   }
   // Stop callbacks run user code: never under the lock.
+  lock.unlock();
   for (auto& source : to_stop) source.request_stop();
+  // The tasks may need a stage this thread holds for later (see next()).
+  before_blocking_wait();
+  lock.lock();
+  consumer_waiting_ = true;
+  ready_.wait(lock, [this] { return running_.load() == 0; });
+  consumer_waiting_ = false;
+  lock.unlock();
+  // What is left of the caller's goes here, not on whichever thread lets the core go last.
+  for (std::size_t index = 0; index < slot_count_; ++index) {
+    Slot& slot = slot_at(index);
+    slot.result.reset();
+    slot.zipped.reset();
+  }
+  fn_.reset();
 }
 
 // --- the tasks' side -------------------------------------------------------------------------
 
 template <class In, class F>
 bool AsyncCore<In, F>::claim_and_run(Claim claim, bool by_consumer) {
-  Slot& slot = slots_[claim.slot];
+  Slot& slot = slot_at(claim.slot);
   std::uint64_t expected = tag_of(claim.seq, pending);
   if (!slot.tag.compare_exchange_strong(expected, tag_of(claim.seq, running), std::memory_order_acq_rel)) return false;
-  std::stop_token token;
-  if constexpr (stoppable) token = slot.stop.get_token();
-  In element = std::move(*slot.input);
-  slot.input.reset();
-  const std::int64_t started = now_ticks();
-  slot.started.store(started, std::memory_order_release);
-  Result result = invoke_task<Result>(fn_, std::move(element), std::move(token));
+  std::int64_t started = 0;
+  // The element is destroyed as this returns, before finish(): once the task says it is done,
+  // close() may return.
+  auto run = [&] {
+    std::stop_token token;
+    if constexpr (stoppable) token = slot.stop.get_token();
+    In element = std::move(*slot.input);
+    slot.input.reset();
+    started = now_ticks();
+    slot.started.store(started, std::memory_order_release);
+    return invoke_task<Result>(*fn_, std::move(element), std::move(token));
+  };
+  Result result = run();
   const std::int64_t ended = now_ticks();
   if constexpr (!coroutine) {
     // An average over the last several tasks; updates from several threads may overwrite
@@ -507,41 +561,50 @@ bool AsyncCore<In, F>::claim_and_run(Claim claim, bool by_consumer) {
   return true;
 }
 
-// A task's result arrives. A result after the deadline counts as a timeout, as it would had
-// the consumer looked first; a result for a slot no longer running this element is dropped.
+// A task returns: its place is free. A result after the deadline counts as a timeout, as it
+// would had the consumer looked first; a result for a slot no longer running this element
+// (timed out, or closed) is dropped, and the slot may already hold another element.
 template <class In, class F>
-void AsyncCore<In, F>::finish(std::uint32_t index, std::uint64_t seq, Result&& result, std::int64_t ended,
+void AsyncCore<In, F>::finish(std::size_t index, std::uint64_t seq, Result&& result, std::int64_t ended,
                               bool by_consumer) {
-  Slot& slot = slots_[index];
-  const bool late = has_timeout() && Clock::duration(ended - slot.started.load(std::memory_order_acquire)) >
-                                         options_.timeout;
-  auto publish = [&] {
+  Slot& slot = slot_at(index);
+  // The consumer ran it: nobody else can change this slot, and in ordered mode nobody waits.
+  const bool locked = !(by_consumer && options_.ordered);
+  std::unique_lock lock(mutex_, std::defer_lock);
+  if (locked) lock.lock();
+  const bool ours = slot.tag.load(std::memory_order_relaxed) == tag_of(seq, running);
+  const bool late = ours && has_timeout() &&
+                    Clock::duration(ended - slot.started.load(std::memory_order_acquire)) > options_.timeout;
+  if (ours) {
     if (late) {
       slot.result.emplace(Result::exited("timeout", true));
     } else {
       slot.result.emplace(std::move(result));
     }
     slot.tag.store(tag_of(seq, finished), std::memory_order_release);
-    running_.fetch_sub(1);
-  };
-  // The consumer ran it: nobody else can change this slot, and in ordered mode nobody waits.
-  if (by_consumer && options_.ordered) {
-    publish();
-    return;
+    if (!options_.ordered) completed_.push_back(index);
   }
-  std::lock_guard lock(mutex_);
-  if (slot.tag.load(std::memory_order_relaxed) != tag_of(seq, running)) return;
-  publish();
-  if (!options_.ordered) completed_.push_back(index);
-  if (consumer_waiting_) ready_.notify_one();
+  if (!ours || late) {
+    // Its value goes now, outside the lock (its destructor is the caller's code), and before
+    // its place is freed: close() may return then. A move that throws leaves it to the caller.
+    if (locked) lock.unlock();
+    try {
+      const Result dropped(std::move(result));
+    } catch (...) {
+    }
+    if (locked) lock.lock();
+  }
+  running_.fetch_sub(1);
+  if (locked && consumer_waiting_) ready_.notify_one();
 }
 
 template <class In, class F>
 void AsyncCore<In, F>::report(void* owner, typename Task<T>::promise_type::Ticket ticket,
-                              typename Task<T>::promise_type& finished) {
+                              typename Task<T>::promise_type::Outcome&& outcome) {
   auto* core = static_cast<AsyncCore*>(owner);
-  Result result = exit_on_throw<Result>([&] { return Result(finished.take()); });
-  core->finish(static_cast<std::uint32_t>(ticket.first), ticket.second, std::move(result));
+  Result result = exit_on_throw<Result>([&] { return Result(outcome.take()); });
+  outcome.value.reset();  // before finish(), as the element in claim_and_run()
+  core->finish(static_cast<std::size_t>(ticket.first), ticket.second, std::move(result));
 }
 
 // Keeps up to max_helpers_ workers draining pending_. A helper leaves when it finds nothing.

@@ -19,9 +19,11 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <exception>
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <span>
 #include <stdexcept>
 #include <stop_token>
@@ -83,9 +85,13 @@ class AsyncMapStage final : public ProducerConsumer<In, Out> {
   void handle_info(std::any& message, Emitter<Out>& out) override {
     if (auto* done = std::any_cast<Done>(&message)) {
       auto task = running_.find(done->seq);
-      if (task == running_.end()) return;  // it timed out: the late result is dropped
-      if (task->second.timer != 0) this->context().cancel_timer(task->second.timer);
-      settle(task, std::move(done->result));
+      if (task == running_.end()) {
+        // A task that timed out has returned: its late result is dropped, and its place is free.
+        if (timed_out_.erase(done->seq) == 0) return;
+      } else {
+        if (task->second.timer != 0) this->context().cancel_timer(task->second.timer);
+        settle(task, std::move(done->result));
+      }
     } else if (auto* expired = std::any_cast<Expired>(&message)) {
       auto task = running_.find(expired->seq);
       if (task == running_.end()) return;
@@ -105,7 +111,13 @@ class AsyncMapStage final : public ProducerConsumer<In, Out> {
                                  std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(options_.timeout).count()) +
                                  " ms");
       }
+      // Its place stays taken until it returns: Elixir kills the task before it starts another.
+      timed_out_.insert(task->first);
       settle(task, Result::exited("timeout", true));
+    } else if (auto* error = std::any_cast<std::exception_ptr>(&message)) {
+      // What a task's wrapper threw outside the task itself (its result could not be put into
+      // the message): which task is unknown, so the stage fails with it.
+      std::rethrow_exception(*error);
     } else {
       return;
     }
@@ -114,14 +126,19 @@ class AsyncMapStage final : public ProducerConsumer<In, Out> {
     ask_upstream();
   }
 
-  bool holds_work() const noexcept override { return !queued_.empty() || !running_.empty() || !ready_.empty(); }
+  // A task that timed out and has not returned is work too: the stage completes after it.
+  bool holds_work() const noexcept override {
+    return !queued_.empty() || !running_.empty() || !ready_.empty() || !timed_out_.empty();
+  }
 
-  // The tasks still running are asked to stop; their results will be dropped.
+  // The tasks still running are asked to stop (those not begun will not call fn); their
+  // results will be dropped. Those that timed out were asked already.
   void terminate(const ExitReason&) override {
     for (auto& [seq, task] : running_) task.stop.request_stop();
   }
 
-  std::size_t running() const noexcept { return running_.size(); }
+  // Tasks handed over and not returned, timed out or not: what max_concurrency bounds.
+  std::size_t running() const noexcept { return running_.size() + timed_out_.size(); }
 
  private:
   struct Done {
@@ -145,7 +162,7 @@ class AsyncMapStage final : public ProducerConsumer<In, Out> {
   void ask_upstream() { credit_.ask(this->context(), queued_.size() + in_window(), window_); }
 
   void start_tasks() {
-    while (!queued_.empty() && running_.size() < options_.max_concurrency && in_window() < window_) {
+    while (!queued_.empty() && running() < options_.max_concurrency && in_window() < window_) {
       const std::uint64_t seq = next_seq_++;
       Running& task = running_[seq];
       if constexpr (std::copy_constructible<In>) {
@@ -154,6 +171,8 @@ class AsyncMapStage final : public ProducerConsumer<In, Out> {
       this->context().run_task(
           [fn = fn_, seq, element = std::move(queued_.front()), token = task.stop.get_token(),
            started = task.started]() mutable -> std::any {
+            // The stage stopped before this began: fn is not called (its result would be dropped).
+            if (token.stop_requested()) return Done{seq, Result::exited("stopped")};
             started->store(std::max<std::int64_t>(Clock::now().time_since_epoch().count(), 1), std::memory_order_release);
             return Done{seq, invoke_task<Result>(*fn, std::move(element), std::move(token))};
           },
@@ -185,6 +204,7 @@ class AsyncMapStage final : public ProducerConsumer<In, Out> {
   DemandCredit credit_;
   std::deque<In> queued_;      // received, waiting for a free task
   std::map<std::uint64_t, Running> running_;
+  std::set<std::uint64_t> timed_out_;  // timed out (result settled), not yet returned
   std::map<std::uint64_t, Result> ready_;  // finished, by input order
   std::uint64_t next_seq_ = 1;
   std::uint64_t next_to_emit_ = 1;
