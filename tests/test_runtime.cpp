@@ -671,6 +671,13 @@ class EmitsAfterDone final : public Producer<std::int64_t> {
   void handle_info(std::any&, Emitter<std::int64_t>& out) override { out.emit(100); }
 };
 
+// Passes events on; an info emits one more.
+class PassesAndEmitsOnInfo final : public ProducerConsumer<std::int64_t, std::int64_t> {
+ public:
+  void handle_events(std::span<std::int64_t> events, Emitter<std::int64_t>& out) override { out.emit_all(events); }
+  void handle_info(std::any&, Emitter<std::int64_t>& out) override { out.emit(100); }
+};
+
 }  // namespace
 
 TEST_CASE("a producer that emits after done() fails, naming itself, and the event is not delivered") {
@@ -686,6 +693,25 @@ TEST_CASE("a producer that emits after done() fails, naming itself, and the even
   REQUIRE(consumer->events() == test::Batch{1, 2, 3});
   system.send_info(producer, 0);
   CHECK_THROWS_WITH_AS(system.wait(), "stage 'late' failed: emitted 1 event after done()", StageError);
+  CHECK(consumer->events() == test::Batch{1, 2, 3});
+}
+
+TEST_CASE("a producer-consumer that emits after its input ended and it held no work fails, naming itself") {
+  // Its input ended with nothing held (holds_work() false): its output has ended too, and 4..6
+  // wait in its buffer, so the stage is still up.
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto middle = system.spawn<PassesAndEmitsOnInfo>("middle");
+  auto consumer = system.spawn<test::RecordingConsumer<>>("consumer", DemandMode::manual);
+  system.subscribe(middle, system.spawn<NumberProducer>("numbers", 1, 6));
+  system.subscribe(consumer, middle);
+  scheduler.run_until_idle();
+  system.send_info(consumer, std::size_t{3});
+  scheduler.run_until_idle();
+  REQUIRE(consumer->events() == test::Batch{1, 2, 3});
+  system.send_info(middle, 0);
+  CHECK_THROWS_WITH_AS(system.wait(), "stage 'middle' failed: emitted 1 event after its input ended and holds_work() said it held none",
+                       StageError);
   CHECK(consumer->events() == test::Batch{1, 2, 3});
 }
 
