@@ -48,30 +48,24 @@ struct TaskPromise {
   template <class U>
     requires std::convertible_to<U&&, T>
   void return_value(U&& value) {
-    result.emplace(std::forward<U>(value));
+    outcome.value.emplace(std::forward<U>(value));
   }
-  void unhandled_exception() noexcept { error = std::current_exception(); }
+  void unhandled_exception() noexcept { outcome.error = std::current_exception(); }
 
-  // The task's value; rethrows what escaped the coroutine.
-  T take() {
-    if (error) std::rethrow_exception(error);
-    return std::move(*result);
-  }
-  // Moves the outcome out; a value that throws as it moves becomes the error.
-  void take_outcome(Outcome& outcome) noexcept {
-    if (error) {
-      outcome.error = error;
+  // Moves the outcome out of the frame; a value that throws as it moves becomes the error.
+  void take_outcome(Outcome& taken) noexcept {
+    if (outcome.error) {
+      taken.error = outcome.error;
       return;
     }
     try {
-      outcome.value.emplace(std::move(*result));
+      taken.value.emplace(std::move(*outcome.value));
     } catch (...) {
-      outcome.error = std::current_exception();
+      taken.error = std::current_exception();
     }
   }
 
-  std::optional<T> result;
-  std::exception_ptr error;
+  Outcome outcome;
   std::coroutine_handle<> continuation;  // the coroutine awaiting this one
   Report report = nullptr;
   std::shared_ptr<void> owner;
@@ -133,7 +127,7 @@ class [[nodiscard]] Task {
         child.promise().continuation = awaiting;
         return child;
       }
-      T await_resume() const { return child.promise().take(); }
+      T await_resume() const { return child.promise().outcome.take(); }
     };
     return Awaiter{handle_};
   }
