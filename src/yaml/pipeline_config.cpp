@@ -494,11 +494,15 @@ class Loader {
 
   // The producers a stage given twice subscribes to: they have a consumer, so they get no
   // follow-on "nothing subscribes" error.
+  // The ids are read as a checked stage's are, ${VAR} expanded; errors in them go unreported,
+  // as the duplicate's options are not checked.
   void note_subscriptions(const YAML::Node& value) {
     if (!value) return;
     auto note = [&](const YAML::Node& item) {
-      if (item.IsScalar()) subscribed_by_duplicates_.insert(item.Scalar());
-      if (item.IsMap() && item["stage"] && item["stage"].IsScalar()) subscribed_by_duplicates_.insert(item["stage"].Scalar());
+      const YAML::Node id = item.IsMap() ? item["stage"] : item;
+      if (!id || !id.IsScalar()) return;
+      Checker unreported(config_.file);
+      if (auto expanded = interpolate(id.Scalar(), unreported, Checker::at(id), "")) subscribed_by_duplicates_.insert(*expanded);
     };
     if (value.IsSequence()) {
       for (const auto& item : value) note(item);
