@@ -331,6 +331,37 @@ TEST_CASE("broadcast through stages: max_demand 10 and 20 both get the same 10 e
   system.stop();
 }
 
+// GenStage, broadcast_dispatcher.ex subscribe/3: a consumer already subscribed is refused
+// ({:error, :already_subscribed}), and gen_stage.ex cancels the new subscription with that
+// reason. Its first subscription goes on: accepted twice, it would get every event twice.
+TEST_CASE("broadcast: a consumer subscribing twice is refused the second time, naming it; its first subscription delivers each event once") {
+  const std::string refused = "stage 'C' failed: its subscription to 'producer' was refused: 'C' is already subscribed";
+  ManualScheduler scheduler;
+  System system(scheduler);
+  StageOptions options;
+  options.name = "producer";
+  options.dispatcher = dispatch::Broadcast{};
+  auto producer = system.spawn<test::QueueProducer<>>(options);
+  auto consumer = system.spawn<test::RecordingConsumer<>>("C");
+  SUBCASE("permanent: the consumer fails with the refusal") {
+    system.subscribe(consumer, producer, {.max_demand = 10});
+    system.subscribe(consumer, producer, {.max_demand = 10});
+    CHECK_THROWS_WITH_AS(system.wait(), refused.c_str(), StageError);
+  }
+  SUBCASE("temporary: the consumer hears of the refusal and goes on with the first subscription") {
+    const SubscribeOptions temporary{.max_demand = 10, .cancel = CancelMode::temporary};
+    system.subscribe(consumer, producer, temporary);
+    system.subscribe(consumer, producer, temporary);
+    scheduler.run_until_idle();
+    system.send_info(producer, std::vector<std::int64_t>{1, 2, 3});
+    scheduler.run_until_idle();
+    CHECK(consumer->events() == test::Batch{1, 2, 3});
+    REQUIRE(consumer->cancels.size() == 1);
+    CHECK(consumer->cancels.front().describe() == refused);
+    system.stop();
+  }
+}
+
 TEST_CASE("partition through a producer-consumer: events the hash drops meet no demand, so the stage goes on") {
   // 9 of every 10 events are dropped. Counted as delivered, they would use up the consumers'
   // demand of 2000 after 200 events had arrived, too few for either to ask again: a stall.

@@ -241,6 +241,11 @@ class BroadcastDispatcher final : public Dispatcher<T> {
       if (typed == nullptr) return "the selector's type does not match the producer's events";
       selector = *typed;
     }
+    // As GenStage's :already_subscribed: twice subscribed, a consumer would get every event
+    // twice. The inlet is the consumer stage itself, so it tells one consumer from another.
+    const bool subscribed =
+        std::any_of(entries_.begin(), entries_.end(), [&](const Entry& entry) { return entry.consumer.inlet == consumer.inlet; });
+    if (subscribed) return "'" + consumer.actor->name() + "' is already subscribed";
     // A late subscriber owes the demand already forwarded for the others (it starts at -waiting).
     entries_.insert(entries_.begin(), Entry{consumer, -static_cast<long long>(waiting_), std::move(selector)});
     return {};
