@@ -32,9 +32,10 @@ class SupervisorCore;
 
 // Runs its stages on its threads. Stages are linked as in an Elixir pipeline started with
 // start_link: when one fails, the others are shut down and wait() reports the failure.
-// Destroying a System stops what still runs and joins everything. A stage that has stopped is
-// freed once nothing refers to it any more (StageRefs, subscriptions, monitors, supervisors), so
-// a long run of restarts or start_child calls keeps memory flat.
+// Destroying a System stops what still runs and joins everything; destroyed from one of its own
+// stages' callbacks, which it would wait for for ever, it aborts instead. A stage that has
+// stopped is freed once nothing refers to it any more (StageRefs, subscriptions, monitors,
+// supervisors), so a long run of restarts or start_child calls keeps memory flat.
 class System final : private detail::StageHost {
  public:
   // Runs stages on `threads` oneTBB workers (0: one per hardware thread).

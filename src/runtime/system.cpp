@@ -2,7 +2,10 @@
 
 #include "scheduler.hpp"
 
+#include <cstdio>
+#include <cstdlib>
 #include <stdexcept>
+#include <string>
 
 namespace sluice {
 
@@ -21,7 +24,28 @@ System::System(std::size_t threads)
 
 System::System(ManualScheduler& scheduler) : scheduler_(scheduler), manual_(&scheduler) {}
 
+namespace {
+
+// The stage of the System with `scheduler` whose callback runs on this thread, if any: the
+// System cannot wait for its stages there, as that one cannot stop while it waits.
+const detail::ActorCore* own_stage_running_here(const Scheduler& scheduler) noexcept {
+  for (const detail::RunningFrame* frame = detail::running_here; frame != nullptr; frame = frame->outer) {
+    if (frame->scheduler == &scheduler) return frame->stage;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
 System::~System() {
+  // A destructor cannot throw as wait() does: abort, as std::thread's destructor terminates
+  // rather than hang or leave a thread unjoined.
+  if (const detail::ActorCore* stage = own_stage_running_here(scheduler_)) {
+    const std::string message = "sluice: System destroyed from stage '" + stage->name() +
+                                "' of the same System: it would wait for ever for that stage to stop\n";
+    std::fputs(message.c_str(), stderr);
+    std::abort();
+  }
   start();
   stop();
   if (manual_ != nullptr) {
@@ -184,12 +208,9 @@ void System::stage_stopped(detail::ActorCore& stage, const ExitReason& reason) {
 }
 
 void System::wait() {
-  // A stage of this System waiting for it would wait for itself: it cannot stop while it waits.
-  for (const detail::RunningFrame* frame = detail::running_here; frame != nullptr; frame = frame->outer) {
-    if (frame->scheduler == &scheduler_) {
-      throw std::logic_error("System::wait() called from stage '" + frame->stage->name() +
-                             "' of the same System: it could never return, as that stage cannot stop while it waits");
-    }
+  if (const detail::ActorCore* stage = own_stage_running_here(scheduler_)) {
+    throw std::logic_error("System::wait() called from stage '" + stage->name() +
+                           "' of the same System: it could never return, as that stage cannot stop while it waits");
   }
   start();
   if (manual_ != nullptr) {
