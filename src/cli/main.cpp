@@ -19,6 +19,9 @@ using namespace sluice;
 
 // sysexits.h's EX_CONFIG: the configuration was wrong.
 constexpr int config_error_exit = 78;
+// sysexits.h's EX_USAGE: the command line was wrong. One code for every such error, where
+// CLI11's own (100-114) tell its exception types apart.
+constexpr int usage_error_exit = 64;
 
 int report(const yaml::ConfigErrors& errors) {
   for (const auto& line : errors.lines()) fmt::print(stderr, "{}\n", line);
@@ -167,7 +170,12 @@ int main(int argc, char** argv) {
   auto* list_command = app.add_subcommand("list", "every stage type, its options, their types and defaults");
   list_command->add_option("--format", list_format, "text or json")->check(CLI::IsMember({"text", "json"}));
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    // Prints the message, or the help that --help asked for (which exits 0).
+    return app.exit(error) == 0 ? 0 : usage_error_exit;
+  }
 
   if (*list_command) {
     list(list_format);
