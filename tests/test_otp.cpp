@@ -390,8 +390,8 @@ TEST_CASE("GenServer: send_after delivers an info message later; a cancelled tim
   auto waiter = system.spawn<Waiter>("waiter", &arrived);
   system.start();
   const auto cancelled = system.send_after(waiter.core(), 10s, std::string("never"));
-  system.send_after(waiter.core(), 30ms, std::string("second"));
-  system.send_after(waiter.core(), 1ms, std::string("first"));
+  system.send_after(waiter, 30ms, std::string("second"));
+  system.send_after(waiter, 1ms, std::string("first"));
   CHECK(system.cancel_timer(cancelled));
   CHECK(arrived.try_acquire_for(10s));
   CHECK(arrived.try_acquire_for(10s));

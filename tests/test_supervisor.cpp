@@ -494,7 +494,7 @@ TEST_CASE("monitors keep memory flat: a watcher restarted many times is freed on
   Instances watchers;
   auto target = system.spawn<Quits>("target");
   auto steady = system.spawn<DownLog>("steady");
-  system.monitor(steady.core(), target.core());
+  system.monitor(steady, target);
   auto supervisor = start_supervisor(system, {.name = "sup", .max_restarts = 1000}, {child<Counted>("watcher", &watchers)});
   scheduler.run_until_idle();
   for (int restart = 0; restart < 100; ++restart) {

@@ -113,11 +113,19 @@ class System final : private detail::StageHost {
   }
   // Delivers `message` to handle_info after `delay`; returns an id for cancel_timer.
   std::uint64_t send_after(detail::ActorCore& stage, std::chrono::nanoseconds delay, std::any message);
+  template <StageType S>
+  std::uint64_t send_after(const StageRef<S>& stage, std::chrono::nanoseconds delay, std::any message) {
+    return send_after(stage.core(), delay, std::move(message));
+  }
   bool cancel_timer(std::uint64_t timer) { return timers_->cancel(timer); }
   // When `target` stops, `watcher`'s handle_info receives a StageDown with the reason (at once,
   // with reason noproc, if it already has).
   void monitor(detail::ActorCore& watcher, detail::ActorCore& target) {
     target.post(detail::Monitor{detail::ActorRef(&watcher)});
+  }
+  template <StageType W, StageType T>
+  void monitor(const StageRef<W>& watcher, const StageRef<T>& target) {
+    monitor(watcher.core(), target.core());
   }
 
   // Delivers `message` to the stage's handle_info.
