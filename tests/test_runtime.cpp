@@ -917,3 +917,53 @@ TEST_CASE("timers: cancelled timers do not pile up until their deadlines; live o
   for (const auto id : live) CHECK(timers.cancel(id));  // and the far ones were never lost
   CHECK(fired == 0);
 }
+
+// README, "GenServer-style actors": a call made from a stage's callback holds that stage's worker,
+// and the callee runs on another worker meanwhile. oneTBB shares its workers among all the
+// arenas of a process, so that must hold while another arena keeps a worker busy (the async
+// runtime's CPU tasks, a user's own oneTBB work): here a task spins in an arena of its own until
+// the callee has answered. With only the System's two threads' worth of workers in the process,
+// the spinning task held the one the callee needed, and the call timed out.
+TEST_CASE("a call from a callback is answered while another arena keeps a oneTBB worker busy") {
+  using namespace std::chrono_literals;
+  struct Callee final : Server {
+    std::any handle_call(std::any& request) override { return request; }
+  };
+  struct Caller final : Server {
+    Caller(System* system, StageRef<Callee> callee) : system_(system), callee_(std::move(callee)) {}
+    void handle_cast(std::any& request) override {
+      try {
+        answer_ = system_->call(callee_, request, 5s);
+      } catch (const CallError& error) {
+        answer_ = std::string(error.what());
+      }
+    }
+    std::any handle_call(std::any&) override { return answer_; }
+    System* system_;
+    StageRef<Callee> callee_;
+    std::any answer_;
+  };
+  System system(2);
+  auto callee = system.spawn<Callee>("callee");
+  auto caller = system.spawn<Caller>("caller", &system, callee);
+  system.start();
+  std::atomic<bool> spinning{false};
+  std::atomic<bool> answered{false};
+  oneapi::tbb::task_arena busy(1, 0);  // no master slot: the task runs on a worker
+  busy.enqueue([&] {
+    spinning = true;
+    // Bounded, so that a failing run ends: the call gives up well before.
+    const auto give_up = std::chrono::steady_clock::now() + 10s;
+    while (!answered && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+    spinning = false;
+  });
+  while (!spinning) std::this_thread::yield();
+  system.cast(caller, 7);
+  const std::any answer = system.call(caller, 0, 10s);
+  answered = true;
+  const int* value = std::any_cast<int>(&answer);
+  CHECK_MESSAGE(value != nullptr, (answer.type() == typeid(std::string) ? std::any_cast<std::string>(answer) : "no answer"));
+  if (value != nullptr) CHECK(*value == 7);
+  while (spinning) std::this_thread::yield();
+  system.stop();
+}

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -141,21 +142,67 @@ struct alignas(64) WakeQueue {
 // This worker's queue, while it runs a slice.
 thread_local WakeQueue* local_queue = nullptr;
 
+// oneTBB's workers are one pool for every arena in the process, capped process-wide (by the
+// smallest live global_control, else by the core count; the cap counts one master thread). An
+// arena's size is a cap, not a reservation: while other arenas are busy (the async runtime's CPU
+// tasks, a user's own parallel_for, another System), a System could get fewer workers than its
+// threads, and a stage blocked in System::call would wait for a callee that no worker is left to
+// run. So one limit covers every live System's threads at once, plus an arena of the default
+// size for everything else, plus the master: each System gets its workers whatever else is busy,
+// as a pool of its own would, and the cores are oversubscribed only while everything is busy.
+class WorkerLimit {
+ public:
+  static WorkerLimit& instance() {
+    static WorkerLimit limit;
+    return limit;
+  }
+  void add(std::size_t threads) {
+    std::lock_guard lock(mutex_);
+    systems_threads_ += threads;
+    apply();
+  }
+  void remove(std::size_t threads) {
+    std::lock_guard lock(mutex_);
+    systems_threads_ -= threads;
+    apply();
+  }
+
+ private:
+  // The new limit is set before the old one goes, so that it never falls to the default between.
+  void apply() {
+    using oneapi::tbb::global_control;
+    std::unique_ptr<global_control> previous = std::move(control_);
+    if (systems_threads_ > 0) {
+      const auto others = static_cast<std::size_t>(oneapi::tbb::info::default_concurrency());
+      control_ = std::make_unique<global_control>(global_control::max_allowed_parallelism, systems_threads_ + others + 1);
+    }
+  }
+
+  std::mutex mutex_;
+  std::size_t systems_threads_ = 0;              // guarded by mutex_
+  std::unique_ptr<oneapi::tbb::global_control> control_;  // guarded by mutex_
+};
+
+// A System's share of WorkerLimit, for its lifetime.
+class WorkerShare {
+ public:
+  explicit WorkerShare(std::size_t threads) : threads_(threads) { WorkerLimit::instance().add(threads_); }
+  ~WorkerShare() { WorkerLimit::instance().remove(threads_); }
+  WorkerShare(const WorkerShare&) = delete;
+  WorkerShare& operator=(const WorkerShare&) = delete;
+
+ private:
+  std::size_t threads_;
+};
+
 class TbbScheduler final : public Scheduler {
  public:
   explicit TbbScheduler(std::size_t threads)
       : threads_(threads == 0 ? std::max(1u, std::thread::hardware_concurrency()) : threads),
+        workers_(threads_),
         arena_(static_cast<int>(threads_), 0),
         queues_(threads_) {
-    // No thread of ours joins the arena, so every slot goes to a worker; oneTBB counts the main
-    // thread in its limit, which would otherwise leave one core idle. The limit is process-wide
-    // and oneTBB applies the smallest one set, so it is set only when the default is too low: a
-    // small System would otherwise cap a larger one alive at the same time. Against the default,
-    // not the limit active now, so that a System keeps its own while another comes and goes.
-    using oneapi::tbb::global_control;
-    if (threads_ + 1 > static_cast<std::size_t>(oneapi::tbb::info::default_concurrency())) {
-      parallelism_.emplace(global_control::max_allowed_parallelism, threads_ + 1);
-    }
+    // No thread of ours joins the arena, so every slot goes to a worker (see WorkerLimit).
   }
 
   // The stages are stopped by now. Blocking tasks still running may post to them, which
@@ -339,7 +386,7 @@ class TbbScheduler final : public Scheduler {
   std::vector<ActorCore*> held_;                     // guarded by hold_mutex_
   std::vector<std::function<void()>> held_tasks_;  // guarded by hold_mutex_
   std::size_t threads_;
-  std::optional<oneapi::tbb::global_control> parallelism_;
+  WorkerShare workers_;  // before the arena, and outliving it
   oneapi::tbb::task_arena arena_;
   oneapi::tbb::task_group group_;
   std::vector<WakeQueue> queues_;  // one per arena slot
