@@ -2,8 +2,12 @@
 // Stages that record what the protocol did, for exact assertions.
 #include <sluice/sluice.hpp>
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <mutex>
 #include <span>
+#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -84,6 +88,36 @@ class Identity final : public ProducerConsumer<std::int64_t, std::int64_t> {
     out.emit_all(events);
   }
   std::size_t handled = 0;
+};
+
+// A flag one thread raises and others wait for.
+class Flag {
+ public:
+  void raise() {
+    std::lock_guard lock(mutex_);
+    raised_ = true;
+    changed_.notify_all();
+  }
+  void wait() {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [this] { return raised_; });
+  }
+  // Waits until raised or the stop token fires; true if raised.
+  bool wait(std::stop_token stop) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait(lock, stop, [this] { return raised_; });
+  }
+  // Waits until raised, or at most `bound` (for a failing run, which would otherwise hang);
+  // true if raised.
+  bool wait_for(std::chrono::nanoseconds bound) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, bound, [this] { return raised_; });
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable_any changed_;
+  bool raised_ = false;
 };
 
 inline Batch iota_batch(std::int64_t first, std::int64_t last) {

@@ -81,53 +81,71 @@ TEST_CASE("async_map runs at most max_concurrency tasks at once, checked after e
   CHECK(system.running() == 0);  // completion waited for the last task
 }
 
-TEST_CASE("async_map's tasks count against downstream demand: started minus received never exceeds max_demand") {
-  System system(2);
-  std::atomic<std::int64_t> started{0};
-  std::atomic<std::int64_t> received{0};
-  std::atomic<std::int64_t> worst{0};
+TEST_CASE("async_map's tasks count against downstream demand: pulled or started, less received, never exceeds max_demand") {
+  // On the ManualScheduler a task runs one step after the stage hands it over, so the tasks for
+  // one ask all begin before any of their results reaches the sink: the bound is reached.
+  ManualScheduler scheduler;
+  System system(scheduler);
+  std::int64_t pulled = 0;
+  std::int64_t started = 0;
+  std::int64_t received = 0;
+  std::int64_t most_pulled = 0;
+  std::int64_t most_started = 0;
+  auto counting = std::views::iota(std::int64_t{0}, std::int64_t{2000}) | std::views::transform([&](std::int64_t x) {
+                    most_pulled = std::max(most_pulled, ++pulled - received);
+                    return x;
+                  });
   auto task = [&](std::int64_t x) {
-    const std::int64_t ahead = ++started - received.load();
-    for (std::int64_t seen = worst.load(); ahead > seen && !worst.compare_exchange_weak(seen, ahead);) {
-    }
-    std::this_thread::sleep_for(100us);
+    most_started = std::max(most_started, ++started - received);
     return x;
   };
-  auto sink = from(system, std::views::iota(std::int64_t{0}, std::int64_t{2000})) |
-              async_map(task, {.max_concurrency = 64, .kind = TaskKind::blocking}) |
-              each([&](const Result& result) {
-                REQUIRE(result.ok());
-                ++received;
-              }).with({.max_demand = 8, .min_demand = 0});
+  from(system, counting) | async_map(task, {.max_concurrency = 64}) | each([&](const Result& result) {
+    REQUIRE(result.ok());
+    ++received;
+  }).with({.max_demand = 8, .min_demand = 0});
   system.wait();
   CHECK(received == 2000);
-  CHECK(worst <= 8);
+  CHECK(most_pulled == 8);
+  CHECK(most_started == 8);
 }
 
+// Task.async_stream's :ordered option: results in input order by default, else as tasks finish.
 TEST_CASE("async_map keeps input order by default, and completion order with ordered = false") {
-  for (bool ordered : {true, false}) {
+  SUBCASE("ordered: element 1 finishes after element 2, and still comes first") {
     System system(2);
-    std::mutex mutex;
-    std::vector<std::int64_t> out;
-    auto task = [](std::int64_t x) {
-      if (x % 7 == 0) std::this_thread::sleep_for(1ms);  // some finish late
+    test::Flag second_finished;
+    auto task = [&](std::int64_t x) {
+      if (x == 1) second_finished.wait();
+      if (x == 2) second_finished.raise();
       return x * x;
     };
+    std::vector<std::int64_t> out;
     from(system, std::views::iota(std::int64_t{1}, std::int64_t{501})) |
-        async_map(task, {.max_concurrency = 16, .ordered = ordered, .kind = TaskKind::blocking}) |
-        each([&](const Result& result) {
-          std::lock_guard lock(mutex);
-          out.push_back(result.value());
-        });
+        async_map(task, {.max_concurrency = 16, .kind = TaskKind::blocking}) |
+        each([&](const Result& result) { out.push_back(result.value()); });
     system.wait();
     std::vector<std::int64_t> expected;
     for (std::int64_t x = 1; x <= 500; ++x) expected.push_back(x * x);
-    if (ordered) {
-      CHECK(out == expected);
-    } else {
-      std::sort(out.begin(), out.end());
-      CHECK(out == expected);
-    }
+    CHECK(out == expected);
+  }
+  SUBCASE("ordered = false: element 1 cannot finish until element 2 has been delivered") {
+    System system(2);
+    test::Flag second_delivered;
+    auto task = [&](std::int64_t x) {
+      // The bound (within the default 5 s task timeout) is for a failing run, which would
+      // deliver element 1 first, and so wait for ever.
+      if (x == 1) second_delivered.wait_for(2s);
+      return x * x;
+    };
+    std::vector<std::int64_t> out;
+    from(system, std::views::iota(std::int64_t{1}, std::int64_t{3})) |
+        async_map(task, {.max_concurrency = 2, .ordered = false, .kind = TaskKind::blocking}) |
+        each([&](const Result& result) {
+          out.push_back(result.value());
+          second_delivered.raise();
+        });
+    system.wait();
+    CHECK(out == std::vector<std::int64_t>{4, 1});
   }
 }
 
@@ -168,7 +186,8 @@ TEST_CASE("async_map: on_timeout = kill_task turns the late task into exit(timeo
     return x;
   };
   from(system, std::views::iota(std::int64_t{1}, std::int64_t{4})) |
-      async_map(task, {.timeout = 50ms, .on_timeout = OnTimeout::kill_task, .kind = TaskKind::blocking}) |
+      // Elements 1 and 3 return at once: a timeout far beyond that keeps them on time on a loaded machine.
+      async_map(task, {.timeout = 200ms, .on_timeout = OnTimeout::kill_task, .kind = TaskKind::blocking}) |
       each([&](const Result& result) { seen.push_back(result.ok() ? std::to_string(result.value()) : result.exit().reason); });
   system.wait();
   CHECK(seen == std::vector<std::string>{"1", "timeout", "3"});
@@ -180,32 +199,43 @@ TEST_CASE("async_map: on_timeout = kill_task turns the late task into exit(timeo
 TEST_CASE("async_map: on_timeout = kill_task keeps a timed-out task's place until it returns") {
   System system(2);
   std::mutex mutex;
-  std::condition_variable another_started;
-  int started = 0;  // guarded by mutex
+  std::condition_variable changed;
+  int started = 0;             // guarded by mutex
+  bool timeouts_seen = false;  // guarded by mutex: both exit(timeout)s reached the sink
   std::atomic<int> running{0};
   std::atomic<int> high_water{0};
   auto task = [&](std::int64_t x) {  // takes no stop token: nothing can stop it
+    // Counted running before it says it started: a task woken by that start sees it running.
+    const int now = ++running;
+    for (int seen = high_water.load(); now > seen && !high_water.compare_exchange_weak(seen, now);) {
+    }
     {
       std::lock_guard lock(mutex);
       ++started;
     }
-    another_started.notify_all();
-    const int now = ++running;
-    for (int seen = high_water.load(); now > seen && !high_water.compare_exchange_weak(seen, now);) {
-    }
+    changed.notify_all();
     if (x < 2) {
-      // Runs on until a third task starts, which must not happen meanwhile. The bound is for
-      // the passing run, in which none does.
+      // Runs on past its timeout, until the sink has both timeouts (bounded for a failing run),
+      // then until a third task starts, which must not happen meanwhile (bounded for the
+      // passing run, in which none does).
       std::unique_lock lock(mutex);
-      another_started.wait_for(lock, 300ms, [&] { return started > 2; });
+      changed.wait_for(lock, 10s, [&] { return timeouts_seen; });
+      changed.wait_for(lock, 200ms, [&] { return started > 2; });
     }
     --running;
     return x;
   };
   std::vector<std::string> seen;
   from(system, std::views::iota(std::int64_t{0}, std::int64_t{4})) |
-      async_map(task, {.max_concurrency = 2, .timeout = 50ms, .on_timeout = OnTimeout::kill_task, .kind = TaskKind::blocking}) |
-      each([&](const Result& result) { seen.push_back(result.ok() ? std::to_string(result.value()) : result.exit().reason); });
+      async_map(task, {.max_concurrency = 2, .timeout = 100ms, .on_timeout = OnTimeout::kill_task, .kind = TaskKind::blocking}) |
+      each([&](const Result& result) {
+        seen.push_back(result.ok() ? std::to_string(result.value()) : result.exit().reason);
+        if (seen.size() == 2) {
+          std::lock_guard lock(mutex);
+          timeouts_seen = true;
+        }
+        changed.notify_all();
+      });
   system.wait();
   CHECK(seen == std::vector<std::string>{"timeout", "timeout", "2", "3"});
   CHECK(high_water.load() == 2);

@@ -2,6 +2,8 @@
 // stop, bounded concurrency) and ours beyond it (the bounded reorder buffer, coroutines).
 // Each case names the behaviour it pins down. Waits are on events (latches, flags), never on
 // the clock, except where a timeout is the behaviour under test.
+#include "support.hpp"
+
 #include <sluice/async_stream.hpp>
 
 #include <doctest/doctest.h>
@@ -39,29 +41,7 @@ std::vector<std::int64_t> values(Stream&& stream) {
   return out;
 }
 
-// A flag one thread raises and others wait for.
-class Flag {
- public:
-  void raise() {
-    std::lock_guard lock(mutex_);
-    raised_ = true;
-    changed_.notify_all();
-  }
-  void wait() {
-    std::unique_lock lock(mutex_);
-    changed_.wait(lock, [this] { return raised_; });
-  }
-  // Waits until raised or the stop token fires; true if raised.
-  bool wait(std::stop_token stop) {
-    std::unique_lock lock(mutex_);
-    return changed_.wait(lock, stop, [this] { return raised_; });
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable_any changed_;
-  bool raised_ = false;
-};
+using test::Flag;
 
 }  // namespace
 
@@ -108,12 +88,14 @@ bool sleep_unless_stopped(std::int64_t ms, std::stop_token stop) {
 }
 
 TEST_CASE("timeout with on_timeout = kill_task: the late element yields exit(timeout), the stream goes on") {
-  // Task.async_stream's documented case: 1, 200, 3 with a 100 ms timeout; 200 sleeps 200 ms.
+  // Task.async_stream's documented case: 1, 200, 3 with a 100 ms timeout. Here 200 runs until
+  // asked to stop (the bound is for a failing run), so it is late however late the timeout
+  // fires; 1 and 3 return at once, far within it.
   std::atomic<bool> stop_seen{false};
   std::latch late_task_done(1);
   auto task = [&](std::int64_t ms, std::stop_token stop) {
     if (ms == 200) {
-      stop_seen = sleep_unless_stopped(ms, stop);
+      stop_seen = sleep_unless_stopped(60'000, stop);
       late_task_done.count_down();
     }
     return ms;
@@ -139,8 +121,9 @@ TEST_CASE("on_timeout = kill_task: a timed-out task still running keeps its plac
     if (x < 2) release.wait();
     return x;
   };
+  // 2 to 5 return at once: a timeout far beyond that keeps them on time on a loaded machine.
   auto stream = async_stream(std::views::iota(0, 6), task,
-                             {.max_concurrency = 2, .timeout = 20ms, .on_timeout = OnTimeout::kill_task,
+                             {.max_concurrency = 2, .timeout = 100ms, .on_timeout = OnTimeout::kill_task,
                               .kind = TaskKind::blocking});
   auto it = stream.begin();
   REQUIRE(it != stream.end());
@@ -251,8 +234,9 @@ TEST_CASE("early stop: destroying the stream asks the running tasks to stop") {
   auto task = [&](int x, std::stop_token stop) {
     if (x > 0) {
       all_started.count_down();
-      if (!sleep_unless_stopped(60'000, stop)) FAIL("a task ran to its end: nobody asked it to stop");
-      ++stopped;
+      // Checked on the test's thread: a failure here, on a pool thread, would skip the count
+      // down and leave the test waiting. The bound is for a failing run.
+      if (sleep_unless_stopped(60'000, stop)) ++stopped;
       all_stopped.count_down();
     }
     return x;
@@ -363,26 +347,57 @@ TEST_CASE("a huge max_concurrency over a short input costs only what is used") {
 }
 
 TEST_CASE("no more than max_concurrency tasks run at once: an atomic high-water mark") {
+  constexpr int max_concurrency = 4;
   std::atomic<int> running{0};
   std::atomic<int> high_water{0};
-  auto task = [&](int x) {
+  auto count_in = [&] {
     const int now = ++running;
     for (int seen = high_water.load(); now > seen && !high_water.compare_exchange_weak(seen, now);) {
     }
-    std::this_thread::sleep_for(1ms);
-    --running;
-    return x;
   };
-  for (auto kind : {TaskKind::cpu, TaskKind::blocking}) {
-    high_water = 0;
+  SUBCASE("blocking: the first max_concurrency tasks run at once, and no other starts while they run") {
+    std::latch first_all_running(max_concurrency);
+    Flag another_started;
+    auto task = [&](int x) {
+      count_in();
+      if (x < max_concurrency) {
+        first_all_running.arrive_and_wait();  // ends only if they all run at once
+        // Held on, running: another task must not start meanwhile. The bound is for the
+        // passing run, in which none does.
+        another_started.wait_for(100ms);
+      } else {
+        // One started too early stays running until the first all run, so that it is seen.
+        first_all_running.wait();
+        another_started.raise();
+      }
+      --running;
+      return x;
+    };
     int count = 0;
-    for (auto& result : async_stream(std::views::iota(0, 200), task, {.max_concurrency = 4, .kind = kind})) {
+    for (auto& result : async_stream(std::views::iota(0, 200), task,
+                                     {.max_concurrency = max_concurrency, .kind = TaskKind::blocking})) {
       REQUIRE(result.ok());
       ++count;
     }
     CHECK(count == 200);
-    CHECK(high_water <= 4);
-    CHECK(high_water >= 1);
+    CHECK(high_water == max_concurrency);
+  }
+  SUBCASE("cpu: the bound holds") {
+    // CPU tasks cannot wait for each other: there may be fewer workers than max_concurrency.
+    // Each takes a while only so that they spread over the workers rather than run inline.
+    auto task = [&](int x) {
+      count_in();
+      std::this_thread::sleep_for(1ms);
+      --running;
+      return x;
+    };
+    int count = 0;
+    for (auto& result : async_stream(std::views::iota(0, 200), task, {.max_concurrency = max_concurrency})) {
+      REQUIRE(result.ok());
+      ++count;
+    }
+    CHECK(count == 200);
+    CHECK(high_water <= max_concurrency);
   }
 }
 
@@ -451,15 +466,20 @@ TEST_CASE("coroutine tasks: 10,000 wait at once, each holding no thread") {
 }
 
 TEST_CASE("coroutine tasks time out like any other, and see their stop token") {
-  auto task = [](std::int64_t ms, std::stop_token stop) -> Task<bool> {
+  // The late task's result is dropped: what it saw is recorded here. The stream returns only
+  // once the task has (see early stop), so it is set when the loop ends.
+  std::atomic<bool> late_task_saw_stop{false};
+  auto task = [&late_task_saw_stop](std::int64_t ms, std::stop_token stop) -> Task<bool> {
     co_await sleep_for(std::chrono::milliseconds(ms));
+    if (ms == 300) late_task_saw_stop = stop.stop_requested();
     co_return stop.stop_requested();
   };
   std::vector<std::string> seen;
   for (auto& result : async_stream(std::vector<std::int64_t>{1, 300}, task,
                                    {.timeout = 100ms, .on_timeout = OnTimeout::kill_task}))
-    seen.push_back(result.ok() ? "ok" : result.exit().reason);
+    seen.push_back(result.ok() ? (result.value() ? "ok, stopped" : "ok") : result.exit().reason);
   CHECK(seen == std::vector<std::string>{"ok", "timeout"});
+  CHECK(late_task_saw_stop);
 }
 
 namespace {

@@ -319,12 +319,13 @@ TEST_CASE("GenServer: a stage on a worker may call another stage; the callee run
   system.stop();
 }
 
+// GenServer.call: a caller that timed out never takes the late reply for a later call's.
 TEST_CASE("GenServer: a call that times out returns an error and never hangs; the late answer is dropped") {
   struct Slow final : Server {
     explicit Slow(std::counting_semaphore<>* gate) : gate_(gate) {}
-    std::any handle_call(std::any&) override {
+    std::any handle_call(std::any& request) override {
       gate_->acquire();
-      return 42;
+      return request;  // each call's answer is its own request
     }
     std::counting_semaphore<>* gate_;
   };
@@ -341,7 +342,7 @@ TEST_CASE("GenServer: a call that times out returns an error and never hangs; th
   }
   gate.release();
   gate.release();
-  CHECK(std::any_cast<int>(system.call(slow, 2)) == 42);
+  CHECK(std::any_cast<int>(system.call(slow, 2)) == 2);
   system.stop();
 }
 
@@ -374,28 +375,31 @@ TEST_CASE("GenServer: a handler that throws something other than a std::exceptio
   CHECK_THROWS_WITH_AS(system.call(thrower, 1), "'thrower' failed handling the call: unknown exception", CallError);
 }
 
+// Process.send_after / Process.cancel_timer: timers fire in deadline order, and one cancelled
+// before its deadline never fires.
 TEST_CASE("GenServer: send_after delivers an info message later; a cancelled timer never fires") {
   struct Waiter final : Server {
-    explicit Waiter(std::counting_semaphore<>* arrived) : arrived_(arrived) {}
+    explicit Waiter(std::counting_semaphore<>* last_arrived) : last_arrived_(last_arrived) {}
     void handle_info(std::any& message) override {
       log.push_back(std::any_cast<std::string>(message));
-      arrived_->release();
+      if (log.back() == "last") last_arrived_->release();
     }
     std::any handle_call(std::any&) override { return log; }
-    std::counting_semaphore<>* arrived_;
+    std::counting_semaphore<>* last_arrived_;
     std::vector<std::string> log;
   };
-  std::counting_semaphore<> arrived(0);
+  std::counting_semaphore<> last_arrived(0);
   System system(2);
-  auto waiter = system.spawn<Waiter>("waiter", &arrived);
+  auto waiter = system.spawn<Waiter>("waiter", &last_arrived);
   system.start();
-  const auto cancelled = system.send_after(waiter.core(), 10s, std::string("never"));
-  system.send_after(waiter, 30ms, std::string("second"));
+  // "last" is set after the others and for longer: its deadline is the latest however long the
+  // test's thread takes between them.
+  const auto cancelled = system.send_after(waiter.core(), 100ms, std::string("never"));
+  CHECK(system.cancel_timer(cancelled));  // long before its deadline
   system.send_after(waiter, 1ms, std::string("first"));
-  CHECK(system.cancel_timer(cancelled));
-  CHECK(arrived.try_acquire_for(10s));
-  CHECK(arrived.try_acquire_for(10s));
-  CHECK(std::any_cast<std::vector<std::string>>(system.call(waiter, 0)) == std::vector<std::string>{"first", "second"});
+  system.send_after(waiter, 110ms, std::string("last"));  // due after "never" would have been
+  REQUIRE(last_arrived.try_acquire_for(10s));
+  CHECK(std::any_cast<std::vector<std::string>>(system.call(waiter, 0)) == std::vector<std::string>{"first", "last"});
   system.stop();
 }
 

@@ -316,7 +316,6 @@ void check_every_hundredth(Ledger& ledger, std::int64_t events) {
   std::vector<std::int64_t> lost;
   for (std::int64_t x = 1; x <= events; ++x)
     if (!processed.contains(x)) lost.push_back(x);
-  CHECK(processed.size() + lost.size() == static_cast<std::size_t>(events));
   for (std::size_t i = 0; i < lost.size(); ++i) {
     const bool starts_run = i == 0 || lost[i - 1] != lost[i] - 1;
     if (starts_run) CHECK(lost[i] % 100 == 0);  // every lost run begins where a crash was
