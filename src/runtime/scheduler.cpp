@@ -402,6 +402,8 @@ std::unique_ptr<Scheduler> make_tbb_scheduler(std::size_t threads) {
   return std::make_unique<TbbScheduler>(threads);
 }
 
+bool on_system_worker() noexcept { return current_scheduler != nullptr; }
+
 void before_blocking_wait() {
   for (RunningFrame* frame = running_here; frame != nullptr; frame = frame->outer) frame->kept.let_go();
   // After the turns: a kept stage that was sent messages meanwhile may be woken into the slot.

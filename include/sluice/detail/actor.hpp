@@ -360,6 +360,8 @@ inline void KeptTurns::let_go() {
 // slice (the scheduler's run-next slot). Stages queued behind that slot need nothing: the
 // queue's helper moves them to an idle worker. Defined with the scheduler.
 void before_blocking_wait();
+// True on a System's worker while it runs a stage (not on a ManualScheduler's thread).
+bool on_system_worker() noexcept;
 
 inline ActorRef::ActorRef(ActorCore* actor) noexcept : actor_(actor) {
   if (actor_ != nullptr) actor_->refs_.fetch_add(1, std::memory_order_relaxed);

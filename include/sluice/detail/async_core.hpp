@@ -99,7 +99,7 @@ class AsyncCore final : public std::enable_shared_from_this<AsyncCore<In, F>> {
       : fn_(std::move(fn)),
         options_((options.validate(), options)),
         window_(options_.window()),
-        workers_{.most = std::min(options_.max_concurrency, AsyncRuntime::instance().cpu_slots()), .kind = TaskKind::cpu} {
+        max_helpers_(std::min(options_.max_concurrency, AsyncRuntime::instance().cpu_slots())) {
     if (options_.zip_input_on_exit && !std::copy_constructible<In>)
       throw std::invalid_argument("zip_input_on_exit needs elements that can be copied");
   }
@@ -160,9 +160,8 @@ class AsyncCore final : public std::enable_shared_from_this<AsyncCore<In, F>> {
   Result deliver(Result&& result);
   // Times out what is due; returns the stop sources to signal once the lock is released.
   std::vector<std::stop_source> expire_locked(Clock::time_point now);
-  struct Helpers;
-  void add_helper(Helpers& helpers);
-  void help_loop(Helpers& helpers);
+  void add_helper();
+  void help_loop();
   static void report(void* owner, typename Task<T>::promise_type::Ticket ticket,
                      typename Task<T>::promise_type::Outcome&& outcome);
   // Runs fn's coroutine with the element kept in this frame. A coroutine keeps a reference
@@ -181,6 +180,7 @@ class AsyncCore final : public std::enable_shared_from_this<AsyncCore<In, F>> {
   const AsyncOptions options_;
   const std::size_t window_;
   std::array<std::unique_ptr<Slot[]>, 64> chunks_;  // chunk k holds first_chunk << k slots
+  const std::size_t max_helpers_;
 
   std::mutex mutex_;
   std::condition_variable ready_;
@@ -212,19 +212,7 @@ class AsyncCore final : public std::enable_shared_from_this<AsyncCore<In, F>> {
   // CPU tasks wait here for a worker, or for the consumer, which runs them itself rather than
   // sleep (as task_group::wait does): a trivial function then costs no thread hand-off.
   oneapi::tbb::concurrent_queue<Claim> pending_;
-  // Threads draining pending_, of one kind, at most `most` at a time. A helper leaves when it
-  // finds nothing.
-  struct Helpers {
-    std::size_t most;
-    TaskKind kind;
-    std::atomic<std::size_t> count{0};
-  };
-  Helpers workers_;  // the async runtime's workers
-  // A blocking thread that runs waiting tasks while the consumer sleeps, in its place. A
-  // consumer on a oneTBB worker (a stage's callback, a CPU task) still counts as busy to
-  // oneTBB while it sleeps, and oneTBB wakes no other worker unless other work in the process
-  // asks for one: the tasks would wait for a whole timeout.
-  Helpers stand_in_{.most = 1, .kind = TaskKind::blocking};
+  std::atomic<std::size_t> helpers_{0};
   // CPU tasks shorter than this on average run on the consumer's thread as they start: handing
   // them to a worker would cost more than running them. Until measured, assume they are not.
   static constexpr std::int64_t inline_below_ns =
@@ -298,14 +286,6 @@ std::optional<typename AsyncCore<In, F>::Result> AsyncCore<In, F>::next(Pull&& p
               }
             }
           }
-          // About to sleep: a blocking thread runs the waiting tasks in its place meanwhile.
-          if (!pending_.empty()) {
-            try {
-              add_helper(stand_in_);
-            } catch (...) {
-              // No thread to be had: they wait for a worker, or for starvation, as above.
-            }
-          }
         }
       }
       // Iterated inside a stage's callback, the stream is about to wait on tasks that may need a
@@ -314,10 +294,13 @@ std::optional<typename AsyncCore<In, F>::Result> AsyncCore<In, F>::next(Pull&& p
       // never takes mutex_.
       before_blocking_wait();
       consumer_waiting_ = true;
-      if (has_timeout() && next_deadline_ != Clock::time_point::max()) {
-        ready_.wait_until(lock, next_deadline_);
-      } else {
-        ready_.wait(lock);  // for a result, or for a task to return and make room
+      {
+        AsyncRuntime::Lend lend;  // on a oneTBB worker, its place in the arena while it sleeps
+        if (has_timeout() && next_deadline_ != Clock::time_point::max()) {
+          ready_.wait_until(lock, next_deadline_);
+        } else {
+          ready_.wait(lock);  // for a result, or for a task to return and make room
+        }
       }
       consumer_waiting_ = false;
       if (has_timeout()) expire_due();
@@ -418,7 +401,7 @@ void AsyncCore<In, F>::start(In element) {
         });
       } else {
         pending_.push({index, seq});
-        add_helper(workers_);
+        add_helper();
       }
     } catch (...) {
       // Not handed over (no thread, no memory): the slot goes back, unless a helper already
@@ -534,6 +517,7 @@ void AsyncCore<In, F>::close() noexcept {
   for (auto& source : to_stop) source.request_stop();
   // The tasks may need a stage this thread holds for later (see next()).
   before_blocking_wait();
+  AsyncRuntime::Lend lend;  // as in next()
   lock.lock();
   consumer_waiting_ = true;
   ready_.wait(lock, [this] { return running_.load() == 0; });
@@ -627,16 +611,16 @@ void AsyncCore<In, F>::report(void* owner, typename Task<T>::promise_type::Ticke
   core->finish(static_cast<std::size_t>(ticket.first), ticket.second, std::move(result));
 }
 
-// Adds a helper of the kind unless `most` already drain pending_.
+// Keeps up to max_helpers_ workers draining pending_. A helper leaves when it finds nothing.
 template <class In, class F>
-void AsyncCore<In, F>::add_helper(Helpers& helpers) {
-  std::size_t count = helpers.count.load();
-  while (count < helpers.most) {
-    if (helpers.count.compare_exchange_weak(count, count + 1)) {
+void AsyncCore<In, F>::add_helper() {
+  std::size_t helpers = helpers_.load();
+  while (helpers < max_helpers_) {
+    if (helpers_.compare_exchange_weak(helpers, helpers + 1)) {
       try {
-        AsyncRuntime::instance().run(helpers.kind, [core = this->shared_from_this(), &helpers] { core->help_loop(helpers); });
+        AsyncRuntime::instance().run(TaskKind::cpu, [core = this->shared_from_this()] { core->help_loop(); });
       } catch (...) {
-        helpers.count.fetch_sub(1);  // not started: its place is free
+        helpers_.fetch_sub(1);  // not started: its place is free
         throw;
       }
       return;
@@ -645,17 +629,17 @@ void AsyncCore<In, F>::add_helper(Helpers& helpers) {
 }
 
 template <class In, class F>
-void AsyncCore<In, F>::help_loop(Helpers& helpers) {
+void AsyncCore<In, F>::help_loop() {
   for (;;) {
     Claim claim;
     while (pending_.try_pop(claim)) claim_and_run(claim);
-    helpers.count.fetch_sub(1);
+    helpers_.fetch_sub(1);
     // A claim pushed while this helper was leaving may have seen no room for a new helper.
     if (pending_.empty()) return;
-    std::size_t count = helpers.count.load();
+    std::size_t helpers = helpers_.load();
     do {
-      if (count >= helpers.most) return;
-    } while (!helpers.count.compare_exchange_weak(count, count + 1));
+      if (helpers >= max_helpers_) return;
+    } while (!helpers_.compare_exchange_weak(helpers, helpers + 1));
   }
 }
 
