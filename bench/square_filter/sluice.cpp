@@ -17,11 +17,13 @@ namespace bench::square_filter {
 namespace {
 
 std::uint64_t run_stages(sluice::System& system, std::int64_t n, std::int64_t limit, std::size_t max_demand,
-                         sluice::HandOff hand_off = sluice::HandOff::queued) {
+                         sluice::HandOff hand_off = sluice::HandOff::queued, std::size_t copies = 1) {
   using namespace sluice::stages;
   const sluice::StepOptions demand{.max_demand = max_demand, .hand_off = hand_off};
+  sluice::StepOptions middle = demand;
+  middle.copies = copies;
   auto sum = sluice::from<NumberProducer>(system, std::int64_t{1}, n)  //
-             | sluice::via<NumberProcessor>(limit).with(demand)        //
+             | sluice::via<NumberProcessor>(limit).with(middle)        //
              | sluice::into<SumConsumer>().with(demand);
   system.wait();
   return sum->sum();
@@ -45,9 +47,10 @@ std::uint64_t run_dsl(sluice::System& system, std::int64_t n, std::int64_t limit
 
 }  // namespace
 
-std::uint64_t sluice_pipeline(std::int64_t n, std::int64_t limit, std::size_t max_demand, sluice::HandOff hand_off) {
+std::uint64_t sluice_pipeline(std::int64_t n, std::int64_t limit, std::size_t max_demand, sluice::HandOff hand_off,
+                              std::size_t copies) {
   sluice::System system;
-  return run_stages(system, n, limit, max_demand, hand_off);
+  return run_stages(system, n, limit, max_demand, hand_off, copies);
 }
 
 std::uint64_t sluice_pipeline_one_thread(std::int64_t n, std::int64_t limit, std::size_t max_demand,

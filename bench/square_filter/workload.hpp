@@ -24,8 +24,9 @@ std::uint64_t tbb_pipeline(std::int64_t n, std::int64_t limit, std::size_t batch
 // stages use, next to what it does with both.
 std::uint64_t tbb_pipeline_one_thread(std::int64_t n, std::int64_t limit, std::size_t batch, std::size_t tokens);
 std::uint64_t tbb_flow_graph(std::int64_t n, std::int64_t limit, std::size_t batch);
+// copies: parallel copies of the middle stage, fed by the producer's demand dispatcher.
 std::uint64_t sluice_pipeline(std::int64_t n, std::int64_t limit, std::size_t max_demand,
-                              sluice::HandOff hand_off = sluice::HandOff::queued);
+                              sluice::HandOff hand_off = sluice::HandOff::queued, std::size_t copies = 1);
 // The same on a ManualScheduler: every slice on the calling thread, without oneTBB or a second
 // core, so it measures what the stages and their messages cost by themselves.
 std::uint64_t sluice_pipeline_one_thread(std::int64_t n, std::int64_t limit, std::size_t max_demand,
