@@ -414,6 +414,50 @@ TEST_CASE("DSL: copies must lie in [1, defaults::max_copies], and a range source
   CHECK(named->count() == 10);
 }
 
+// Emits 1..n at its first demand, whatever the demand, and is done: what demand does not take
+// goes to its buffer.
+struct EmitsAllAtOnce final : Producer<std::int64_t> {
+  explicit EmitsAllAtOnce(std::int64_t n) : n(n) {}
+  void handle_demand(std::size_t, Emitter<std::int64_t>& out) override {
+    if (n == 0) throw std::runtime_error("nothing to emit");
+    for (std::int64_t x = 1; x <= n; ++x) out.emit(x);
+    out.done();
+  }
+  std::int64_t n;
+};
+
+TEST_CASE("DSL: source<S>(args).with(options) starts a chain at a user Producer with a name and buffer of its own") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  // buffer_size 3, keep first: of 1..10 emitted beyond a demand of 2, 1 and 2 meet it, 3..5 wait
+  // in the buffer and 6..10 are discarded.
+  const auto numbers = from(system, source<EmitsAllAtOnce>(10).with({.name = "numbers", .buffer_size = 3, .buffer_keep = BufferKeep::first}));
+  REQUIRE(numbers.stages().size() == 1);
+  CHECK(numbers.stages().front()->name() == "numbers");
+  auto sum = numbers | into<SumConsumer>().with({.max_demand = 2});
+  system.wait();
+  CHECK(sum->count() == 5);
+  CHECK(sum->sum() == 15);
+  CHECK(numbers.stages().front()->stats().snapshot().discarded == 5);
+
+  // An error names the source.
+  from(system, source<EmitsAllAtOnce>(0).with({.name = "empty"})) | into<SumConsumer>();
+  CHECK_THROWS_WITH_AS(system.wait(), "stage 'empty' failed: nothing to emit", StageError);
+}
+
+TEST_CASE("DSL: a source takes only name, buffer_size and buffer_keep") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  CHECK_THROWS_WITH_AS(from(system, source<NumberProducer>(1, 10).with({.max_demand = 5})),
+                       "a source takes only name, buffer_size and buffer_keep: max_demand, min_demand and hand_off belong to "
+                       "the step that consumes it, and copies of a source would each emit everything",
+                       std::invalid_argument);
+  CHECK_THROWS_AS(from(system, source<NumberProducer>(1, 10).with({.copies = 2})), std::invalid_argument);
+  CHECK_THROWS_AS(from(system, source<NumberProducer>(1, 10).with({.hand_off = HandOff::at_once})), std::invalid_argument);
+  // Nothing was spawned by the refused sources: the System has nothing to wait for.
+  system.wait();
+}
+
 TEST_CASE("DSL: steps of one kind are numbered in their chain, so that an error names the step") {
   ManualScheduler scheduler;
   System system(scheduler);

@@ -135,9 +135,17 @@ class Stages {
 
 // --- sources ---------------------------------------------------------------------------------
 
-// Starts a chain at a new producer stage S built from `args`.
+namespace detail {
+template <ProducerStage S, class... Args>
+struct SourceStep;
+}  // namespace detail
+
+// Starts a chain at a new producer stage S built from `args`, named "source".
 template <ProducerStage S, class... Args>
 Flow<typename S::out_type> from(System& system, Args&&... args);
+// The same with options: from(system, source<S>(args...).with({.name = "numbers"})).
+template <ProducerStage S, class... Args>
+Flow<typename S::out_type> from(System& system, detail::SourceStep<S, Args...> source);
 // Starts a chain at a producer (or producer-consumer) that already runs.
 template <EmittingStage S>
 Flow<typename S::out_type> from(System& system, const StageRef<S>& stage);
@@ -209,6 +217,10 @@ struct IntoStep : StepBase<IntoStep<S, Args...>> {
     requires std::same_as<In, typename S::in_type>
   Stages<S> attach(const Flow<In>& upstream) const;
 };
+template <ProducerStage S, class... Args>
+struct SourceStep : StepBase<SourceStep<S, Args...>> {
+  std::tuple<Args...> args;
+};
 
 }  // namespace detail
 
@@ -275,6 +287,11 @@ template <ProducerConsumerStage S, class... Args>
 detail::ViaStep<S, std::decay_t<Args>...> via(Args&&... args) {
   return {{}, {std::forward<Args>(args)...}};
 }
+// A user Producer S built from `args`, for from(system, source<S>(args...).with({...})).
+template <ProducerStage S, class... Args>
+detail::SourceStep<S, std::decay_t<Args>...> source(Args&&... args) {
+  return {{}, {std::forward<Args>(args)...}};
+}
 // A user Consumer S built from `args`; ends the chain and returns the spawned stages.
 template <ConsumerStage S, class... Args>
 detail::IntoStep<S, std::decay_t<Args>...> into(Args&&... args) {
@@ -296,6 +313,22 @@ Flow<Out> held_source(System& system, const ActorRef& stage) {
   flow.held()->add(stage);
   return flow;
 }
+
+// What a source has no use for is an error, not ignored: demand and hand-off are the consuming
+// step's, and copies of a source would each emit everything.
+inline StageOptions source_stage_options(const StepOptions& options) {
+  const StepOptions none;
+  if (options.max_demand != none.max_demand || options.min_demand || options.copies != none.copies || options.hand_off != none.hand_off) {
+    throw std::invalid_argument(
+        "a source takes only name, buffer_size and buffer_keep: max_demand, min_demand and hand_off belong to the step "
+        "that consumes it, and copies of a source would each emit everything");
+  }
+  StageOptions stage_options;
+  stage_options.name = options.name.empty() ? "source" : options.name;
+  stage_options.buffer_size = options.buffer_size;
+  stage_options.buffer_keep = options.buffer_keep;
+  return stage_options;
+}
 }  // namespace detail
 
 template <ProducerStage S, class... Args>
@@ -303,6 +336,14 @@ Flow<typename S::out_type> from(System& system, Args&&... args) {
   StageOptions options;
   options.name = "source";
   auto stage = system.spawn_held<S>(std::move(options), std::forward<Args>(args)...);
+  return detail::held_source<typename S::out_type>(system, stage.handle());
+}
+
+template <ProducerStage S, class... Args>
+Flow<typename S::out_type> from(System& system, detail::SourceStep<S, Args...> source) {
+  auto stage = std::apply(
+      [&](Args&... args) { return system.spawn_held<S>(detail::source_stage_options(source.options), std::move(args)...); },
+      source.args);
   return detail::held_source<typename S::out_type>(system, stage.handle());
 }
 
@@ -315,19 +356,7 @@ template <std::ranges::input_range R>
   requires std::ranges::view<std::remove_cvref_t<R>> || std::is_rvalue_reference_v<R&&>
 Flow<std::ranges::range_value_t<R>> from(System& system, R&& range, StepOptions options) {
   using Source = detail::RangeSource<std::remove_cvref_t<R>>;
-  // What a source has no use for is an error, not ignored: demand and hand-off are the
-  // consuming step's, and copies of a source would each emit the whole range.
-  const StepOptions none;
-  if (options.max_demand != none.max_demand || options.min_demand || options.copies != none.copies || options.hand_off != none.hand_off) {
-    throw std::invalid_argument(
-        "a range source takes only name, buffer_size and buffer_keep: max_demand, min_demand and hand_off belong to the step "
-        "that consumes it, and copies of a source would each emit the whole range");
-  }
-  StageOptions stage_options;
-  stage_options.name = options.name.empty() ? "source" : options.name;
-  stage_options.buffer_size = options.buffer_size;
-  stage_options.buffer_keep = options.buffer_keep;
-  auto stage = system.spawn_held<Source>(std::move(stage_options), std::forward<R>(range));
+  auto stage = system.spawn_held<Source>(detail::source_stage_options(options), std::forward<R>(range));
   return detail::held_source<std::ranges::range_value_t<R>>(system, stage.handle());
 }
 
