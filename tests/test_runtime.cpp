@@ -19,9 +19,11 @@
 #include <future>
 #include <latch>
 #include <limits>
+#include <numeric>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 using namespace sluice;
 using namespace sluice::stages;
@@ -343,6 +345,14 @@ Task<std::int64_t> square_later(std::int64_t x) {
   co_return x * x;
 }
 
+// A CPU task that sleeps on a stream of its own: x squared by a coroutine task.
+std::int64_t square_in_nested_stream(std::int64_t x) {
+  std::vector<std::int64_t> one{x};
+  std::int64_t square = 0;
+  for (auto& result : async_stream(one, square_later, {.timeout = std::chrono::hours(1)})) square = result.value();
+  return square;
+}
+
 // Squares 1..4000 through Stage, in batches of 4 handed on at once, and checks the sum.
 template <class Stage>
 void check_squares_through() {
@@ -365,6 +375,24 @@ TEST_CASE("tasks of a stream iterated in a stage's callback run while the stage 
   // awake varies: without a stand-in, the CPU case hung in 6 of 8 runs.
   SUBCASE("CPU tasks") { check_squares_through<StreamsEachBatch<square_now>>(); }
   SUBCASE("coroutine tasks") { check_squares_through<StreamsEachBatch<square_later>>(); }
+  // The stage's stand-in runs a CPU task that sleeps on a stream in turn: that stream's
+  // resumptions need a stand-in of their own (with one stand-in in all, this hung in 5 of 5
+  // runs of a program doing the same).
+  SUBCASE("CPU tasks that each iterate a coroutine stream") {
+    check_squares_through<StreamsEachBatch<square_in_nested_stream>>();
+  }
+}
+
+TEST_CASE("coroutine streams nested in the CPU tasks of a stream on the main thread run: each thread asleep on one has a stand-in") {
+  // The main thread is no oneTBB worker, but the CPU tasks run on one (and on stand-ins), and
+  // each sleeps on its own stream in turn, up to four at once: with one stand-in in all, the
+  // resumptions of the streams found no thread (5 of 5 runs hung).
+  std::vector<std::int64_t> input(400);
+  std::iota(input.begin(), input.end(), std::int64_t{1});
+  std::int64_t sum = 0;
+  for (auto& result : async_stream(input, square_in_nested_stream, {.max_concurrency = 4, .timeout = std::chrono::hours(1)}))
+    sum += result.value();
+  CHECK(sum == std::int64_t{400} * 401 * 801 / 6);
 }
 
 // Polls `holds` until it does, for 10 s at most: the tests below fail rather than hang when a

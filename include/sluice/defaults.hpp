@@ -53,6 +53,12 @@ inline std::size_t async_max_concurrency() noexcept {
 }
 inline constexpr std::chrono::milliseconds async_timeout{5000};
 
+// The most threads that stand in, at once, for async_stream consumers asleep on oneTBB workers
+// (a stage's callback, a CPU task; README: "A stand-in for a consumer on a worker"), one each:
+// as many consumers as this can sleep there at once, streams nested in CPU tasks included,
+// before a task may wait for a worker oneTBB does not wake.
+inline constexpr std::size_t max_stand_ins = 64;
+
 // async_stream runs CPU tasks shorter than this (on average) on the consuming thread, since
 // handing a task to another core and its result back costs about this much.
 inline constexpr std::chrono::nanoseconds async_inline_task{1000};

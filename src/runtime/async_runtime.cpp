@@ -1,8 +1,10 @@
 #include <sluice/detail/actor.hpp>
 #include <sluice/detail/async_runtime.hpp>
+#include <sluice/defaults.hpp>
 #include <sluice/detail/blocking_pool.hpp>
 #include <sluice/task.hpp>
 
+#include <oneapi/tbb/info.h>
 #include <oneapi/tbb/task_arena.h>
 #include <oneapi/tbb/task_group.h>
 
@@ -14,10 +16,11 @@
 #include <stop_token>
 #include <thread>
 #include <utility>
+#include <vector>
 
 namespace sluice::detail {
 namespace {
-// True while this thread runs one of the runtime's CPU tasks (on a oneTBB worker, or the
+// True while this thread runs one of the runtime's CPU tasks (on a oneTBB worker, or a
 // stand-in).
 thread_local bool in_cpu_task = false;
 struct CpuTaskScope {
@@ -26,10 +29,19 @@ struct CpuTaskScope {
 };
 }  // namespace
 
+// A thread that stands in the arena for one sleeping lender at a time (AsyncRuntime::Lend).
+struct AsyncRuntime::StandIn {
+  std::condition_variable_any wake;
+  bool wanted = false;                               // guarded by lend_mutex: lent to a Lend
+  bool standing = false;                             // guarded by lend_mutex: woke to stand in
+  std::optional<oneapi::tbb::task_handle> end_wait;  // guarded by lend_mutex: while it waits
+  std::jthread thread;
+};
+
 struct AsyncRuntime::Impl {
   // The arena is initialised here, before another thread can reach it: oneTBB initialises
   // it lazily on first use, and max_concurrency() (cpu_slots) reads what that writes without
-  // synchronisation, so a first use on one thread (the stand-in's) raced a read on another.
+  // synchronisation, so a first use on one thread (a stand-in's) raced a read on another.
   Impl() { arena.initialize(); }
 
   // Sleeping coroutines are woken first (their resumptions go to the arena; a sleep begun from
@@ -45,56 +57,76 @@ struct AsyncRuntime::Impl {
       closed = true;
     }
     blocking.reset();
-    if (stand_in.joinable()) {
-      stand_in.request_stop();
-      end_stand_in_wait();
-      stand_in.join();
+    for (auto& stand_in : stand_ins) {
+      stand_in->thread.request_stop();
+      {
+        std::lock_guard lock(lend_mutex);
+        end_stand_in_wait(*stand_in);
+      }
+      stand_in->thread.join();
     }
     arena.execute([this] { group.wait(); });
   }
 
-  // Throws if the stand-in's thread cannot start; nothing is lent then.
-  void lend() {
+  // An idle stand-in, or a new one; none past defaults::max_stand_ins (nullptr). Throws if a
+  // new one's thread cannot start.
+  StandIn* lend() {
     std::lock_guard lock(lend_mutex);
-    if (lenders > 0) {
-      ++lenders;
-      return;
+    StandIn* stand_in = nullptr;
+    if (!idle_stand_ins.empty()) {
+      stand_in = idle_stand_ins.back();
+      idle_stand_ins.pop_back();
+    } else {
+      if (stand_ins.size() == defaults::max_stand_ins) return nullptr;
+      // Room first, so that nothing can throw once the thread runs (it would be joined while
+      // it waits for this lock), nor when it goes idle.
+      stand_ins.reserve(stand_ins.size() + 1);
+      idle_stand_ins.reserve(stand_ins.size() + 1);
+      auto fresh = std::make_unique<StandIn>();
+      fresh->thread = std::jthread([this, stand_in = fresh.get()](std::stop_token stop) { stand_in_loop(*stand_in, stop); });
+      stand_in = stand_ins.emplace_back(std::move(fresh)).get();
     }
-    if (!stand_in.joinable()) stand_in = std::jthread([this](std::stop_token stop) { stand_in_loop(stop); });
-    lenders = 1;
-    lenders_changed.notify_all();
+    stand_in->wanted = true;
+    stand_in->wake.notify_one();
+    return stand_in;
   }
-  void unlend() {
+  void unlend(StandIn& stand_in) {
     std::lock_guard lock(lend_mutex);
-    if (--lenders == 0) end_stand_in_wait_locked();
+    stand_in.wanted = false;
+    end_stand_in_wait(stand_in);
+    // Lent and given back before it woke: it is idle where it sleeps (once awake, it goes idle
+    // by itself).
+    if (!stand_in.standing) idle_stand_ins.push_back(&stand_in);
   }
-  void end_stand_in_wait() {
-    std::lock_guard lock(lend_mutex);
-    end_stand_in_wait_locked();
-  }
-  void end_stand_in_wait_locked() {
-    if (end_wait) {
-      arena.enqueue(std::move(*end_wait));
-      end_wait.reset();
+  // Under lend_mutex.
+  void end_stand_in_wait(StandIn& stand_in) {
+    if (stand_in.end_wait) {
+      arena.enqueue(std::move(*stand_in.end_wait));
+      stand_in.end_wait.reset();
     }
   }
-  // While anyone lends, the stand-in waits in the arena on a task that only end_stand_in_wait
-  // submits, running the arena's tasks meanwhile (as oneTBB runs them while a thread waits
-  // in task_group::wait); it fills the slot the arena keeps for a thread that joins.
-  void stand_in_loop(std::stop_token stop) {
+  // While wanted, the stand-in waits in the arena on a task that only unlend submits, running
+  // the arena's tasks meanwhile (as oneTBB runs them while a thread waits in task_group::wait),
+  // in a slot kept for it. It may sleep in one of them itself (a stream nested in a CPU task):
+  // it then lends too, and another stand-in takes its place. It is idle again, free to stand in
+  // for another, only once back here.
+  void stand_in_loop(StandIn& stand_in, std::stop_token stop) {
     std::unique_lock lock(lend_mutex);
-    while (lenders_changed.wait(lock, stop, [this] { return lenders > 0; }) && !stop.stop_requested()) {
+    while (stand_in.wake.wait(lock, stop, [&] { return stand_in.wanted; }) && !stop.stop_requested()) {
+      stand_in.standing = true;
       lock.unlock();
-      arena.execute([this, &stop] {
+      arena.execute([&] {
         oneapi::tbb::task_group until_ended;
         {
           std::lock_guard guard(lend_mutex);
-          if (lenders == 0 || stop.stop_requested()) return;  // shutdown ends no wait begun after it
-          end_wait.emplace(until_ended.defer([] {}));
+          if (!stand_in.wanted || stop.stop_requested()) return;  // shutdown ends no wait begun after it
+          stand_in.end_wait.emplace(until_ended.defer([] {}));
         }
         until_ended.wait();
       });
       lock.lock();
+      stand_in.standing = false;
+      if (!stand_in.wanted) idle_stand_ins.push_back(&stand_in);
     }
   }
 
@@ -103,7 +135,10 @@ struct AsyncRuntime::Impl {
     if (--outstanding == 0) idle.notify_all();
   }
 
-  oneapi::tbb::task_arena arena{};
+  // Slots for the stand-ins beyond those oneTBB's workers take: a stand-in that found none
+  // would only hand its wait to the arena as a task and sleep.
+  oneapi::tbb::task_arena arena{static_cast<int>(oneapi::tbb::info::default_concurrency() + defaults::max_stand_ins),
+                                static_cast<unsigned>(1 + defaults::max_stand_ins)};
   oneapi::tbb::task_group group;
   std::optional<BlockingPool> blocking{std::in_place};
   TimerService timers;
@@ -113,10 +148,8 @@ struct AsyncRuntime::Impl {
   bool closed = false;          // guarded by mutex: shut down, no task may start
 
   std::mutex lend_mutex;
-  std::condition_variable_any lenders_changed;
-  std::size_t lenders = 0;                         // guarded by lend_mutex
-  std::optional<oneapi::tbb::task_handle> end_wait;  // guarded by lend_mutex: the stand-in's, while it waits
-  std::jthread stand_in;                           // started at the first lend
+  std::vector<std::unique_ptr<StandIn>> stand_ins;  // guarded by lend_mutex: started as lenders came
+  std::vector<StandIn*> idle_stand_ins;              // guarded by lend_mutex
 };
 
 AsyncRuntime::AsyncRuntime() : impl_(std::make_unique<Impl>()) {}
@@ -159,21 +192,21 @@ void AsyncRuntime::run(TaskKind kind, std::function<void()> task) {
 
 TimerService& AsyncRuntime::timers() { return impl_->timers; }
 
-AsyncRuntime::Lend::Lend() noexcept : lent_(in_cpu_task || on_system_worker()) {
-  if (!lent_) return;
+AsyncRuntime::Lend::Lend() noexcept : stand_in_(nullptr) {
+  if (!in_cpu_task && !on_system_worker()) return;
   try {
-    instance().impl_->lend();
+    stand_in_ = instance().impl_->lend();
   } catch (...) {
-    lent_ = false;  // no thread to be had: the tasks wait for a worker, or for starvation
+    // No thread to be had: the tasks wait for a worker, or for starvation.
   }
 }
 
 AsyncRuntime::Lend::~Lend() {
-  if (lent_) instance().impl_->unlend();
+  if (stand_in_ != nullptr) instance().impl_->unlend(*stand_in_);
 }
 
 std::size_t AsyncRuntime::cpu_slots() const noexcept {
-  return static_cast<std::size_t>(std::max(1, impl_->arena.max_concurrency()));
+  return static_cast<std::size_t>(std::max(1, impl_->arena.max_concurrency() - static_cast<int>(defaults::max_stand_ins)));
 }
 
 void resume_after(std::chrono::nanoseconds delay, std::coroutine_handle<> waiting) {

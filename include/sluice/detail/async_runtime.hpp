@@ -21,12 +21,14 @@ class AsyncRuntime {
   // How many CPU tasks can run at once on the arena.
   std::size_t cpu_slots() const noexcept;
 
+  struct StandIn;
   // Held by a thread while it sleeps waiting on tasks (an async_stream's consumer). oneTBB
   // counts a worker asleep in a task as busy, and wakes no other in its place unless other work
   // in the process asks for one: on a System's worker, or in a CPU task, the arena's tasks
-  // (CPU tasks, coroutine resumptions) could wait for ever. So while any such thread sleeps, a
-  // thread of the runtime's own stands in for it in the arena, running them. Nothing is lent
-  // from other threads, which oneTBB does not count.
+  // (CPU tasks, coroutine resumptions) could wait for ever. So while such a thread sleeps, a
+  // thread of the runtime's own stands in for it in the arena, running them: one per sleeper,
+  // so that streams nested in CPU tasks each have one. Nothing is lent from other threads,
+  // which oneTBB does not count.
   class Lend {
    public:
     Lend() noexcept;
@@ -35,7 +37,7 @@ class AsyncRuntime {
     Lend& operator=(const Lend&) = delete;
 
    private:
-    bool lent_;
+    StandIn* stand_in_;
   };
 
   AsyncRuntime(const AsyncRuntime&) = delete;
