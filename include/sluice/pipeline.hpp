@@ -333,9 +333,7 @@ inline StageOptions source_stage_options(const StepOptions& options) {
 
 template <ProducerStage S, class... Args>
 Flow<typename S::out_type> from(System& system, Args&&... args) {
-  StageOptions options;
-  options.name = "source";
-  auto stage = system.spawn_held<S>(std::move(options), std::forward<Args>(args)...);
+  auto stage = system.spawn_held<S>(detail::source_stage_options({}), std::forward<Args>(args)...);
   return detail::held_source<typename S::out_type>(system, stage.handle());
 }
 
