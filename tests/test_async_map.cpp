@@ -17,6 +17,7 @@
 #include <numeric>
 #include <ranges>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -363,4 +364,56 @@ TEST_CASE("async_map: a task's timeout counts from when it begins to run, not fr
   REQUIRE(results.size() == 2);
   for (const auto& result : results) CHECK(result.ok());
   CHECK(values_of(consumer->batches) == std::vector<std::int64_t>{2, 4});
+}
+
+// Task.async_stream's timeout bounds the task's running time. A task that returned in time is
+// on time however late its stage reads the expiry: here the expiry is already in the stage's
+// mailbox, ahead of the result, and the stage reads it long after the deadline.
+TEST_CASE("async_map: a task that returned within its timeout is on time, even when the stage reads its expiry first") {
+  ManualScheduler scheduler(100);  // a slice reads all its stage's mail
+  System system(scheduler);
+  auto stage = system.spawn<detail::AsyncMapStage<std::int64_t, Doubler>>(
+      StageOptions{.name = "async_map"}, Doubler{}, AsyncOptions{.max_concurrency = 1, .timeout = 20ms});
+  auto consumer = system.spawn<test::RecordingConsumer<Result>>("consumer");
+  system.subscribe(consumer, stage);
+  scheduler.run_until_idle();
+  system.subscribe(stage, system.spawn<stages::NumberProducer>("numbers", std::int64_t{1}, std::int64_t{1}));
+  while (stage->running() < 1 && scheduler.run_once()) {
+  }
+  REQUIRE(stage->running() == 1);
+  // Only the task is queued: the stage, idle, is queued again only by what is posted to it.
+  REQUIRE(scheduler.ready() == 1);
+  // The first expiry fires (the task has not begun) and waits, unread, in the mailbox.
+  while (scheduler.ready() < 2) std::this_thread::sleep_for(1ms);
+  // The task alone runs now (every stage held), so its result queues behind the expiry.
+  scheduler.run_until_idle_except([](const detail::ActorCore&) { return true; });
+  std::this_thread::sleep_for(40ms);  // twice the timeout, before the stage reads either
+  system.wait();
+  REQUIRE(consumer->batches.size() == 1);
+  REQUIRE(consumer->batches[0].size() == 1);
+  CHECK(consumer->batches[0][0].ok());
+  CHECK(consumer->batches[0][0].value() == 2);
+}
+
+// The converse, as in async_stream: a result that comes after its deadline counts as a timeout,
+// whichever the stage reads first; the task has returned, so its place is free at once.
+TEST_CASE("async_map: a task that returned after its timeout yields exit(timeout) with kill_task, and holds no place") {
+  ManualScheduler scheduler;
+  System system(scheduler);
+  auto slow = [](std::int64_t x) {
+    std::this_thread::sleep_for(40ms);
+    return x;
+  };
+  auto stage = system.spawn<detail::AsyncMapStage<std::int64_t, decltype(slow)>>(
+      StageOptions{.name = "async_map"}, slow,
+      AsyncOptions{.max_concurrency = 1, .timeout = 20ms, .on_timeout = OnTimeout::kill_task});
+  system.subscribe(stage, system.spawn<stages::NumberProducer>("numbers", std::int64_t{1}, std::int64_t{2}));
+  auto consumer = system.spawn<test::RecordingConsumer<Result>>("consumer");
+  system.subscribe(consumer, stage);
+  system.wait();
+  std::vector<std::string> seen;
+  for (const auto& batch : consumer->batches)
+    for (const auto& result : batch) seen.push_back(result.ok() ? std::to_string(result.value()) : result.exit().reason);
+  CHECK(seen == std::vector<std::string>{"timeout", "timeout"});
+  CHECK(stage->running() == 0);
 }

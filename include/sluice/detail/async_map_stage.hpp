@@ -90,14 +90,22 @@ class AsyncMapStage final : public ProducerConsumer<In, Out> {
         if (timed_out_.erase(done->seq) == 0) return;
       } else {
         if (task->second.timer != 0) this->context().cancel_timer(task->second.timer);
-        settle(task, std::move(done->result));
+        // A result after the deadline counts as a timeout, as it would had the expiry come first.
+        if (done->late) {
+          time_out(task, true);
+        } else {
+          settle(task, std::move(done->result));
+        }
       }
     } else if (auto* expired = std::any_cast<Expired>(&message)) {
       auto task = running_.find(expired->seq);
       if (task == running_.end()) return;
+      // A task that has returned judged itself by its own clock, and its result is on its way
+      // behind this message: a busy stage reading the expiry late must not fail it.
+      if (task->second.clock->ended.load(std::memory_order_acquire)) return;
       // The timer was armed when the task was handed to a worker; its clock starts when it
       // begins to run. One still waiting for a worker, or begun since, gets the rest of its time.
-      const std::int64_t began = task->second.started->load(std::memory_order_acquire);
+      const std::int64_t began = task->second.clock->began.load(std::memory_order_acquire);
       const auto deadline = Clock::time_point(Clock::duration(began)) + options_.timeout;
       const auto now = Clock::now();
       if (began == 0 || deadline > now) {
@@ -105,15 +113,7 @@ class AsyncMapStage final : public ProducerConsumer<In, Out> {
         task->second.timer = this->context().send_after(rest, Expired{expired->seq});
         return;
       }
-      task->second.stop.request_stop();
-      if (options_.on_timeout == OnTimeout::exit) {
-        throw std::runtime_error("the task for event " + std::to_string(expired->seq - 1) + " timed out after " +
-                                 std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(options_.timeout).count()) +
-                                 " ms");
-      }
-      // Its place stays taken until it returns: Elixir kills the task before it starts another.
-      timed_out_.insert(task->first);
-      settle(task, Result::exited("timeout", true));
+      time_out(task, false);
     } else if (auto* error = std::any_cast<std::exception_ptr>(&message)) {
       // What a task's wrapper threw outside the task itself (its result could not be put into
       // the message): which task is unknown, so the stage fails with it.
@@ -144,17 +144,22 @@ class AsyncMapStage final : public ProducerConsumer<In, Out> {
   struct Done {
     std::uint64_t seq;
     Result result;
+    bool late = false;  // returned after its timeout, by its own clock
   };
   struct Expired {
     std::uint64_t seq;
   };
   using Clock = std::chrono::steady_clock;
+  // Set by the task, read by the stage.
+  struct TaskClock {
+    std::atomic<std::int64_t> began{0};  // clock ticks when it began to run, 0 before
+    std::atomic<bool> ended{false};      // it returned, and judged itself late or not
+  };
   struct Running {
     std::optional<In> input;  // for exit results, with zip_input_on_exit
     std::stop_source stop;
     std::uint64_t timer = 0;
-    // Clock ticks when the task began to run, 0 before: set by the task, read by the stage.
-    std::shared_ptr<std::atomic<std::int64_t>> started = std::make_shared<std::atomic<std::int64_t>>(0);
+    std::shared_ptr<TaskClock> clock = std::make_shared<TaskClock>();
   };
 
   std::size_t in_window() const noexcept { return running_.size() + ready_.size(); }
@@ -170,16 +175,33 @@ class AsyncMapStage final : public ProducerConsumer<In, Out> {
       }
       this->context().run_task(
           [fn = fn_, seq, element = std::move(queued_.front()), token = task.stop.get_token(),
-           started = task.started]() mutable -> std::any {
+           clock = task.clock, timeout = options_.timeout]() mutable -> std::any {
             // The stage stopped before this began: fn is not called (its result would be dropped).
             if (token.stop_requested()) return Done{seq, Result::exited("stopped")};
-            started->store(std::max<std::int64_t>(Clock::now().time_since_epoch().count(), 1), std::memory_order_release);
-            return Done{seq, invoke_task<Result>(*fn, std::move(element), std::move(token))};
+            const auto began = Clock::now();
+            clock->began.store(std::max<std::int64_t>(began.time_since_epoch().count(), 1), std::memory_order_release);
+            Result result = invoke_task<Result>(*fn, std::move(element), std::move(token));
+            const bool late = timeout != infinite_timeout && Clock::now() - began > timeout;
+            clock->ended.store(true, std::memory_order_release);
+            return Done{seq, std::move(result), late};
           },
           options_.kind);
       queued_.pop_front();
       if (options_.timeout != infinite_timeout) task.timer = this->context().send_after(options_.timeout, Expired{seq});
     }
+  }
+
+  // A task past its timeout fails the stage (on_timeout exit), or yields exit("timeout").
+  void time_out(typename std::map<std::uint64_t, Running>::iterator task, bool returned) {
+    task->second.stop.request_stop();
+    if (options_.on_timeout == OnTimeout::exit) {
+      throw std::runtime_error("the task for event " + std::to_string(task->first - 1) + " timed out after " +
+                               std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(options_.timeout).count()) +
+                               " ms");
+    }
+    // Its place stays taken until it returns: Elixir kills the task before it starts another.
+    if (!returned) timed_out_.insert(task->first);
+    settle(task, Result::exited("timeout", true));
   }
 
   void settle(typename std::map<std::uint64_t, Running>::iterator task, Result&& result) {
