@@ -347,7 +347,7 @@ TEST_CASE("async_map: a task's timeout counts from when it begins to run, not fr
   ManualScheduler scheduler;
   System system(scheduler);
   auto stage = system.spawn<detail::AsyncMapStage<std::int64_t, Doubler>>(
-      StageOptions{.name = "async_map"}, Doubler{}, AsyncOptions{.max_concurrency = 2, .timeout = 20ms});
+      StageOptions{.name = "async_map"}, Doubler{}, AsyncOptions{.max_concurrency = 2, .timeout = 200ms});
   auto source = system.spawn<stages::NumberProducer>("numbers", std::int64_t{1}, std::int64_t{2});
   system.subscribe(stage, source);
   auto consumer = system.spawn<test::RecordingConsumer<Result>>("consumer");
@@ -357,7 +357,7 @@ TEST_CASE("async_map: a task's timeout counts from when it begins to run, not fr
   REQUIRE(stage->running() == 2);  // both tasks handed over, neither run yet
   // The clock is the behaviour under test here: the tasks wait three timeouts for a worker.
   // With the fix the outcome holds however late the timers fire.
-  std::this_thread::sleep_for(60ms);
+  std::this_thread::sleep_for(600ms);
   system.wait();
   std::vector<Result> results;
   for (const auto& batch : consumer->batches) results.insert(results.end(), batch.begin(), batch.end());
@@ -373,7 +373,7 @@ TEST_CASE("async_map: a task that returned within its timeout is on time, even w
   ManualScheduler scheduler(100);  // a slice reads all its stage's mail
   System system(scheduler);
   auto stage = system.spawn<detail::AsyncMapStage<std::int64_t, Doubler>>(
-      StageOptions{.name = "async_map"}, Doubler{}, AsyncOptions{.max_concurrency = 1, .timeout = 20ms});
+      StageOptions{.name = "async_map"}, Doubler{}, AsyncOptions{.max_concurrency = 1, .timeout = 200ms});
   auto consumer = system.spawn<test::RecordingConsumer<Result>>("consumer");
   system.subscribe(consumer, stage);
   scheduler.run_until_idle();
@@ -387,7 +387,7 @@ TEST_CASE("async_map: a task that returned within its timeout is on time, even w
   while (scheduler.ready() < 2) std::this_thread::sleep_for(1ms);
   // The task alone runs now (every stage held), so its result queues behind the expiry.
   scheduler.run_until_idle_except([](const detail::ActorCore&) { return true; });
-  std::this_thread::sleep_for(40ms);  // twice the timeout, before the stage reads either
+  std::this_thread::sleep_for(400ms);  // twice the timeout, before the stage reads either
   system.wait();
   REQUIRE(consumer->batches.size() == 1);
   REQUIRE(consumer->batches[0].size() == 1);

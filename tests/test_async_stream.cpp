@@ -143,12 +143,14 @@ TEST_CASE("timeout with on_timeout = exit (the default): the consumer gets an er
     sleep_unless_stopped(ms, stop);
     return ms;
   };
-  auto stream = async_stream(std::vector<std::int64_t>{1, 200, 3}, task,
-                             {.max_concurrency = 3, .timeout = 100ms, .kind = TaskKind::blocking});
+  // Element 1 ends only when stopped; the others return within milliseconds, far inside the
+  // timeout however loaded the machine.
+  auto stream = async_stream(std::vector<std::int64_t>{1, 60'000, 3}, task,
+                             {.max_concurrency = 3, .timeout = 1s, .kind = TaskKind::blocking});
   auto it = stream.begin();
   REQUIRE(it != stream.end());
   CHECK(it->value() == 1);
-  CHECK_THROWS_WITH_AS(++it, "async_stream: the task for element 1 timed out after 100 ms", TaskTimeout);
+  CHECK_THROWS_WITH_AS(++it, "async_stream: the task for element 1 timed out after 1000 ms", TaskTimeout);
   CHECK(it == stream.end());  // the stream is over: its other tasks were stopped
 }
 
@@ -160,15 +162,16 @@ TEST_CASE("timeout with on_timeout = exit, unordered: the error names the elemen
   std::vector<std::int64_t> got;
   std::string error;
   try {
-    for (auto& result : async_stream(std::vector<std::int64_t>{1, 200, 3}, task,
-                                     {.max_concurrency = 3, .ordered = false, .timeout = 100ms, .kind = TaskKind::blocking}))
+    // As above: element 1 ends only when stopped.
+    for (auto& result : async_stream(std::vector<std::int64_t>{1, 60'000, 3}, task,
+                                     {.max_concurrency = 3, .ordered = false, .timeout = 1s, .kind = TaskKind::blocking}))
       got.push_back(result.value());
   } catch (const TaskTimeout& e) {
     error = e.what();
   }
   std::sort(got.begin(), got.end());
   CHECK(got == std::vector<std::int64_t>{1, 3});
-  CHECK(error == "async_stream: the task for element 1 timed out after 100 ms");
+  CHECK(error == "async_stream: the task for element 1 timed out after 1000 ms");
 }
 
 TEST_CASE("timeout = infinite_timeout: a slow task is waited for") {
@@ -457,7 +460,8 @@ TEST_CASE("coroutine tasks: 10,000 wait at once, each holding no thread") {
                                      co_await sleep_for(50ms);
                                      co_return x;
                                    },
-                                   {.max_concurrency = 10'000, .ordered = false})) {
+                                   // Timed, but far beyond what a sanitizer build on a loaded machine takes.
+                                   {.max_concurrency = 10'000, .ordered = false, .timeout = 60s})) {
     sum += result.value();
     ++count;
   }
@@ -471,12 +475,13 @@ TEST_CASE("coroutine tasks time out like any other, and see their stop token") {
   std::atomic<bool> late_task_saw_stop{false};
   auto task = [&late_task_saw_stop](std::int64_t ms, std::stop_token stop) -> Task<bool> {
     co_await sleep_for(std::chrono::milliseconds(ms));
-    if (ms == 300) late_task_saw_stop = stop.stop_requested();
+    if (ms == 1000) late_task_saw_stop = stop.stop_requested();
     co_return stop.stop_requested();
   };
   std::vector<std::string> seen;
-  for (auto& result : async_stream(std::vector<std::int64_t>{1, 300}, task,
-                                   {.timeout = 100ms, .on_timeout = OnTimeout::kill_task}))
+  // Margins for a loaded machine: 1 ms against 300 ms, and 700 ms for the stop to come first.
+  for (auto& result : async_stream(std::vector<std::int64_t>{1, 1000}, task,
+                                   {.timeout = 300ms, .on_timeout = OnTimeout::kill_task}))
     seen.push_back(result.ok() ? (result.value() ? "ok, stopped" : "ok") : result.exit().reason);
   CHECK(seen == std::vector<std::string>{"ok", "timeout"});
   CHECK(late_task_saw_stop);

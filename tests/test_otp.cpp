@@ -394,10 +394,11 @@ TEST_CASE("GenServer: send_after delivers an info message later; a cancelled tim
   system.start();
   // "last" is set after the others and for longer: its deadline is the latest however long the
   // test's thread takes between them.
-  const auto cancelled = system.send_after(waiter.core(), 100ms, std::string("never"));
+  // A second leaves room for a loaded machine (the first timer starts the timer's thread).
+  const auto cancelled = system.send_after(waiter.core(), 1s, std::string("never"));
   CHECK(system.cancel_timer(cancelled));  // long before its deadline
   system.send_after(waiter, 1ms, std::string("first"));
-  system.send_after(waiter, 110ms, std::string("last"));  // due after "never" would have been
+  system.send_after(waiter, 1010ms, std::string("last"));  // due after "never" would have been
   REQUIRE(last_arrived.try_acquire_for(10s));
   CHECK(std::any_cast<std::vector<std::string>>(system.call(waiter, 0)) == std::vector<std::string>{"first", "last"});
   system.stop();
