@@ -46,6 +46,7 @@ const bool registered = [] {
   };
   add_cpu("loop", plain_loop);
   add_cpu("sluice/async_stream", [](std::int64_t m) { return sluice_cpu(m, cores); });
+  add_cpu("sluice/async_stream/in_stage", [](std::int64_t m) { return sluice_cpu(m, cores, true); });
   add_cpu("tbb_parallel_for", tbb_parallel_for);
   add_cpu("tbb_pipeline/tokens_cores", [](std::int64_t m) { return tbb_pipeline(m, cores); });
 
@@ -59,6 +60,7 @@ const bool registered = [] {
   // (b) M = 2000 sleeps of 10 ms, 100 at a time: ideal 200 ms.
   add_sleep("W2b/sluice/blocking", 2000, 200ms, [] { return sluice_blocking_sleep(2000, 100, 10ms); });
   add_sleep("W2b/sluice/coroutine", 2000, 200ms, [] { return sluice_coroutine_sleep(2000, 100, 10ms); });
+  add_sleep("W2b/sluice/coroutine/in_stage", 2000, 200ms, [] { return sluice_coroutine_sleep(2000, 100, 10ms, true); });
   add_sleep("W2b/std_thread_pool_100", 2000, 200ms, [] { return thread_pool_sleep(2000, 100, 10ms); });
   // (c) 100,000 coroutines waiting 100 ms, all at once: ideal 100 ms. Peak RSS: sluice_rss.
   add_sleep("W2c/sluice/coroutine_100k", 100'000, 100ms, [] { return sluice_coroutine_sleep(100'000, 100'000, 100ms); });
