@@ -228,7 +228,7 @@ TEST_CASE("async_map: on_timeout = kill_task keeps a timed-out task's place unti
   };
   std::vector<std::string> seen;
   from(system, std::views::iota(std::int64_t{0}, std::int64_t{4})) |
-      async_map(task, {.max_concurrency = 2, .timeout = 100ms, .on_timeout = OnTimeout::kill_task, .kind = TaskKind::blocking}) |
+      async_map(task, {.max_concurrency = 2, .timeout = 500ms, .on_timeout = OnTimeout::kill_task, .kind = TaskKind::blocking}) |
       each([&](const Result& result) {
         seen.push_back(result.ok() ? std::to_string(result.value()) : result.exit().reason);
         if (seen.size() == 2) {

@@ -90,7 +90,8 @@ bool sleep_unless_stopped(std::int64_t ms, std::stop_token stop) {
 TEST_CASE("timeout with on_timeout = kill_task: the late element yields exit(timeout), the stream goes on") {
   // Task.async_stream's documented case: 1, 200, 3 with a 100 ms timeout. Here 200 runs until
   // asked to stop (the bound is for a failing run), so it is late however late the timeout
-  // fires; 1 and 3 return at once, far within it.
+  // fires; 1 and 3 return at once, far within it: 500 ms, as a thread of a loaded sanitizer
+  // run may wait tens of milliseconds between a task's start and its return.
   std::atomic<bool> stop_seen{false};
   std::latch late_task_done(1);
   auto task = [&](std::int64_t ms, std::stop_token stop) {
@@ -102,7 +103,7 @@ TEST_CASE("timeout with on_timeout = kill_task: the late element yields exit(tim
   };
   std::vector<std::string> seen;
   for (auto& result : async_stream(std::vector<std::int64_t>{1, 200, 3}, task,
-                                   {.max_concurrency = 3, .timeout = 100ms, .on_timeout = OnTimeout::kill_task,
+                                   {.max_concurrency = 3, .timeout = 500ms, .on_timeout = OnTimeout::kill_task,
                                     .kind = TaskKind::blocking})) {
     seen.push_back(result.ok() ? "ok(" + std::to_string(result.value()) + ")" : "exit(" + result.exit().reason + ")");
     if (!result.ok()) CHECK(result.exit().timed_out);
@@ -123,7 +124,7 @@ TEST_CASE("on_timeout = kill_task: a timed-out task still running keeps its plac
   };
   // 2 to 5 return at once: a timeout far beyond that keeps them on time on a loaded machine.
   auto stream = async_stream(std::views::iota(0, 6), task,
-                             {.max_concurrency = 2, .timeout = 100ms, .on_timeout = OnTimeout::kill_task,
+                             {.max_concurrency = 2, .timeout = 500ms, .on_timeout = OnTimeout::kill_task,
                               .kind = TaskKind::blocking});
   auto it = stream.begin();
   REQUIRE(it != stream.end());
@@ -520,7 +521,7 @@ TEST_CASE("a stop callback that resumes its task at once runs outside the stream
   };
   std::vector<std::string> seen;
   for (auto& result : async_stream(std::vector<std::int64_t>{1, 2}, task,
-                                   {.timeout = 50ms, .on_timeout = OnTimeout::kill_task}))
+                                   {.timeout = 500ms, .on_timeout = OnTimeout::kill_task}))
     seen.push_back(result.ok() ? std::to_string(result.value()) : result.exit().reason);
   CHECK(seen == std::vector<std::string>{"timeout", "2"});
 }
@@ -588,12 +589,15 @@ TEST_CASE("coroutine tasks may take their element by reference") {
 
 // The iterating thread may itself be the worker that CPU tasks wait for (a stream iterated
 // inside another stream's task): with a timeout it runs no unmeasured task itself, so a task no
-// worker takes for a whole timeout goes to a blocking thread instead of waiting for good.
+// worker takes for a whole timeout goes to a blocking thread instead of waiting for good. The
+// inner tasks return at once, and must be on time: their timeout is 2 s, as a loaded sanitizer
+// run may preempt a thread for tens of milliseconds between a task's start and its return (at
+// 20 ms, two CI-like TSan runs in three failed).
 TEST_CASE("streams nested in CPU tasks still run their tasks when every worker iterates one") {
   auto inner_sum = [](std::int64_t x) {
     std::int64_t sum = x;
     for (auto& result : async_stream(std::views::iota(std::int64_t{0}, std::int64_t{3}), [](std::int64_t y) { return y; },
-                                     {.max_concurrency = 1, .timeout = 20ms}))
+                                     {.max_concurrency = 1, .timeout = 2s}))
       sum += result.value();
     return sum;
   };
