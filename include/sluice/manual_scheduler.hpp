@@ -26,7 +26,7 @@ class ManualScheduler final : public Scheduler {
 
   // Other threads may schedule too (the timer thread, a thread of the test's own): the queue
   // is locked, while the slices themselves run only on the test's thread.
-  void schedule(detail::ActorCore& actor) override { enqueue({&actor, {}}); }
+  void schedule(detail::ActorCore& actor) noexcept override { enqueue({&actor, {}}); }
   // Tasks queue with the stages, and run one per step in the same FIFO order.
   void run_task(std::function<void()> task) override { enqueue({nullptr, std::move(task)}); }
   void run_blocking(std::function<void()> task) override { run_task(std::move(task)); }

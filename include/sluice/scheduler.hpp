@@ -16,7 +16,10 @@ class Scheduler {
  public:
   virtual ~Scheduler() = default;
   // `actor` went from idle to having messages: run slices of it until it reports no more work.
-  virtual void schedule(detail::ActorCore& actor) = 0;
+  // It cannot fail: the actor's mailbox already counts it as scheduled, so one that was not
+  // queued would never run again. A scheduler that cannot queue it (out of memory) ends the
+  // process, as the BEAM does when it runs out of memory.
+  virtual void schedule(detail::ActorCore& actor) noexcept = 0;
   // Stages scheduled before start() run only from then on, so that a whole graph can be wired
   // before the first event flows. A scheduler that runs only when stepped needs no gate.
   virtual void start() {}

@@ -234,7 +234,7 @@ class TbbScheduler final : public Scheduler {
     for (auto& task : held_tasks) enqueue(std::move(task));
   }
 
-  void schedule(ActorCore& actor) override {
+  void schedule(ActorCore& actor) noexcept override {
     if (!started_.load(std::memory_order_acquire) && hold(actor)) return;
     if (current_scheduler != this) {
       enqueue_run(actor);
@@ -249,7 +249,6 @@ class TbbScheduler final : public Scheduler {
   // takes it. Stages in its wake queue need nothing: the queue's helper takes them once they
   // have waited, as it would behind any long slice.
   void release_run_next() {
-    // Cleared only once queued: if queuing throws, the stage still runs after this slice.
     if (run_next != nullptr) {
       enqueue_run(*run_next);
       run_next = nullptr;

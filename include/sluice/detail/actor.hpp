@@ -347,7 +347,6 @@ inline void KeptTurns::let_go() {
       ++next;
       continue;
     }
-    // Out of the list before it is let go: if scheduling it throws, it is not let go twice.
     stages_[next] = stages_[--count_];
     stage->let_go_turn();
   }

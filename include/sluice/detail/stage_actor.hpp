@@ -102,10 +102,9 @@ class StageActor final : public ActorCore, public Inlet<typename input_of<S>::ty
       // beneath the sender (sending to itself).
       const bool kept_idle = held_here && asks_beneath_.empty() && mailbox_.quiet() && !runs_beneath_caller(*this);
       if (kept_idle || (!held_here && mailbox_.try_claim())) {
-        // Whatever the stage did with them (it may have stopped meanwhile, or scheduling it
-        // may throw), the events were delivered: the producer's vector is emptied, and it is all
-        // that is touched after the run (the stage may have gone idle, to run elsewhere or be
-        // freed).
+        // Whatever the stage did with them (it may have stopped meanwhile), the events were
+        // delivered: the producer's vector is emptied, and it is all that is touched after the
+        // run (the stage may have gone idle, to run elsewhere or be freed).
         struct EmptiedAfter {
           Batch<In>& events;
           ~EmptiedAfter() { events.clear(); }
